@@ -1,0 +1,34 @@
+"""TE integer exponentials; spec: :mod:`intvit.topi.intexp_ref`."""
+
+from __future__ import annotations
+
+from tvm import tirx
+
+from intvit.topi.intops import const, dtype_of
+
+
+def shift_exp(x: tirx.PrimExpr, x0: int, n: int, max_shift: int | None = None) -> tirx.PrimExpr:
+    """I-ViT ShiftExp of one element; see :func:`intvit.topi.intexp_ref.shift_exp`."""
+    dtype = dtype_of(x)
+    c = lambda v: const(v, dtype)  # noqa: E731
+    x = x + (x >> c(1)) - (x >> c(4))
+    x = tirx.max(x, c(n * x0))
+    q = tirx.floordiv(x, c(x0))
+    r = x - c(x0) * q
+    shift = c(n) - q
+    if max_shift is not None:
+        shift = tirx.min(shift, c(max_shift))
+    out = ((r - c(2 * x0)) << shift) >> c(1)
+    if max_shift is not None and dtype == "int64":
+        out = tirx.min(out, c(2**31 - 1))
+    return tirx.max(out, c(0))
+
+
+def poly_exp_terms(x: tirx.PrimExpr, x0: int, b_int: int, c_int: int, n: int):
+    """I-BERT range reduction and polynomial; returns ``(z, q)``."""
+    dtype = dtype_of(x)
+    c = lambda v: const(v, dtype)  # noqa: E731
+    x = tirx.max(x, c(n * x0))
+    q = tirx.floordiv(x, c(x0))
+    r = x - c(x0) * q
+    return r * (r + c(b_int)) + c(c_int), q

@@ -1,0 +1,80 @@
+"""TE compute of dyadic requantization; spec: :func:`intvit.topi.requantize_ref.requantize_ref`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import te, tirx
+
+from intvit.topi.intops import clamp, const, shift_right_round
+from intvit.topi.requantize_params import RequantParams
+
+
+@dataclass
+class ChannelTables:
+    """Per-channel ``m``, ``s``, ``bias`` as kernel inputs (placeholders and their values).
+
+    A compiled kernel with per-channel constants takes these tensors after its data inputs,
+    in the order of :attr:`tensors`; :meth:`arrays` gives the matching NumPy values.
+    """
+
+    m: te.Tensor
+    s: te.Tensor
+    bias: te.Tensor
+    params: RequantParams
+
+    @classmethod
+    def create(cls, params: RequantParams, name: str) -> ChannelTables:
+        dtype = f"int{params.product_bits}"
+        n = params.channels
+        return cls(
+            m=te.placeholder((n,), dtype, name=f"{name}_m"),
+            s=te.placeholder((n,), dtype, name=f"{name}_s"),
+            bias=te.placeholder((n,), dtype, name=f"{name}_bias"),
+            params=params,
+        )
+
+    @property
+    def tensors(self) -> list[te.Tensor]:
+        return [self.m, self.s, self.bias]
+
+    def arrays(self) -> list[np.ndarray]:
+        n = self.params.channels
+        dtype = f"int{self.params.product_bits}"
+        return [np.broadcast_to(a, (n,)).astype(dtype) for a in self.params.arrays()]
+
+
+def requantize_expr(
+    x: tirx.PrimExpr,
+    channel: tirx.PrimExpr,
+    params: RequantParams,
+    tables: ChannelTables | None = None,
+) -> tirx.PrimExpr:
+    """The requantization of one element ``x`` of output channel ``channel``."""
+    dtype = f"int{params.product_bits}"
+    v = shift_right_round(x.astype(dtype), params.p, dtype)
+    lo, hi = params.out_range
+    if tables is None:
+        if params.channels != 1:
+            raise ValueError("per-channel requantize parameters need ChannelTables")
+        y = shift_right_round(v * const(params.m[0], dtype), params.s[0], dtype)
+        y = y + const(params.bias[0], dtype)
+    else:
+        s = tables.s[channel]
+        one = const(1, dtype)
+        half = tirx.Select(s > 0, one << tirx.max(s - one, const(0, dtype)), const(0, dtype))
+        y = ((v * tables.m[channel] + half) >> s) + tables.bias[channel]
+    return clamp(y, lo, hi).astype(params.out_dtype)
+
+
+def requantize(
+    q: te.Tensor, params: RequantParams, name: str = "requantize"
+) -> tuple[te.Tensor, ChannelTables | None]:
+    """Requantize ``q`` (int8/int16/int32) to ``params.out_dtype``; constants per last axis.
+
+    Returns the output and, for per-channel parameters, the tables the kernel takes as inputs.
+    """
+    tables = ChannelTables.create(params, name) if params.channels > 1 else None
+    out = te.compute(q.shape, lambda *i: requantize_expr(q(*i), i[-1], params, tables), name=name)
+    return out, tables

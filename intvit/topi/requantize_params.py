@@ -1,0 +1,97 @@
+"""Constants of a dyadic requantization, computed once from float scales."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from intvit.topi.contract import check_choice, check_int_range
+from intvit.topi.dyadic import Dyadic
+
+#: Output integer ranges by dtype.
+DTYPE_RANGE = {
+    "int8": (-128, 127),
+    "uint8": (0, 255),
+    "int16": (-(2**15), 2**15 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+}
+
+
+@dataclass(frozen=True)
+class RequantParams:
+    """``out = clamp(((q >> p, rounded) * m + 2**(s-1)) >> s) + bias, lo, hi)``.
+
+    ``m``, ``s`` and ``bias`` are per output channel (last axis) or length-1 (per tensor).
+    ``product_bits=64`` multiplies in int64 (``p = 0``, ``m`` up to 31 bits);
+    ``product_bits=32`` is the int32-only split-shift form: the input is pre-shifted by ``p``
+    so that ``|q >> p| * |m| + 2**(s-1) < 2**31`` for every input with ``|q| <= 2**in_bits``.
+    """
+
+    m: tuple[int, ...]
+    s: tuple[int, ...]
+    p: int
+    product_bits: int
+    in_bits: int
+    out_dtype: str
+    bias: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        check_choice("product_bits", self.product_bits, (32, 64))
+        check_choice("out_dtype", self.out_dtype, tuple(DTYPE_RANGE))
+        check_int_range("in_bits", self.in_bits, 0, 46 if self.product_bits == 64 else 30)
+        if len(self.m) != len(self.s):
+            raise ValueError("m and s must have the same length (one per channel)")
+
+    @property
+    def out_range(self) -> tuple[int, int]:
+        return DTYPE_RANGE[self.out_dtype]
+
+    @property
+    def channels(self) -> int:
+        return max(len(self.m), len(self.bias))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            np.asarray(self.m, dtype=np.int64),
+            np.asarray(self.s, dtype=np.int64),
+            np.asarray(self.bias, dtype=np.int64),
+        )
+
+    @classmethod
+    def make(
+        cls,
+        ratio: float | Sequence[float],
+        in_bits: int,
+        out_dtype: str = "int8",
+        product_bits: int = 64,
+        bias: Sequence[int] | int = 0,
+    ) -> RequantParams:
+        """Requantize by ``ratio`` (``S_in / S_out``, scalar or per channel).
+
+        ``in_bits``: the input's magnitude bound, ``|q| <= 2**in_bits`` (7 for int8).
+        """
+        check_choice("product_bits", product_bits, (32, 64))
+        ratios = [float(r) for r in np.atleast_1d(np.asarray(ratio, dtype=np.float64))]
+        if product_bits == 64:
+            check_int_range("in_bits", in_bits, 0, 46)
+            p, m_bits, max_shift = 0, min(32, 62 - in_bits), 62
+        else:
+            check_int_range("in_bits", in_bits, 0, 30)
+            # Budget: (in_bits - p) + (m_bits - 1) <= 29 keeps product + rounding below 2**31.
+            p = max(0, in_bits - 15)
+            m_bits, max_shift = 30 - (in_bits - p), 30
+        dyadics = [
+            Dyadic.from_float(r * 2.0**p, m_bits=m_bits, max_shift=max_shift) for r in ratios
+        ]
+        biases = tuple(int(b) for b in np.atleast_1d(np.asarray(bias, dtype=np.int64)))
+        return cls(
+            m=tuple(d.m for d in dyadics),
+            s=tuple(d.s for d in dyadics),
+            p=p,
+            product_bits=product_bits,
+            in_bits=in_bits,
+            out_dtype=out_dtype,
+            bias=biases,
+        )

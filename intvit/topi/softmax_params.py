@@ -1,0 +1,209 @@
+"""Compile-time constants of the integer softmax variants, from the input's float scale.
+
+Every variant takes ``q`` (int8/int16/int32, real value ``q * scale``) and reduces over the
+last axis; the output is a probability at ``out_scale`` in ``[0, out_max]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from intvit.topi.contract import check_choice, check_fits, check_int_range, check_scale
+from intvit.topi.dyadic import Dyadic, bit_length
+
+SOFTMAX_VARIANTS = ("ibert", "shiftmax", "edge")
+
+# I-BERT's polynomial (authors' code): 0.35815147 * (r**2 + (0.96963238/0.35815147) r + 1/0.35815147)
+IBERT_EXP_A = 0.35815147
+IBERT_EXP_B = 0.96963238 / 0.35815147
+IBERT_EXP_C = 1.0 / 0.35815147
+IBERT_LN2 = -0.6931
+
+
+def _out_dtype(out_max: int) -> str:
+    return "uint8" if out_max <= 255 else "int32"
+
+
+@dataclass(frozen=True)
+class ShiftmaxParams:
+    """I-ViT Shiftmax (PyTorch ``IntSoftmax``): ``x0 = floor(-1/S)``, ``n = 15``.
+
+    Output ``floor(exp * floor((2**31-1)/sum) / 2**(31-out_bits+1))`` at scale
+    ``2**-(out_bits-1)``, in ``[0, 2**(out_bits-1)]``. Exact in int64; int32 overflows when
+    ``sum(exp)`` passes ``2**31`` (wide inputs: ``-x0 * 2**15 * row_len >= 2**31``).
+    """
+
+    scale: float
+    x0: int
+    n: int
+    out_bits: int
+    acc_bits: int
+
+    variant = "shiftmax"
+
+    @classmethod
+    def from_scale(cls, scale: float, out_bits: int = 8, n: int = 15, acc_bits: int = 64):
+        check_scale("scale", scale)
+        check_int_range("out_bits", out_bits, 2, 16)
+        check_int_range("n", n, 1, 30)
+        check_choice("acc_bits", acc_bits, (32, 64))
+        x0 = math.floor(-1.0 / scale)
+        check_fits("x0 * n * 2", 2 * n * x0, 32)
+        return cls(scale, x0, n, out_bits, acc_bits)
+
+    @property
+    def out_scale(self) -> float:
+        return 2.0 ** -(self.out_bits - 1)
+
+    @property
+    def out_max(self) -> int:
+        return 2 ** (self.out_bits - 1)
+
+    @property
+    def out_dtype(self) -> str:
+        return _out_dtype(self.out_max)
+
+
+@dataclass(frozen=True)
+class IBertSoftmaxParams:
+    """I-BERT softmax as in the authors' code: polynomial exp, ``n = 30``, exps requantized to
+    16 bits (``m16 / 2**s16``), output ``floor(exp16 * floor(2**32/sum) / 2**(32-out_bits))``
+    at scale ``2**-out_bits``. The exact output reaches ``2**out_bits`` for a one-hot row; it is
+    clamped to ``2**out_bits - 1`` so that 8-bit probabilities fit uint8 (a departure).
+    Needs int64: ``z << (30 - q)`` and the constant ``2**32`` do not fit int32.
+    """
+
+    scale: float
+    x0: int
+    b_int: int
+    c_int: int
+    n: int
+    m16: int
+    s16: int
+    out_bits: int
+    acc_bits: int
+
+    variant = "ibert"
+
+    @classmethod
+    def from_scale(cls, scale: float, out_bits: int = 8, n: int = 30, acc_bits: int = 64):
+        check_scale("scale", scale)
+        check_int_range("out_bits", out_bits, 2, 16)
+        check_int_range("n", n, 1, 30)
+        check_choice("acc_bits", acc_bits, (32, 64))
+        x0 = math.floor(IBERT_LN2 / scale)
+        b_int = math.floor(IBERT_EXP_B / scale)
+        c_int = math.floor(IBERT_EXP_C / scale**2)
+        check_fits("c_int", c_int, 32)
+        exp_max_bits = bit_length(c_int) + n
+        if exp_max_bits > 52:
+            raise ValueError(f"scale={scale!r} is too small for I-BERT softmax with n={n}")
+        # exp (scale A*S^2/2^n, max c_int * 2^n) -> 16 bits: the max maps to 2**15 - 1.
+        ratio = (2**15 - 1) / (c_int * 2.0**n)
+        dy = Dyadic.from_float(ratio, m_bits=62 - exp_max_bits)
+        return cls(scale, x0, b_int, c_int, n, dy.m, dy.s, out_bits, acc_bits)
+
+    @property
+    def out_scale(self) -> float:
+        return 2.0**-self.out_bits
+
+    @property
+    def out_max(self) -> int:
+        return 2**self.out_bits - 1
+
+    @property
+    def out_dtype(self) -> str:
+        return _out_dtype(self.out_max)
+
+
+@dataclass(frozen=True)
+class EdgeSoftmaxParams:
+    """Int32-safe softmax (seed 001): I-BERT's polynomial exp with right shifts only, the exps
+    requantized to ``B = 31 - m_star`` bits, and a row reciprocal:
+
+    ``e = (z >> e_shift or z << -e_shift) >> q`` in ``[0, 2**B]``; ``sum <= row_len * 2**B
+    < 2**31``; ``out = round(e * floor((2**31-1)/sum) / 2**(31-out_bits))`` clamped to
+    ``2**out_bits - 1``, at scale ``2**-out_bits``. ``m_star`` trades exp resolution (small
+    ``m_star``) against reciprocal resolution (large); it is chosen by
+    :mod:`intvit.topi.softmax_mstar`. Inputs too fine for int32 (``c_int >= 2**31``) are
+    pre-shifted right by ``p`` bits (scale ``S * 2**p``).
+    """
+
+    scale: float
+    p: int
+    x0: int
+    b_int: int
+    c_int: int
+    e_shift: int
+    m_star: int
+    row_len: int
+    out_bits: int
+    acc_bits: int = 32
+
+    variant = "edge"
+
+    @property
+    def exp_bits(self) -> int:
+        return 31 - self.m_star
+
+    @staticmethod
+    def m_star_range(row_len: int, out_bits: int = 8) -> tuple[int, int]:
+        """Admissible ``m_star``: the sum must fit int32, and exps keep ``out_bits + 1`` bits."""
+        return bit_length(row_len), 30 - out_bits
+
+    @classmethod
+    def from_scale(
+        cls,
+        scale: float,
+        row_len: int,
+        out_bits: int = 8,
+        m_star: int | None = None,
+        acc_bits: int = 32,
+    ):
+        check_scale("scale", scale)
+        check_int_range("row_len", row_len, 1, 2**20)
+        check_int_range("out_bits", out_bits, 2, 16)
+        check_choice("acc_bits", acc_bits, (32, 64))
+        lo, hi = cls.m_star_range(row_len, out_bits)
+        if lo > hi:
+            raise ValueError(f"row_len={row_len} is too long for an int32-safe softmax")
+        if m_star is None:
+            m_star = lo + (hi - lo) // 2
+        check_int_range("m_star", m_star, lo, hi)
+        p = 0
+        while math.floor(IBERT_EXP_C / (scale * 2.0**p) ** 2) >= 2**31:
+            p += 1
+        s = scale * 2.0**p
+        x0 = math.floor(IBERT_LN2 / s)
+        b_int = math.floor(IBERT_EXP_B / s)
+        c_int = math.floor(IBERT_EXP_C / s**2)
+        if x0 >= 0 or c_int <= 0:
+            raise ValueError(f"scale={scale!r} is too coarse for the polynomial exp (needs < 0.69)")
+        e_shift = bit_length(c_int) - (31 - m_star)
+        return cls(scale, p, x0, b_int, c_int, e_shift, m_star, row_len, out_bits, acc_bits)
+
+    @property
+    def out_scale(self) -> float:
+        return 2.0**-self.out_bits
+
+    @property
+    def out_max(self) -> int:
+        return 2**self.out_bits - 1
+
+    @property
+    def out_dtype(self) -> str:
+        return _out_dtype(self.out_max)
+
+
+SoftmaxParams = ShiftmaxParams | IBertSoftmaxParams | EdgeSoftmaxParams
+
+
+def softmax_params(variant: str, scale: float, row_len: int, out_bits: int = 8, **kwargs):
+    """The one helper that turns a float input scale into a variant's constants."""
+    check_choice("variant", variant, SOFTMAX_VARIANTS)
+    if variant == "shiftmax":
+        return ShiftmaxParams.from_scale(scale, out_bits, **kwargs)
+    if variant == "ibert":
+        return IBertSoftmaxParams.from_scale(scale, out_bits, **kwargs)
+    return EdgeSoftmaxParams.from_scale(scale, row_len, out_bits, **kwargs)
