@@ -55,7 +55,9 @@ def softmax(q: te.Tensor, params: SoftmaxParams, acc_bits: int | None = None, ax
         name="sm_exp",
     )
     total = row_reduce(exp, "sum", dtype, "sm_sum")
-    factor = te.compute(total.shape, lambda *i: _factor_expr(total(*i), params, dtype), name="sm_rcp")
+    factor = te.compute(
+        total.shape, lambda *i: _factor_expr(total(*i), params, dtype), name="sm_rcp"
+    )
     return te.compute(
         q.shape,
         lambda *i: _out_expr(exp(*i), factor(*i[:-1]), params, dtype),

@@ -1,0 +1,70 @@
+"""TE computes of the integer GELU variants; spec: :mod:`intvit.topi.gelu_ref`."""
+
+from __future__ import annotations
+
+from tvm import te, tirx
+
+from intvit.topi.contract import check_dtype, check_rank
+from intvit.topi.gelu_params import GeluParams, IErfConsts
+from intvit.topi.intexp import shift_exp
+from intvit.topi.intops import acc_dtype, clamp, const, dtype_of
+from intvit.topi.requantize import requantize_expr
+from intvit.topi.rowwise import INT_INPUTS, row_reduce
+
+
+def ierf_gelu_raw(x: tirx.PrimExpr, erf: IErfConsts) -> tirx.PrimExpr:
+    dtype = dtype_of(x)
+    c = lambda v: const(v, dtype)  # noqa: E731
+    zero = c(0)
+    sign = tirx.Select(x > zero, c(1), tirx.Select(x < zero, c(-1), zero))
+    mag = tirx.min(tirx.abs(x), c(-erf.b_int)) + c(erf.b_int)
+    y = ((sign * (mag * mag + c(erf.c_int))) >> c(erf.n)) + c(erf.shift_int)
+    return x * y
+
+
+def _elementwise_raw(x: tirx.PrimExpr, p: GeluParams) -> tirx.PrimExpr:
+    dtype = dtype_of(x)
+    c = lambda v: const(v, dtype)  # noqa: E731
+    if p.variant == "ibert":
+        return ierf_gelu_raw(x, p.erf)
+    if p.variant == "sigmoid1702":
+        e = shift_exp(-tirx.abs(x), p.x0, p.n)
+        sig_pos = (c(p.e0) * tirx.floordiv(c(2**31 - 1), c(p.e0) + e)) >> c(31 - p.sig_bits)
+        return x * tirx.Select(x >= c(0), sig_pos, c(2**p.sig_bits) - sig_pos)
+    if p.variant == "edge":
+        pre = requantize_expr(x, c(0), p.pre).astype(dtype)
+        return ierf_gelu_raw(clamp(pre, -p.q_max, p.q_max), p.erf)
+    return tirx.max(x, c(0))  # relu
+
+
+def gelu(q: te.Tensor, params: GeluParams, acc_bits: int | None = None) -> te.Tensor:
+    """Integer GELU of ``q``; ``shiftgelu`` reduces over the last axis, the rest are elementwise."""
+    check_dtype("q", q.dtype, INT_INPUTS)
+    check_rank("q", tuple(int(d) for d in q.shape), 1, 4)
+    dtype = acc_dtype(acc_bits or params.acc_bits)
+    name = f"gelu_{params.variant}"
+    if params.variant != "shiftgelu":
+        return te.compute(
+            q.shape,
+            lambda *i: requantize_expr(
+                _elementwise_raw(q(*i).astype(dtype), params), 0, params.out
+            ),
+            name=name,
+        )
+    p = params
+    c = lambda v: const(v, dtype)  # noqa: E731
+    mx = row_reduce(q, "max", dtype, "gelu_max")
+    e_max = te.compute(
+        mx.shape,
+        lambda *i: shift_exp(-mx(*i), p.x0, p.n, max_shift=min(32, int(dtype[3:]) - 1)),
+        name="gelu_exp_max",
+    )
+
+    def body(*i):
+        x = q(*i).astype(dtype)
+        e = shift_exp(x - mx(*i[:-1]), p.x0, p.n)
+        total = tirx.min(e + e_max(*i[:-1]), c(2**31 - 1))
+        sig = (e * tirx.floordiv(c(2**31 - 1), total)) >> c(31 - p.sig_bits + 1)
+        return requantize_expr(x * sig, 0, p.out)
+
+    return te.compute(q.shape, body, name=name)

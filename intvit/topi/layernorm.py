@@ -1,0 +1,86 @@
+"""TE computes of the integer LayerNorm variants; spec: :mod:`intvit.topi.layernorm_ref`."""
+
+from __future__ import annotations
+
+from tvm import te, tirx
+
+from intvit.topi.contract import check_dtype
+from intvit.topi.intops import (
+    acc_dtype,
+    bit_length,
+    const,
+    div_round_half_even,
+    shift_right_round,
+    shift_right_round_var,
+)
+from intvit.topi.layernorm_params import EDGE_LN_HEADROOM, EDGE_LN_M, LayerNormParams
+from intvit.topi.requantize import ChannelTables, requantize_expr
+from intvit.topi.rowwise import check_rowwise_input, row_reduce
+from intvit.topi.sqrt import isqrt
+
+
+def layernorm(q: te.Tensor, params: LayerNormParams, acc_bits: int | None = None):
+    """Integer LayerNorm over the last axis of int32 ``q``.
+
+    Returns ``(out, tables)``: int8 output and the per-channel requantization tables the
+    compiled kernel takes after ``q`` (``tables.tensors``, values from ``tables.arrays()``).
+    """
+    check_rowwise_input(q)
+    check_dtype("q", q.dtype, ("int8", "int16", "int32"))
+    if int(q.shape[-1]) != params.channels:
+        raise ValueError(f"q has {int(q.shape[-1])} channels, params expect {params.channels}")
+    dtype = acc_dtype(acc_bits or params.acc_bits)
+    c = lambda v: const(v, dtype)  # noqa: E731
+    p = params
+    tables = ChannelTables.create(p.out, "ln_out")
+    pre = p.p if p.variant == "edge" else 0
+
+    def load(*i):
+        return shift_right_round(q(*i).astype(dtype), pre, dtype)
+
+    total = row_reduce(q, "sum", dtype, "ln_sum", fn=lambda v, i: shift_right_round(v, pre, dtype))
+    mean = te.compute(
+        total.shape, lambda *i: div_round_half_even(total(*i), p.channels), name="ln_mean"
+    )
+
+    def centred(*i):
+        return load(*i) - mean(*i[:-1])
+
+    if p.variant == "ilayernorm":
+        sq = te.compute(q.shape, lambda *i: centred(*i) * centred(*i), name="ln_sq")
+        var = row_reduce(sq, "sum", dtype, "ln_var")
+        std = isqrt(var, "ivit", acc_bits=int(dtype[3:]))
+        factor = te.compute(
+            var.shape, lambda *i: tirx.floordiv(c(2**31 - 1), std(*i)), name="ln_factor"
+        )
+
+        def out_body(*i):
+            y = (centred(*i) * factor(*i[:-1])) >> c(1)
+            return requantize_expr(y, i[-1], p.out, tables)
+
+        return te.compute(q.shape, out_body, name="layernorm_ilayernorm"), tables
+
+    y0 = te.compute(q.shape, lambda *i: shift_right_round(centred(*i), p.v, dtype), name="ln_y0")
+    ss0 = row_reduce(y0, "sum", dtype, "ln_ss0", fn=lambda v, i: v * v)
+    v_row = te.compute(
+        ss0.shape,
+        lambda *i: tirx.max(c(p.v) - ((c(EDGE_LN_HEADROOM) - bit_length(ss0(*i))) >> c(1)), c(0)),
+        name="ln_vrow",
+    )
+    yr = te.compute(
+        q.shape,
+        lambda *i: shift_right_round_var(centred(*i), v_row(*i[:-1]), dtype),
+        name="ln_yr",
+    )
+    ss = row_reduce(yr, "sum", dtype, "ln_ss", fn=lambda v, i: v * v)
+    ss1 = te.compute(ss.shape, lambda *i: ss(*i) + c(1), name="ln_ss1")
+    den = isqrt(ss1, "newton", acc_bits=int(dtype[3:]))
+    factor = te.compute(ss.shape, lambda *i: tirx.floordiv(c(1 << p.k), den(*i)), name="ln_factor")
+
+    def edge_body(*i):
+        bound = den(*i[:-1]) * c(2)
+        y = tirx.min(tirx.max(yr(*i), -bound), bound)
+        out = shift_right_round(y * factor(*i[:-1]), p.k - EDGE_LN_M, dtype)
+        return requantize_expr(out, i[-1], p.out, tables)
+
+    return te.compute(q.shape, edge_body, name="layernorm_edge"), tables

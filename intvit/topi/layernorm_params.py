@@ -1,0 +1,113 @@
+"""Compile-time constants of the integer LayerNorm variants.
+
+Both take the int32 residual stream ``q`` (``|q| <= 2**in_bits``; the scale cancels in the
+normalization) and normalize over the last axis (``channels``, tensor-wise: seed 001 shows
+channel-wise input scales are meaningless here). ``gamma`` and ``beta`` fold into a per-channel
+output requantization to int8 at ``out_scale``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from intvit.topi.contract import check_choice, check_int_range, check_scale
+from intvit.topi.dyadic import bit_length
+from intvit.topi.requantize_params import RequantParams
+
+LAYERNORM_VARIANTS = ("ilayernorm", "edge")
+#: Seed 001: the centred numerator is shifted left by M = 32 - 17 before the division.
+EDGE_LN_M = 15
+#: Edge LayerNorm works on 16-bit inputs: |q >> p| <= 2**15.
+EDGE_LN_IN_BITS = 15
+#: The fine sum of squares is brought to about this many bits per row.
+EDGE_LN_HEADROOM = 28
+#: Reciprocal precision: factor = 2**K // den, |y_r * factor| <= 2**(K + 1).
+EDGE_LN_K = 29
+
+
+def _affine(gamma, beta, channels: int, norm_scale: float, out_scale: float):
+    gamma = np.broadcast_to(np.asarray(gamma, dtype=np.float64), (channels,))
+    beta = np.broadcast_to(np.asarray(beta, dtype=np.float64), (channels,))
+    if not (np.all(np.isfinite(gamma)) and np.all(np.isfinite(beta))):
+        raise ValueError("gamma and beta must be finite")
+    ratios = gamma * norm_scale / out_scale
+    bias = np.round(beta / out_scale).astype(np.int64)
+    return ratios, bias
+
+
+@dataclass(frozen=True)
+class ILayerNormParams:
+    """I-ViT I-LayerNorm (authors' ``IntLayerNorm``): mean rounded half to even, ``var = sum
+    y**2``, ``std`` by I-ViT's ten-step sqrt, ``y * floor((2**31-1)/std) >> 1`` at scale
+    ``sqrt(C) / 2**30``; int64 (``sum y**2`` and the product leave int32).
+    """
+
+    channels: int
+    in_bits: int
+    out: RequantParams
+    acc_bits: int = 64
+    variant = "ilayernorm"
+
+    @classmethod
+    def from_scale(cls, channels, gamma=1.0, beta=0.0, out_scale=1 / 32, in_bits=24, acc_bits=64):
+        check_int_range("channels", channels, 1, 65536)
+        check_scale("out_scale", out_scale)
+        check_choice("acc_bits", acc_bits, (32, 64))
+        # sum of y**2 in int64: C * 2**(2 in_bits + 2) < 2**63
+        check_int_range("in_bits", in_bits, 0, (61 - bit_length(channels)) // 2)
+        ratios, bias = _affine(gamma, beta, channels, math.sqrt(channels) / 2**30, out_scale)
+        product = 64 if acc_bits == 64 else 32
+        out = RequantParams.make(ratios, 30 if product == 32 else 40, "int8", product, bias)
+        return cls(channels, in_bits, out, acc_bits)
+
+
+@dataclass(frozen=True)
+class EdgeLayerNormParams:
+    """Int32-safe LayerNorm (seed 001, ``M = 15``), every intermediate in int32:
+
+    ``x = q >> p`` (rounded) so that ``|x| <= 2**15``; ``y = x - mean`` (``|y| <= 2**16``);
+    a coarse ``ss0 = sum((y >> v)**2)`` (``v`` static, so it fits) picks a per-row shift
+    ``v_r = max(0, v - (28 - bitlen(ss0)) // 2)`` that gives the fine ``ss = sum((y >> v_r)**2)``
+    ~28 bits; ``den = isqrt(ss + 1)`` ~ ``sqrt(C) * std / 2**v_r``; ``y_r = y >> v_r`` clipped to
+    ``+-2 den`` (a true std never triggers it); ``out = round(y_r * floor(2**29 / den) /
+    2**(29 - M))`` ~ ``(y << M) / (sqrt(C) std)``, so the output scale is ``sqrt(C) / 2**M``
+    (``sqrt(C)`` folds into the per-channel requantization, as in I-ViT). One division per row:
+    the reciprocal replaces the per-element division of the seed.
+    """
+
+    channels: int
+    in_bits: int
+    p: int
+    v: int
+    out: RequantParams
+    acc_bits: int = 32
+    variant = "edge"
+
+    k = EDGE_LN_K
+
+    @classmethod
+    def from_scale(cls, channels, gamma=1.0, beta=0.0, out_scale=1 / 32, in_bits=15, acc_bits=32):
+        check_int_range("channels", channels, 1, 65536)
+        check_scale("out_scale", out_scale)
+        check_int_range("in_bits", in_bits, 0, 30)
+        check_choice("acc_bits", acc_bits, (32, 64))
+        p = max(0, in_bits - EDGE_LN_IN_BITS)
+        # |y >> v| <= 2**(16 - v) and C * 2**(2 (16 - v)) <= 2**31
+        v = max(0, math.ceil((bit_length(channels) + 1) / 2))
+        norm_scale = math.sqrt(channels) * 2.0**-EDGE_LN_M
+        ratios, bias = _affine(gamma, beta, channels, norm_scale, out_scale)
+        out = RequantParams.make(ratios, EDGE_LN_M + 1, "int8", 32, bias)
+        return cls(channels, in_bits, p, v, out, acc_bits)
+
+
+LayerNormParams = ILayerNormParams | EdgeLayerNormParams
+
+
+def layernorm_params(variant: str, channels: int, gamma=1.0, beta=0.0, out_scale=1 / 32, **kw):
+    """The one helper that turns float gamma/beta/scales into a variant's constants."""
+    check_choice("variant", variant, LAYERNORM_VARIANTS)
+    cls = ILayerNormParams if variant == "ilayernorm" else EdgeLayerNormParams
+    return cls.from_scale(channels, gamma, beta, out_scale, **kw)
