@@ -17,5 +17,6 @@ def dense_ref(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> n
 
 
 def batch_matmul_ref(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a[B, M, K]`` times ``b[B, N, K]`` transposed -> int32 ``[B, M, N]`` (attention's QK^T, PV)."""
-    return np.matmul(a.astype(np.int64), np.swapaxes(b.astype(np.int64), -1, -2)).astype(np.int32)
+    """``a[B, M, K]`` times ``b[B, N, K]`` transposed -> int32 ``[B, M, N]`` (QK^T, PV)."""
+    bt = np.swapaxes(b.astype(np.int64), -1, -2)
+    return np.matmul(a.astype(np.int64), bt).astype(np.int32)

@@ -14,7 +14,7 @@ from intvit.topi.dyadic import Dyadic, bit_length
 
 SOFTMAX_VARIANTS = ("ibert", "shiftmax", "edge")
 
-# I-BERT's polynomial (authors' code): 0.35815147 * (r**2 + (0.96963238/0.35815147) r + 1/0.35815147)
+# I-BERT's polynomial (authors' code): A * (r**2 + B r + C), A = 0.35815147
 IBERT_EXP_A = 0.35815147
 IBERT_EXP_B = 0.96963238 / 0.35815147
 IBERT_EXP_C = 1.0 / 0.35815147

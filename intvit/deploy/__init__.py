@@ -1,0 +1,1 @@
+"""Deployment: target presets, export, the RPC harness and benchmarks."""

@@ -1,0 +1,1 @@
+"""CPU schedules for the integer kernels and their FP32 twins."""

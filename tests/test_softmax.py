@@ -1,0 +1,59 @@
+"""Softmax variants: compiled TE == NumPy reference, bit for bit, over shapes and edge values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import edge_inputs
+from tvm import te
+
+from intvit.topi.registry import get_variant
+
+SHAPES = [(1,), (7,), (1, 197), (3, 197), (2, 3, 197), (3, 1), (12, 7, 768)]
+
+
+@pytest.mark.parametrize("variant", ["ibert", "shiftmax", "edge"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_softmax_int8_bit_exact(variant, shape, runner_factory):
+    v = get_variant("softmax", variant)
+    params = v.make_params(0.08, shape[-1])
+    q = te.placeholder(shape, "int8", name="q")
+    run = runner_factory([q], [v.compute(q, params)])
+    rng = np.random.default_rng(hash((variant, shape)) % 2**32)
+    for name, x in edge_inputs(shape, -128, 127, rng, "int8").items():
+        expected = v.reference(x, params)
+        assert expected.dtype == np.dtype(params.out_dtype)
+        np.testing.assert_array_equal(run(x), expected, err_msg=name)
+
+
+@pytest.mark.parametrize("variant", ["shiftmax", "edge"])
+def test_softmax_int32_wide_input_bit_exact(variant, runner_factory):
+    """int32 inputs at a fine scale (an attention logit straight from the GEMM)."""
+    v = get_variant("softmax", variant)
+    scale = 2e-4
+    params = v.make_params(scale, 197)
+    q = te.placeholder((3, 197), "int32", name="q")
+    run = runner_factory([q], [v.compute(q, params)])
+    rng = np.random.default_rng(7)
+    for name, x in edge_inputs((3, 197), -60000, 60000, rng, "int32").items():
+        np.testing.assert_array_equal(run(x), v.reference(x, params), err_msg=name)
+
+
+def test_shiftmax_int32_kernel_matches_where_nothing_truncates(runner_factory):
+    """The int32 build of Shiftmax equals the exact reference where no intermediate overflows."""
+    v = get_variant("softmax", "shiftmax")
+    params = v.make_params(0.08, 197)
+    q = te.placeholder((4, 197), "int8", name="q")
+    run = runner_factory([q], [v.compute(q, params, acc_bits=32)])
+    x = np.random.default_rng(3).integers(-128, 128, (4, 197)).astype(np.int8)
+    np.testing.assert_array_equal(run(x), v.reference(x, params, 64))
+
+
+@pytest.mark.parametrize("m_star", [8, 12, 16, 22])
+def test_edge_softmax_m_star_sweep_bit_exact(m_star, runner_factory):
+    v = get_variant("softmax", "edge")
+    params = v.make_params(0.05, 197, m_star=m_star)
+    q = te.placeholder((5, 197), "int8", name="q")
+    run = runner_factory([q], [v.compute(q, params)])
+    x = np.random.default_rng(m_star).integers(-128, 128, (5, 197)).astype(np.int8)
+    np.testing.assert_array_equal(run(x), v.reference(x, params))
