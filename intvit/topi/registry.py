@@ -9,8 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from intvit.topi import gelu, gelu_params, gelu_ref, layernorm, layernorm_params, layernorm_ref
-from intvit.topi import softmax, softmax_params, softmax_ref
+from intvit.topi import (
+    gelu,
+    gelu_params,
+    gelu_ref,
+    layernorm,
+    layernorm_params,
+    layernorm_ref,
+    softmax,
+    softmax_params,
+    softmax_ref,
+)
 
 
 @dataclass(frozen=True)

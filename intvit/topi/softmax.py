@@ -18,7 +18,7 @@ def _exp_expr(x: tirx.PrimExpr, p: SoftmaxParams, dtype: str) -> tirx.PrimExpr:
         z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.n)
         e = tirx.max(z << (c(p.n) - k), c(0))
         return shift_right_round(e * c(p.m16), p.s16, dtype)
-    x = x >> c(p.p)
+    x = (x >> c(p.p)) if p.p >= 0 else (tirx.max(x, c(p.pre_clamp)) << c(-p.p))
     z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.exp_bits)
     e = (z >> c(p.e_shift)) if p.e_shift >= 0 else (z << c(-p.e_shift))
     return e >> k

@@ -126,8 +126,10 @@ class EdgeSoftmaxParams:
     < 2**31``; ``out = round(e * floor((2**31-1)/sum) / 2**(31-out_bits))`` clamped to
     ``2**out_bits - 1``, at scale ``2**-out_bits``. ``m_star`` trades exp resolution (small
     ``m_star``) against reciprocal resolution (large); it is chosen by
-    :mod:`intvit.topi.softmax_mstar`. Inputs too fine for int32 (``c_int >= 2**31``) are
-    pre-shifted right by ``p`` bits (scale ``S * 2**p``).
+    :mod:`intvit.topi.softmax_mstar`. The centred input is shifted to the working scale
+    ``S * 2**p`` where ``c_int`` has 30 bits: right (``p > 0``) for fine int32 inputs, left
+    (``p < 0``, after clamping at ``pre_clamp`` so nothing overflows) for coarse int8 ones,
+    where I-BERT's integer ``x0 = floor(-ln2/S)`` would otherwise misstate ln 2 by up to 50%.
     """
 
     scale: float
@@ -146,6 +148,11 @@ class EdgeSoftmaxParams:
     @property
     def exp_bits(self) -> int:
         return 31 - self.m_star
+
+    @property
+    def pre_clamp(self) -> int:
+        """Lower bound on ``q - max`` before a left shift by ``-p`` (below it exp is 0)."""
+        return -((-self.exp_bits * self.x0) >> max(0, -self.p)) - 1
 
     @staticmethod
     def m_star_range(row_len: int, out_bits: int = 8) -> tuple[int, int]:
@@ -171,15 +178,21 @@ class EdgeSoftmaxParams:
         if m_star is None:
             m_star = lo + (hi - lo) // 2
         check_int_range("m_star", m_star, lo, hi)
+
+        # Bring the working scale S * 2**p to where c_int has 30 bits: fine inputs shift right
+        # (p > 0), coarse ones left (p < 0) so that x0 = floor(-ln2 / S') is exact to ~1e-4.
+        def c_of(shift: int) -> int:
+            return math.floor(IBERT_EXP_C / (scale * 2.0**shift) ** 2)
+
         p = 0
-        while math.floor(IBERT_EXP_C / (scale * 2.0**p) ** 2) >= 2**31:
+        while c_of(p) >= 2**31:
             p += 1
+        while p > -24 and c_of(p - 1) < 2**31:
+            p -= 1
         s = scale * 2.0**p
         x0 = math.floor(IBERT_LN2 / s)
         b_int = math.floor(IBERT_EXP_B / s)
-        c_int = math.floor(IBERT_EXP_C / s**2)
-        if x0 >= 0 or c_int <= 0:
-            raise ValueError(f"scale={scale!r} is too coarse for the polynomial exp (needs < 0.69)")
+        c_int = c_of(p)
         e_shift = bit_length(c_int) - (31 - m_star)
         return cls(scale, p, x0, b_int, c_int, e_shift, m_star, row_len, out_bits, acc_bits)
 

@@ -50,7 +50,10 @@ def edge_softmax_ref(q: np.ndarray, p: EdgeSoftmaxParams, acc_bits: int | None =
     c = lambda v: const(v, bits)  # noqa: E731
     x = as_acc(q, bits)
     x = x - x.max(axis=-1, keepdims=True)
-    x = x >> c(p.p)
+    if p.p >= 0:
+        x = x >> c(p.p)
+    else:
+        x = np.maximum(x, c(p.pre_clamp)) << c(-p.p)
     z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.exp_bits, bits)
     e = (z >> c(p.e_shift)) if p.e_shift >= 0 else (z << c(-p.e_shift))
     e = e >> k

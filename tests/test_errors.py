@@ -1,0 +1,67 @@
+"""Bad input raises ValueError naming the parameter and the allowed range."""
+
+from __future__ import annotations
+
+import pytest
+from tvm import te
+
+from intvit.deploy.targets import get_preset
+from intvit.topi.registry import get_variant
+from intvit.topi.requantize_params import RequantParams
+from intvit.topi.sqrt import isqrt
+
+
+def test_unknown_variant_lists_known_ones():
+    with pytest.raises(ValueError, match=r"unknown softmax variant 'fast'.*edge.*ibert.*shiftmax"):
+        get_variant("softmax", "fast")
+
+
+def test_wrong_input_dtype():
+    v = get_variant("softmax", "edge")
+    q = te.placeholder((2, 7), "float32", name="q")
+    with pytest.raises(ValueError, match=r"q\.dtype='float32' is not supported"):
+        v.compute(q, v.make_params(0.1, 7))
+
+
+def test_wrong_rank_and_axis():
+    v = get_variant("softmax", "edge")
+    with pytest.raises(ValueError, match="rank 5"):
+        v.compute(te.placeholder((1, 1, 1, 1, 7), "int8"), v.make_params(0.1, 7))
+    with pytest.raises(ValueError, match="axis=0 is not supported"):
+        v.compute(te.placeholder((3, 7), "int8"), v.make_params(0.1, 7), axis=0)
+
+
+def test_bit_width_out_of_range():
+    with pytest.raises(ValueError, match=r"out_bits=1 is out of range; allowed \[2, 16\]"):
+        get_variant("softmax", "shiftmax").make_params(0.1, 7, out_bits=1)
+    with pytest.raises(ValueError, match=r"m_star=3 is out of range; allowed \[8, 22\]"):
+        get_variant("softmax", "edge").make_params(0.1, 197, m_star=3)
+
+
+def test_scale_that_overflows_a_constant():
+    with pytest.raises(ValueError, match=r"c_int=.*does not fit int32"):
+        get_variant("softmax", "ibert").make_params(1e-6, 7)
+    with pytest.raises(ValueError, match=r"scale=0\.0 is out of range"):
+        get_variant("gelu", "edge").make_params(0.0, 0.1)
+
+
+def test_layernorm_channel_mismatch_and_range():
+    v = get_variant("layernorm", "edge")
+    with pytest.raises(ValueError, match="q has 8 channels, params expect 7"):
+        v.compute(te.placeholder((2, 8), "int32"), v.make_params(7))
+    with pytest.raises(ValueError, match=r"in_bits=31 is out of range; allowed \[0, 30\]"):
+        v.make_params(768, in_bits=31)
+
+
+def test_requantize_rejects_bad_product_and_ratio():
+    with pytest.raises(ValueError, match="product_bits=16 is not supported"):
+        RequantParams.make(0.5, 7, product_bits=16)
+    with pytest.raises(ValueError, match="needs more than m_bits"):
+        RequantParams.make(2.0**40, 7)
+
+
+def test_isqrt_fixed_needs_iters_and_unknown_target():
+    with pytest.raises(ValueError, match="needs iters"):
+        isqrt(te.placeholder((4,), "int32"), "newton_fixed")
+    with pytest.raises(ValueError, match="target preset='pi9' is not supported"):
+        get_preset("pi9")

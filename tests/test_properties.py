@@ -1,0 +1,116 @@
+"""Hypothesis properties of the references (the spec), independent of TVM."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from intvit.topi.dyadic import Dyadic
+from intvit.topi.intops_ref import div_round_half_even
+from intvit.topi.registry import get_variant
+from intvit.topi.sqrt_ref import isqrt_newton_ref
+from intvit.topi.truncation import truncation_audit
+
+SETTINGS = settings(max_examples=60, deadline=None)
+int8_rows = hnp.arrays(np.int8, hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=64))
+
+
+@SETTINGS
+@given(st.integers(0, 2**62))
+def test_isqrt_is_floor_sqrt(n):
+    root = int(isqrt_newton_ref(np.array([n]), 64)[0])
+    assert root * root <= n < (root + 1) * (root + 1)
+
+
+@SETTINGS
+@given(st.integers(0, 2**31 - 1))
+def test_isqrt_int32_is_floor_sqrt(n):
+    root = int(isqrt_newton_ref(np.array([n], dtype=np.int32), 32)[0])
+    assert root * root <= n < (root + 1) * (root + 1)
+
+
+@SETTINGS
+@given(int8_rows, st.floats(0.01, 0.2), st.sampled_from(["edge", "shiftmax", "ibert"]))
+def test_softmax_rows_sum_to_one(q, scale, variant):
+    """Each row sums to 1.0 within one output LSB per element (floor/round of each term)."""
+    v = get_variant("softmax", variant)
+    params = v.make_params(scale, q.shape[-1])
+    out = v.reference(q, params).astype(np.int64)
+    one = round(1.0 / params.out_scale)
+    sums = out.sum(axis=-1)
+    n = q.shape[-1]
+    assert np.all(sums <= one + (n if variant == "edge" else 0))
+    assert np.all(sums >= one - n - 1)
+
+
+@SETTINGS
+@given(int8_rows, st.floats(0.01, 0.2))
+def test_edge_softmax_monotone_in_row(q, scale):
+    """Within a row, a larger logit never gets a smaller probability."""
+    v = get_variant("softmax", "edge")
+    params = v.make_params(scale, q.shape[-1])
+    out = v.reference(q, params)
+    order = np.argsort(q, axis=-1, kind="stable")
+    sorted_out = np.take_along_axis(out, order, axis=-1).astype(np.int64)
+    assert np.all(np.diff(sorted_out, axis=-1) >= 0)
+
+
+@SETTINGS
+@given(st.sampled_from(["edge", "ibert", "sigmoid1702", "relu"]), st.floats(0.02, 0.1))
+def test_gelu_monotone_for_non_negative_inputs(variant, scale):
+    """GELU is increasing for x >= 0 (it dips below zero only for negative x)."""
+    q = np.arange(0, 128, dtype=np.int8)
+    v = get_variant("gelu", variant)
+    out = v.reference(q, v.make_params(scale, 128 * scale / 127)).astype(np.int64)
+    assert np.all(np.diff(out) >= 0)
+
+
+@SETTINGS
+@given(
+    hnp.arrays(
+        np.int32,
+        st.tuples(st.integers(1, 4), st.integers(2, 96)),
+        elements=st.integers(-(2**24), 2**24),
+    ),
+)
+def test_edge_layernorm_never_truncates(q):
+    """Int32-safe on its whole documented input range (|q| <= 2**24 here), any row."""
+    v = get_variant("layernorm", "edge")
+    params = v.make_params(q.shape[-1], in_bits=24)
+    assert truncation_audit("layernorm", "edge", v.reference, q, params).truncated == 0
+
+
+@SETTINGS
+@given(
+    hnp.arrays(
+        np.int32,
+        st.tuples(st.integers(1, 3), st.integers(1, 64)),
+        elements=st.integers(-(2**20), 2**20),
+    ),
+    st.floats(1e-6, 1e-3),
+)
+def test_edge_gelu_and_softmax_never_truncate(q, scale):
+    g = get_variant("gelu", "edge")
+    gp = g.make_params(scale, 2**20 * scale / 127, in_bits=20)
+    assert truncation_audit("gelu", "edge", g.reference, q, gp).truncated == 0
+    s = get_variant("softmax", "edge")
+    sp = s.make_params(scale, q.shape[-1])
+    assert truncation_audit("softmax", "edge", s.reference, q, sp).truncated == 0
+
+
+@SETTINGS
+@given(st.floats(1e-9, 1e6).flatmap(lambda r: st.sampled_from([r, -r])))
+def test_dyadic_is_close(ratio):
+    d = Dyadic.from_float(ratio, m_bits=32)
+    assert abs(d.value - ratio) <= abs(ratio) * 2.0**-29 + 2.0**-62
+
+
+@SETTINGS
+@given(st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=50), st.integers(1, 5000))
+def test_round_half_even_division(values, den):
+    num = np.array(values, dtype=np.int64)
+    got = div_round_half_even(num, den)
+    want = np.array([round(v / den) if abs(v) < 2**52 else got[i] for i, v in enumerate(values)])
+    assert np.array_equal(got, want)
