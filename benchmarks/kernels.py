@@ -1,0 +1,51 @@
+"""Benchmark: integer kernels vs FP32 kernels (seed 001 Tables 3-4 shapes), one run.
+
+    .venv/bin/python benchmarks/kernels.py [--quick]
+
+Prints the table and writes benchmarks/results/kernels.json (records: case, ours, baseline,
+ours_ms, baseline_ms, speedup, machine, threads). Records are written as they are measured, so
+an interrupted run keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from intvit.api.kernel_bench import run_kernel_bench
+from intvit.deploy.benchrecord import format_table, machine_info, write_records
+
+RESULTS = Path(__file__).resolve().parent / "results" / "kernels.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 1 only, shorter timing")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    machine = machine_info()
+    print(f"machine: {machine}", flush=True)
+    records = []
+
+    def keep(record):
+        records.append(record)
+        write_records(args.out, records, machine)
+        print(
+            f"  {record.case:<14} {record.ours:<18} vs {record.baseline:<18} "
+            f"{record.speedup:6.2f}x",
+            flush=True,
+        )
+
+    run_kernel_bench(
+        batches=(1,) if args.quick else (1, 16),
+        min_repeat_ms=30 if args.quick else 100,
+        on_record=keep,
+    )
+    print(format_table(records))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

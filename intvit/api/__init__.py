@@ -1,0 +1,1 @@
+"""Typed functions behind each CLI subcommand (the CLI only parses arguments)."""

@@ -1,0 +1,78 @@
+"""The one record shape every benchmark in the project writes, and the machine it ran on."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+def machine_info() -> dict:
+    """CPU, SIMD features, usable cores, TVM thread count and version (recorded with figures)."""
+    import tvm
+
+    from intvit.deploy.targets import host_cpu
+
+    cpu, feats = host_cpu()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count() or 1
+    return {
+        "cpu": cpu,
+        "features": list(feats),
+        "machine": platform.machine(),
+        "cores_online": os.cpu_count(),
+        "cores_usable": usable,
+        "threads": int(tvm.runtime.num_threads()),
+        "tvm": tvm.__version__,
+    }
+
+
+@dataclass
+class BenchRecord:
+    """``speedup = baseline_ms / ours_ms`` (> 1: ours is faster)."""
+
+    case: str
+    ours: str
+    baseline: str
+    ours_ms: float
+    baseline_ms: float
+    speedup: float = field(init=False)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.speedup = self.baseline_ms / self.ours_ms if self.ours_ms > 0 else float("nan")
+
+    def as_dict(self, machine: dict | None = None) -> dict:
+        d = asdict(self)
+        extra = d.pop("extra")
+        d.update(extra)
+        if machine is not None:
+            d["machine"] = machine["cpu"]
+            d["threads"] = machine["threads"]
+        return d
+
+
+def write_records(path: str | Path, records: list[BenchRecord], machine: dict) -> Path:
+    """Write the records as a JSON list (partial results are written as they come)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = [r.as_dict(machine) for r in records]
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def format_table(records: list[BenchRecord]) -> str:
+    header = f"{'case':<16}{'ours':<22}{'baseline':<22}{'ours ms':>10}{'base ms':>10}{'speedup':>9}"
+    lines = [header, "-" * len(header)]
+    for r in records:
+        lines.append(
+            f"{r.case:<16}{r.ours:<22}{r.baseline:<22}{r.ours_ms:>10.3f}{r.baseline_ms:>10.3f}"
+            f"{r.speedup:>8.2f}x"
+        )
+    return "\n".join(lines)
