@@ -101,9 +101,7 @@ class ShiftGeluParams:
         cls, scale, out_scale, in_bits=7, n=23, sig_bits=8, acc_bits=64, out_dtype="int8"
     ):
         _check_common(scale, out_scale, in_bits, acc_bits)
-        check_int_range("n", n, 1, 30)
-        check_int_range("sig_bits", sig_bits, 2, 16)
-        x0 = math.floor(-1.0 / (1.702 * scale))
+        x0 = _sigmoid_x0(scale, n, sig_bits)
         check_fits("x0 << 33", x0 * 2**33, 63)
         ratio = scale / 2.0 ** (sig_bits - 1) / out_scale
         out = _raw_requant(ratio, in_bits + sig_bits - 1, acc_bits, out_dtype)
@@ -136,9 +134,7 @@ class Sigmoid1702Params:
         cls, scale, out_scale, in_bits=7, n=15, sig_bits=8, acc_bits=32, out_dtype="int8"
     ):
         _check_common(scale, out_scale, in_bits, acc_bits)
-        check_int_range("n", n, 1, 30)
-        check_int_range("sig_bits", sig_bits, 2, 16)
-        x0 = math.floor(-1.0 / (1.702 * scale))
+        x0 = _sigmoid_x0(scale, n, sig_bits)
         check_fits("2 * E0", -2 * x0 << n, acc_bits)
         ratio = scale / 2.0**sig_bits / out_scale
         out = _raw_requant(ratio, in_bits + sig_bits, acc_bits, out_dtype)
@@ -214,6 +210,13 @@ def _check_common(scale: float, out_scale: float, in_bits: int, acc_bits: int) -
     check_scale("out_scale", out_scale)
     check_int_range("in_bits", in_bits, 0, 31)
     check_choice("acc_bits", acc_bits, (32, 64))
+
+
+def _sigmoid_x0(scale: float, n: int, sig_bits: int) -> int:
+    """ShiftExp's ``x0 = floor(-1/S)`` at the sigmoid's input scale ``1.702 * scale``."""
+    check_int_range("n", n, 1, 30)
+    check_int_range("sig_bits", sig_bits, 2, 16)
+    return math.floor(-1.0 / (1.702 * scale))
 
 
 def gelu_params(variant: str, scale: float, out_scale: float, in_bits: int = 7, **kwargs):

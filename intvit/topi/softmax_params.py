@@ -21,12 +21,26 @@ IBERT_EXP_C = 1.0 / 0.35815147
 IBERT_LN2 = -0.6931
 
 
-def _out_dtype(out_max: int) -> str:
-    return "uint8" if out_max <= 255 else "int32"
+def _check_common(scale: float, out_bits: int, acc_bits: int, n: int | None = None) -> None:
+    check_scale("scale", scale)
+    check_int_range("out_bits", out_bits, 2, 16)
+    check_choice("acc_bits", acc_bits, (32, 64))
+    if n is not None:
+        check_int_range("n", n, 1, 30)
+
+
+class _Probabilities:
+    """Output dtype of a softmax: uint8 when ``out_max`` fits, else int32."""
+
+    out_max: int
+
+    @property
+    def out_dtype(self) -> str:
+        return "uint8" if self.out_max <= 255 else "int32"
 
 
 @dataclass(frozen=True)
-class ShiftmaxParams:
+class ShiftmaxParams(_Probabilities):
     """I-ViT Shiftmax (PyTorch ``IntSoftmax``): ``x0 = floor(-1/S)``, ``n = 15``.
 
     Output ``floor(exp * floor((2**31-1)/sum) / 2**(31-out_bits+1))`` at scale
@@ -44,10 +58,7 @@ class ShiftmaxParams:
 
     @classmethod
     def from_scale(cls, scale: float, out_bits: int = 8, n: int = 15, acc_bits: int = 64):
-        check_scale("scale", scale)
-        check_int_range("out_bits", out_bits, 2, 16)
-        check_int_range("n", n, 1, 30)
-        check_choice("acc_bits", acc_bits, (32, 64))
+        _check_common(scale, out_bits, acc_bits, n)
         x0 = math.floor(-1.0 / scale)
         check_fits("x0 * n * 2", 2 * n * x0, 32)
         return cls(scale, x0, n, out_bits, acc_bits)
@@ -60,13 +71,9 @@ class ShiftmaxParams:
     def out_max(self) -> int:
         return 2 ** (self.out_bits - 1)
 
-    @property
-    def out_dtype(self) -> str:
-        return _out_dtype(self.out_max)
-
 
 @dataclass(frozen=True)
-class IBertSoftmaxParams:
+class IBertSoftmaxParams(_Probabilities):
     """I-BERT softmax as in the authors' code: polynomial exp, ``n = 30``, exps requantized to
     16 bits (``m16 / 2**s16``), output ``floor(exp16 * floor(2**32/sum) / 2**(32-out_bits))``
     at scale ``2**-out_bits``. The exact output reaches ``2**out_bits`` for a one-hot row; it is
@@ -88,10 +95,7 @@ class IBertSoftmaxParams:
 
     @classmethod
     def from_scale(cls, scale: float, out_bits: int = 8, n: int = 30, acc_bits: int = 64):
-        check_scale("scale", scale)
-        check_int_range("out_bits", out_bits, 2, 16)
-        check_int_range("n", n, 1, 30)
-        check_choice("acc_bits", acc_bits, (32, 64))
+        _check_common(scale, out_bits, acc_bits, n)
         x0 = math.floor(IBERT_LN2 / scale)
         b_int = math.floor(IBERT_EXP_B / scale)
         c_int = math.floor(IBERT_EXP_C / scale**2)
@@ -112,13 +116,9 @@ class IBertSoftmaxParams:
     def out_max(self) -> int:
         return 2**self.out_bits - 1
 
-    @property
-    def out_dtype(self) -> str:
-        return _out_dtype(self.out_max)
-
 
 @dataclass(frozen=True)
-class EdgeSoftmaxParams:
+class EdgeSoftmaxParams(_Probabilities):
     """Int32-safe softmax (seed 001): I-BERT's polynomial exp with right shifts only, the exps
     requantized to ``B = 31 - m_star`` bits, and a row reciprocal:
 
@@ -168,10 +168,8 @@ class EdgeSoftmaxParams:
         m_star: int | None = None,
         acc_bits: int = 32,
     ):
-        check_scale("scale", scale)
+        _check_common(scale, out_bits, acc_bits)
         check_int_range("row_len", row_len, 1, 2**20)
-        check_int_range("out_bits", out_bits, 2, 16)
-        check_choice("acc_bits", acc_bits, (32, 64))
         lo, hi = cls.m_star_range(row_len, out_bits)
         if lo > hi:
             raise ValueError(f"row_len={row_len} is too long for an int32-safe softmax")
@@ -203,10 +201,6 @@ class EdgeSoftmaxParams:
     @property
     def out_max(self) -> int:
         return 2**self.out_bits - 1
-
-    @property
-    def out_dtype(self) -> str:
-        return _out_dtype(self.out_max)
 
 
 SoftmaxParams = ShiftmaxParams | IBertSoftmaxParams | EdgeSoftmaxParams
