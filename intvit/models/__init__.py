@@ -1,0 +1,1 @@
+"""Float models (timm) and the built-in digits data they are trained and calibrated on."""

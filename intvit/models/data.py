@@ -1,0 +1,81 @@
+"""Data: scikit-learn's handwritten digits (built in, real: 1,797 8x8 images) and, for real
+users, an ImageFolder tree (ImageNet val layout).
+
+Digits are scaled to [0, 1], upsampled to 32x32 (bilinear) and normalized with fixed
+mean/std; the split into train / calibration / test is deterministic (seeded permutation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DIGITS_MEAN = 0.2734
+DIGITS_STD = 0.3883
+DIGITS_SPLIT = {"train": 1200, "calib": 97, "test": 500}
+
+
+@dataclass(frozen=True)
+class ArraySplit:
+    images: np.ndarray  # float32 [N, 1, 32, 32], normalized
+    labels: np.ndarray  # int64 [N]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, batch_size: int):
+        for i in range(0, len(self), batch_size):
+            yield self.images[i : i + batch_size], self.labels[i : i + batch_size]
+
+
+def _upsample(images: np.ndarray, size: int) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(images[:, None].astype(np.float32))
+    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False).numpy()
+
+
+def digits(split: str, size: int = 32, seed: int = 0) -> ArraySplit:
+    """A deterministic split of the digits data: ``train``, ``calib`` or ``test``."""
+    from sklearn.datasets import load_digits
+
+    if split not in DIGITS_SPLIT:
+        raise ValueError(f"split={split!r} is not supported; allowed: {', '.join(DIGITS_SPLIT)}")
+    data = load_digits()
+    order = np.random.default_rng(seed).permutation(len(data.target))
+    start = 0
+    for name, count in DIGITS_SPLIT.items():
+        if name == split:
+            idx = order[start : start + count]
+            break
+        start += count
+    images = _upsample(data.images[idx] / 16.0, size)
+    images = (images - DIGITS_MEAN) / DIGITS_STD
+    return ArraySplit(images.astype(np.float32), data.target[idx].astype(np.int64))
+
+
+def image_folder(root: str, size: int = 224, limit: int | None = None) -> ArraySplit:
+    """Images from ``root/<class>/<file>`` resized and centre-cropped, ImageNet-normalized."""
+    from pathlib import Path
+
+    from torchvision import datasets, transforms
+
+    path = Path(root)
+    if not path.is_dir():
+        raise ValueError(f"data folder {root!r} does not exist")
+    tf = transforms.Compose(
+        [
+            transforms.Resize(int(size * 256 / 224)),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+    ds = datasets.ImageFolder(str(path), transform=tf)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    if n == 0:
+        raise ValueError(f"data folder {root!r} holds no images")
+    xs, ys = zip(*(ds[i] for i in range(n)), strict=True)
+    return ArraySplit(np.stack([x.numpy() for x in xs]), np.asarray(ys, dtype=np.int64))

@@ -1,0 +1,1 @@
+"""Post-training quantization: observers, the config, the integer model and its reference."""

@@ -1,0 +1,128 @@
+"""Post-training calibration: float timm ViT/DeiT + calibration images -> :class:`IntViT`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from intvit.quant.config import QuantConfig
+from intvit.quant.int_vit import LINEARS, IntViT
+from intvit.quant.observers import make_observer
+from intvit.quant.shadow import shadow_forward, vit_arch
+from intvit.topi.softmax_mstar import select_m_star
+
+#: Score rows kept per block to choose the edge softmax's M*.
+SCORE_ROWS = 512
+
+
+def quantize_weight(w: np.ndarray, b: np.ndarray | None, in_scale: float):
+    """int8 symmetric per output channel; int32 bias at ``in_scale * w_scale``."""
+    w = np.asarray(w, dtype=np.float64).reshape(w.shape[0], -1)
+    ws = np.abs(w).max(axis=1) / 127.0
+    ws[ws == 0] = 1.0
+    wq = np.clip(np.round(w / ws[:, None]), -127, 127).astype(np.int8)
+    bias = np.zeros(w.shape[0]) if b is None else np.asarray(b, dtype=np.float64)
+    bq = np.clip(np.round(bias / (in_scale * ws)), -(2**31), 2**31 - 1).astype(np.int32)
+    return wq, bq, ws.astype(np.float32)
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def calibrate(
+    model,
+    images: np.ndarray,
+    config: QuantConfig | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+    source: str = "",
+) -> IntViT:
+    """Observe ``model`` on float ``images [N, C, H, W]`` and build the integer model."""
+    import torch
+
+    config = config or QuantConfig()
+    arch = vit_arch(model)
+    images = np.asarray(images, dtype=np.float32)
+    if images.shape[0] == 0:
+        raise ValueError("the calibration set is empty; give at least one image")
+    expected = (arch["in_chans"], arch["img_size"], arch["img_size"])
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+        raise ValueError(
+            f"calibration images have shape {tuple(images.shape)}; the model expects "
+            f"[N, {expected[0]}, {expected[1]}, {expected[2]}]"
+        )
+    observers = defaultdict(lambda: make_observer(config.observer))
+    rows: dict[str, list[np.ndarray]] = defaultdict(list)
+    tokens = (arch["img_size"] // arch["patch_size"]) ** 2 + arch["prefix_tokens"]
+
+    def observe(name, t):
+        x = _np(t)
+        observers[name].update(x)
+        if name.endswith(".scores") and sum(len(r) for r in rows[name]) < SCORE_ROWS:
+            rows[name].append(x.reshape(-1, tokens)[:SCORE_ROWS])
+
+    starts = range(0, len(images), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="calibrate", unit="batch")
+    with torch.no_grad():
+        for s in starts:
+            shadow_forward(model, torch.from_numpy(images[s : s + batch_size]), observe)
+
+    res_qmax = 2 ** (config.residual_bits - 1) - 1
+    scales = {}
+    for name, obs in observers.items():
+        qmax = res_qmax if name.split(".")[-1].startswith("res") else 127
+        scales[name] = max(obs.amax(qmax), 1e-8) / qmax
+
+    tensors = _quantize_weights(model, arch, scales)
+    m_star = []
+    if config.softmax == "edge":
+        for i in range(arch["depth"]):
+            name = f"b{i}.scores"
+            s = scales[name]
+            q = np.clip(np.round(np.concatenate(rows[name]) / s), -128, 127).astype(np.int8)
+            m_star.append(select_m_star(q, s, config.softmax_bits, config.m_star_method))
+    return IntViT(arch, config, scales, tensors, m_star, source)
+
+
+def _quantize_weights(model, arch: dict, scales: dict[str, float]) -> dict[str, np.ndarray]:
+    t: dict[str, np.ndarray] = {}
+
+    def put(name, w, b, in_scale):
+        t[f"{name}.w"], t[f"{name}.b"], t[f"{name}.ws"] = quantize_weight(_np(w), b, in_scale)
+
+    pe = model.patch_embed.proj
+    put("pe", pe.weight, None if pe.bias is None else _np(pe.bias), scales["input"])
+    s0 = scales["res0"]
+    prefix = [_np(model.cls_token)]
+    if arch["distilled"]:
+        prefix.append(_np(model.dist_token))
+    lim = 2**31 - 1
+    t["cls_q"] = np.clip(np.round(np.concatenate(prefix, axis=1) / s0), -lim, lim).astype(np.int32)
+    t["pos_q"] = np.clip(np.round(_np(model.pos_embed) / s0), -lim, lim).astype(np.int32)
+    inputs = {"qkv": "ln1", "proj": "ctx", "fc1": "ln2", "fc2": "gelu"}
+    for i, blk in enumerate(model.blocks):
+        layers = {
+            "qkv": blk.attn.qkv,
+            "proj": blk.attn.proj,
+            "fc1": blk.mlp.fc1,
+            "fc2": blk.mlp.fc2,
+        }
+        for name in LINEARS:
+            lin = layers[name]
+            b = None if lin.bias is None else _np(lin.bias)
+            put(f"b{i}.{name}", lin.weight, b, scales[f"b{i}.{inputs[name]}"])
+        for ln in ("ln1", "ln2"):
+            norm = blk.norm1 if ln == "ln1" else blk.norm2
+            t[f"b{i}.{ln}.gamma"] = _np(norm.weight).astype(np.float32)
+            t[f"b{i}.{ln}.beta"] = _np(norm.bias).astype(np.float32)
+    t["lnf.gamma"] = _np(model.norm.weight).astype(np.float32)
+    t["lnf.beta"] = _np(model.norm.bias).astype(np.float32)
+    put("head", model.head.weight, _np(model.head.bias), scales["lnf"])
+    if arch["distilled"]:
+        put("head_dist", model.head_dist.weight, _np(model.head_dist.bias), scales["lnf"])
+    return t

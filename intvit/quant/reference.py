@@ -1,0 +1,99 @@
+"""The one bit-exact reference forward of the integer ViT/DeiT, in NumPy integer ops only,
+built from the kernel references. Every compiled artifact is checked against it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from intvit.quant.int_vit import IntViT
+from intvit.topi.gelu_ref import gelu_ref
+from intvit.topi.layernorm_ref import layernorm_ref
+from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
+from intvit.topi.requantize_ref import requantize_ref
+from intvit.topi.softmax_ref import softmax_ref
+
+
+def quantize_input(model: IntViT, images: np.ndarray) -> np.ndarray:
+    """The one float step at the input: ``clamp(round(x / S_in))`` to int8."""
+    images = np.asarray(images)
+    a = model.arch
+    expected = (a["in_chans"], a["img_size"], a["img_size"])
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+        raise ValueError(f"images have shape {tuple(images.shape)}; expected [B, *{expected}]")
+    return np.clip(np.round(images / model.scales["input"]), -128, 127).astype(np.int8)
+
+
+def im2col(q: np.ndarray, patch: int) -> np.ndarray:
+    """``[B, C, H, W]`` -> ``[B, (H/p)*(W/p), C*p*p]`` in the conv weight's (C, kh, kw) order."""
+    b, c, h, w = q.shape
+    x = q.reshape(b, c, h // patch, patch, w // patch, patch)
+    return x.transpose(0, 2, 4, 1, 3, 5).reshape(b, (h // patch) * (w // patch), c * patch * patch)
+
+
+def _linear(model: IntViT, name: str, x: np.ndarray) -> np.ndarray:
+    t = model.tensors
+    return dense_ref(x, t[f"{name}.w"], t[f"{name}.b"])
+
+
+def _residual_add(x, skip_rq, acc, branch_rq, lo, hi) -> np.ndarray:
+    total = requantize_ref(x, skip_rq).astype(np.int64) + requantize_ref(acc, branch_rq)
+    return np.clip(total, lo, hi).astype(np.int32)
+
+
+def attention(model: IntViT, i: int, h: np.ndarray) -> np.ndarray:
+    """Block ``i``'s attention on int8 ``h [B, N, D]``: returns the int32 proj accumulator."""
+    plan, a = model.plan.blocks[i], model.arch
+    b, n, dim = h.shape
+    heads = a["heads"]
+    d = dim // heads
+    acc = _linear(model, f"b{i}.qkv", h)
+
+    def split(part, rq):
+        y = requantize_ref(acc[..., part * dim : (part + 1) * dim], rq)
+        return y.reshape(b, n, heads, d).transpose(0, 2, 1, 3).reshape(b * heads, n, d)
+
+    q, k, v = split(0, plan.rq_q), split(1, plan.rq_k), split(2, plan.rq_v)
+    scores = requantize_ref(batch_matmul_ref(q, k), plan.rq_scores)
+    probs = softmax_ref(scores, plan.softmax)
+    ctx = requantize_ref(batch_matmul_ref(probs, v.transpose(0, 2, 1)), plan.rq_ctx)
+    ctx = ctx.reshape(b, heads, n, d).transpose(0, 2, 1, 3).reshape(b, n, dim)
+    return _linear(model, f"b{i}.proj", ctx)
+
+
+def reference_forward(model: IntViT, q_in: np.ndarray) -> np.ndarray:
+    """int8 images ``[B, C, H, W]`` -> int32 logit accumulators ``[B, heads_out, classes]``
+    (one head, or two for distilled DeiT), at scale ``S_lnf * S_w[class]``."""
+    if q_in.dtype != np.int8:
+        raise ValueError(f"q_in must be int8 (use quantize_input), got {q_in.dtype}")
+    a, t, plan = model.arch, model.tensors, model.plan
+    lo, hi = plan.residual_range
+    patches = im2col(q_in, a["patch_size"])
+    x = requantize_ref(_linear(model, "pe", patches), plan.rq_patch).astype(np.int64)
+    prefix = np.broadcast_to(t["cls_q"], (x.shape[0], *t["cls_q"].shape[1:]))
+    x = np.concatenate([prefix, x], axis=1) + t["pos_q"]
+    x = np.clip(x, lo, hi).astype(np.int32)
+    for i, bp in enumerate(plan.blocks):
+        acc = attention(model, i, layernorm_ref(x, bp.ln1))
+        x = _residual_add(x, bp.rq_skip1, acc, bp.rq_proj, lo, hi)
+        f = requantize_ref(_linear(model, f"b{i}.fc1", layernorm_ref(x, bp.ln2)), bp.rq_fc1)
+        acc = _linear(model, f"b{i}.fc2", gelu_ref(f, bp.gelu))
+        x = _residual_add(x, bp.rq_skip2, acc, bp.rq_fc2, lo, hi)
+    h = layernorm_ref(x, plan.lnf)
+    outs = [_linear(model, "head", h[:, 0])]
+    if a["distilled"]:
+        outs.append(_linear(model, "head_dist", h[:, 1]))
+    return np.stack(outs, axis=1)
+
+
+def dequantize_logits(model: IntViT, acc: np.ndarray) -> np.ndarray:
+    """The one float step at the output: logits = acc * S_lnf * S_w (heads averaged)."""
+    t, s = model.tensors, model.scales["lnf"]
+    names = ["head", "head_dist"][: acc.shape[1]]
+    logits = [acc[:, j].astype(np.float64) * s * t[f"{n}.ws"] for j, n in enumerate(names)]
+    return np.mean(logits, axis=0)
+
+
+def predict(model: IntViT, images: np.ndarray) -> np.ndarray:
+    """Float images -> float logits through the integer-only model."""
+    return dequantize_logits(model, reference_forward(model, quantize_input(model, images)))
