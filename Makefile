@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/intvit report --bench
+	$(BIN)/intvit demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -29,6 +29,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the embedded default: kernels, then the digits ViT end to end."""
+    from intvit.api.model_eval import ModelSpec, evaluate, format_results, quantize
+    from intvit.quant.artifact import save_int_model
+
+    _cmd_report(args)
+    print("\ndigits ViT (trained on first use, cached), default integer kernels:")
+    spec = ModelSpec("digits_vit")
+    model, int_model = quantize(spec, _default_config(), progress=not args.quiet)
+    path = save_int_model(int_model, args.out / "digits_vit.int.safetensors")
+    result = evaluate(model, int_model, spec.split("test", 32), spec.name)
+    print(format_results([result]))
+    print(f"integer model written to {path}")
+    return 0
+
+
+def _default_config():
+    from intvit.quant.config import QuantConfig
+
+    return QuantConfig()
+
+
 def _cmd_kernels(args: argparse.Namespace) -> int:
     from intvit.topi.registry import list_variants
 
@@ -47,6 +69,72 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spec(args: argparse.Namespace):
+    from intvit.api.model_eval import ModelSpec
+
+    return ModelSpec(
+        args.model, args.checkpoint, args.pretrained, args.data, args.calib, args.limit
+    )
+
+
+def _config(args: argparse.Namespace):
+    from intvit.quant.config import QuantConfig
+
+    return QuantConfig(
+        softmax=args.softmax, gelu=args.gelu, layernorm=args.layernorm, observer=args.observer
+    )
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from intvit.api.model_eval import quantize
+    from intvit.quant.artifact import save_int_model
+
+    _, int_model = quantize(_spec(args), _config(args), progress=not args.quiet)
+    path = save_int_model(int_model, args.output)
+    print(f"integer model ({int_model.config.label}) written to {path}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from intvit.api.model_eval import (
+        evaluate,
+        evaluate_variants,
+        format_results,
+        save_results,
+        variant_configs,
+    )
+
+    spec = _spec(args)
+    if args.int_model:
+        from intvit.quant.artifact import load_int_model
+
+        int_model = load_int_model(args.int_model)
+        model = spec.load_float(not args.quiet)
+        test = spec.split("test", int_model.arch["img_size"])
+        results = [evaluate(model, int_model, test, spec.name)]
+    else:
+        configs = variant_configs(_config(args)) if args.all_variants else [_config(args)]
+        results = evaluate_variants(spec, configs, progress=not args.quiet)
+    print(format_results(results))
+    if args.json:
+        print(f"written to {save_results(results, args.json)}")
+    return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="timm name (vit_*, deit_*) or a small config (digits_vit, ...)")
+    p.add_argument("--checkpoint", help="local state dict of the float model")
+    p.add_argument("--pretrained", action="store_true", help="download timm's weights")
+    p.add_argument("--data", help="ImageFolder root (default: the built-in digits data)")
+    p.add_argument("--calib", type=int, default=97, help="calibration images from --data")
+    p.add_argument("--limit", type=int, default=None, help="test images from --data")
+    p.add_argument("--softmax", default="edge")
+    p.add_argument("--gelu", default="edge")
+    p.add_argument("--layernorm", default="edge")
+    p.add_argument("--observer", default="minmax", choices=["minmax", "percentile", "mse"])
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="intvit", description="Integer-only vision transformers compiled with TVM."
@@ -61,9 +149,27 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--quiet", action="store_true", help="no progress bar")
     report.set_defaults(func=_cmd_report)
 
+    demo = sub.add_parser("demo", help="the main job: kernel report and the digits ViT")
+    demo.add_argument("--out", type=Path, default=Path("out"), help="folder for the outputs")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--no-bench", dest="bench", action="store_false", help="skip timing")
+    demo.set_defaults(func=_cmd_demo)
+
     kernels = sub.add_parser("kernels", help="list the integer kernel variants")
     kernels.add_argument("--op", choices=["softmax", "gelu", "layernorm"], default=None)
     kernels.set_defaults(func=_cmd_kernels)
+
+    quant = sub.add_parser("quantize", help="calibrate a float model into an integer model")
+    _add_model_args(quant)
+    quant.add_argument("-o", "--output", type=Path, required=True, help="a .safetensors file")
+    quant.set_defaults(func=_cmd_quantize)
+
+    ev = sub.add_parser("eval", help="FP32 vs integer-only top-1, agreement, truncation")
+    _add_model_args(ev)
+    ev.add_argument("--int-model", help="evaluate this saved integer model")
+    ev.add_argument("--all-variants", action="store_true", help="the full variant table")
+    ev.add_argument("--json", type=Path, help="also write the results here")
+    ev.set_defaults(func=_cmd_eval)
 
     targets = sub.add_parser("targets", help="list the target presets")
     targets.set_defaults(func=_cmd_targets)

@@ -48,6 +48,17 @@ def train_small(name: str, cfg: TrainConfig = TrainConfig(), progress: bool = Tr
 
     if name not in SMALL_CONFIGS:
         raise ValueError(f"{name!r} is not a small config; choose from {sorted(SMALL_CONFIGS)}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # deterministic across machines; the model is tiny
+    try:
+        return _train(name, cfg, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(name: str, cfg: TrainConfig, progress: bool) -> Path:
+    import torch
+
     torch.manual_seed(cfg.seed)
     model = create_float_model(name).train()
     train = digits("train")

@@ -106,13 +106,31 @@ def create_float_model(
         path = Path(checkpoint)
         if not path.is_file():
             raise ValueError(f"checkpoint {str(path)!r} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("model", state) if isinstance(state, dict) else state
         try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            first = str(err).splitlines()[0]
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # pickle, zip or format errors all mean the same to a user
             raise ValueError(
-                f"checkpoint {str(path)!r} does not match model {name!r}: {first}"
+                f"checkpoint {str(path)!r} is not a PyTorch state dict: {err}"
             ) from None
+        state = state.get("model", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict):
+            raise ValueError(f"checkpoint {str(path)!r} does not hold a state dict")
+        own = model.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        wrong = sorted(
+            k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)
+        )
+        if missing or unexpected or wrong:
+            detail = "; ".join(
+                f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                for label, keys in (
+                    ("missing", missing),
+                    ("unexpected", unexpected),
+                    ("shape differs", wrong),
+                )
+                if keys
+            )
+            raise ValueError(f"checkpoint {str(path)!r} is not for model {name!r} ({detail})")
+        model.load_state_dict(state)
     return model.eval()

@@ -4,6 +4,8 @@ built from the kernel references. Every compiled artifact is checked against it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from intvit.quant.int_vit import IntViT
@@ -41,7 +43,17 @@ def _residual_add(x, skip_rq, acc, branch_rq, lo, hi) -> np.ndarray:
     return np.clip(total, lo, hi).astype(np.int32)
 
 
-def attention(model: IntViT, i: int, h: np.ndarray) -> np.ndarray:
+#: ``tracer(op, q, params)`` sees every nonlinear kernel's input (for the truncation audit).
+Tracer = Callable[[str, np.ndarray, object], None]
+
+
+def _nonlinear(tracer: Tracer | None, op: str, fn, q: np.ndarray, params) -> np.ndarray:
+    if tracer is not None:
+        tracer(op, q, params)
+    return fn(q, params)
+
+
+def attention(model: IntViT, i: int, h: np.ndarray, tracer: Tracer | None = None) -> np.ndarray:
     """Block ``i``'s attention on int8 ``h [B, N, D]``: returns the int32 proj accumulator."""
     plan, a = model.plan.blocks[i], model.arch
     b, n, dim = h.shape
@@ -55,13 +67,13 @@ def attention(model: IntViT, i: int, h: np.ndarray) -> np.ndarray:
 
     q, k, v = split(0, plan.rq_q), split(1, plan.rq_k), split(2, plan.rq_v)
     scores = requantize_ref(batch_matmul_ref(q, k), plan.rq_scores)
-    probs = softmax_ref(scores, plan.softmax)
+    probs = _nonlinear(tracer, "softmax", softmax_ref, scores, plan.softmax)
     ctx = requantize_ref(batch_matmul_ref(probs, v.transpose(0, 2, 1)), plan.rq_ctx)
     ctx = ctx.reshape(b, heads, n, d).transpose(0, 2, 1, 3).reshape(b, n, dim)
     return _linear(model, f"b{i}.proj", ctx)
 
 
-def reference_forward(model: IntViT, q_in: np.ndarray) -> np.ndarray:
+def reference_forward(model: IntViT, q_in: np.ndarray, tracer: Tracer | None = None) -> np.ndarray:
     """int8 images ``[B, C, H, W]`` -> int32 logit accumulators ``[B, heads_out, classes]``
     (one head, or two for distilled DeiT), at scale ``S_lnf * S_w[class]``."""
     if q_in.dtype != np.int8:
@@ -74,12 +86,14 @@ def reference_forward(model: IntViT, q_in: np.ndarray) -> np.ndarray:
     x = np.concatenate([prefix, x], axis=1) + t["pos_q"]
     x = np.clip(x, lo, hi).astype(np.int32)
     for i, bp in enumerate(plan.blocks):
-        acc = attention(model, i, layernorm_ref(x, bp.ln1))
+        h = _nonlinear(tracer, "layernorm", layernorm_ref, x, bp.ln1)
+        acc = attention(model, i, h, tracer)
         x = _residual_add(x, bp.rq_skip1, acc, bp.rq_proj, lo, hi)
-        f = requantize_ref(_linear(model, f"b{i}.fc1", layernorm_ref(x, bp.ln2)), bp.rq_fc1)
-        acc = _linear(model, f"b{i}.fc2", gelu_ref(f, bp.gelu))
+        h = _nonlinear(tracer, "layernorm", layernorm_ref, x, bp.ln2)
+        f = requantize_ref(_linear(model, f"b{i}.fc1", h), bp.rq_fc1)
+        acc = _linear(model, f"b{i}.fc2", _nonlinear(tracer, "gelu", gelu_ref, f, bp.gelu))
         x = _residual_add(x, bp.rq_skip2, acc, bp.rq_fc2, lo, hi)
-    h = layernorm_ref(x, plan.lnf)
+    h = _nonlinear(tracer, "layernorm", layernorm_ref, x, plan.lnf)
     outs = [_linear(model, "head", h[:, 0])]
     if a["distilled"]:
         outs.append(_linear(model, "head_dist", h[:, 1]))

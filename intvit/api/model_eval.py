@@ -1,0 +1,162 @@
+"""``intvit quantize`` and ``intvit eval``: calibrate, save, and compare FP32 with integer-only."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from intvit.models.data import ArraySplit, digits, image_folder
+from intvit.models.zoo import SMALL_CONFIGS, create_float_model
+from intvit.quant.calibrate import calibrate
+from intvit.quant.config import QuantConfig
+from intvit.quant.int_vit import IntViT
+from intvit.quant.reference import dequantize_logits, quantize_input, reference_forward
+from intvit.topi.registry import get_variant
+from intvit.topi.truncation import truncation_audit
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a float model and its data come from."""
+
+    name: str
+    checkpoint: str | None = None
+    pretrained: bool = False
+    data: str | None = None  # ImageFolder root; None: the built-in digits splits
+    calib_count: int = 97
+    test_count: int | None = None
+
+    def load_float(self, progress: bool = True):
+        checkpoint = self.checkpoint
+        if checkpoint is None and self.name in SMALL_CONFIGS and not self.pretrained:
+            from intvit.models.train import ensure_trained
+
+            checkpoint = ensure_trained(self.name, progress=progress)
+        return create_float_model(self.name, self.pretrained, checkpoint)
+
+    def split(self, which: str, img_size: int) -> ArraySplit:
+        if self.data is None:
+            if self.name not in SMALL_CONFIGS:
+                raise ValueError(f"model {self.name!r} needs --data (an ImageFolder root)")
+            return digits("calib" if which == "calib" else "test")
+        limit = self.calib_count if which == "calib" else self.test_count
+        return image_folder(self.data, img_size, limit)
+
+
+def quantize(spec: ModelSpec, config: QuantConfig, progress: bool = True):
+    """Calibrate ``spec``'s float model on its calibration split; returns (float, integer)."""
+    model = spec.load_float(progress)
+    img = int(model.patch_embed.img_size[0])
+    calib = spec.split("calib", img)
+    source = spec.checkpoint or (spec.name if spec.pretrained else f"{spec.name} (digits)")
+    return model, calibrate(model, calib.images, config, progress=progress, source=source)
+
+
+@dataclass
+class EvalResult:
+    model: str
+    variant: str
+    fp32_top1: float
+    int_top1: float
+    agreement: float
+    truncation: dict[str, float]
+    images: int
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def int_logits_with_truncation(int_model: IntViT, images: np.ndarray, batch: int = 64):
+    """Integer logits and, per operator, the truncation ratio on the real activations."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+    def tracer(op, q, params):
+        name = params.variant
+        report = truncation_audit(op, name, get_variant(op, name).reference, q, params)
+        counts[op][0] += report.truncated
+        counts[op][1] += report.elements
+
+    outs = []
+    for s in range(0, len(images), batch):
+        q = quantize_input(int_model, images[s : s + batch])
+        outs.append(dequantize_logits(int_model, reference_forward(int_model, q, tracer)))
+    ratios = {op: t / n if n else 0.0 for op, (t, n) in counts.items()}
+    return np.concatenate(outs), ratios
+
+
+def evaluate(float_model, int_model: IntViT, test: ArraySplit, model_name: str) -> EvalResult:
+    import torch
+
+    with torch.no_grad():
+        fp = np.concatenate(
+            [float_model(torch.from_numpy(x)).numpy() for x, _ in test.batches(128)]
+        )
+    il, trunc = int_logits_with_truncation(int_model, test.images)
+    fp_pred, int_pred = fp.argmax(1), il.argmax(1)
+    label = "default" if int_model.config == QuantConfig() else int_model.config.label
+    return EvalResult(
+        model_name,
+        label,
+        float((fp_pred == test.labels).mean()),
+        float((int_pred == test.labels).mean()),
+        float((fp_pred == int_pred).mean()),
+        trunc,
+        len(test),
+    )
+
+
+def variant_configs(base: QuantConfig = QuantConfig()) -> list[QuantConfig]:  # noqa: B008
+    """The default set, each alternative for one operator at a time, and the papers' sets."""
+    configs = [base]
+    for sm in ("ibert", "shiftmax"):
+        configs.append(replace(base, softmax=sm))
+    for g in ("ibert", "shiftgelu", "sigmoid1702", "relu"):
+        configs.append(replace(base, gelu=g))
+    configs.append(replace(base, layernorm="ilayernorm"))
+    configs.append(replace(base, softmax="shiftmax", gelu="shiftgelu", layernorm="ilayernorm"))
+    configs.append(replace(base, softmax="ibert", gelu="ibert", layernorm="ilayernorm"))
+    return configs
+
+
+def evaluate_variants(spec: ModelSpec, configs: list[QuantConfig], progress: bool = True):
+    """One float model, calibrated and evaluated once per config."""
+    model = spec.load_float(progress)
+    img = int(model.patch_embed.img_size[0])
+    calib, test = spec.split("calib", img), spec.split("test", img)
+    results = []
+    iterator = configs
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(configs, desc=f"eval {spec.name}", unit="config")
+    for cfg in iterator:
+        int_model = calibrate(model, calib.images, cfg)
+        results.append(evaluate(model, int_model, test, spec.name))
+    return results
+
+
+def format_results(results: list[EvalResult]) -> str:
+    head = (
+        f"{'model':<12}{'variant':<56}{'fp32':>7}{'int':>7}{'agree':>7}{'trunc sm/gelu/ln %':>22}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results:
+        t = r.truncation
+        trunc = "/".join(f"{100 * t.get(k, 0):.1f}" for k in ("softmax", "gelu", "layernorm"))
+        lines.append(
+            f"{r.model:<12}{r.variant:<56}{100 * r.fp32_top1:>7.2f}"
+            f"{100 * r.int_top1:>7.2f}{100 * r.agreement:>7.2f}{trunc:>22}"
+        )
+    return "\n".join(lines)
+
+
+def save_results(results: list[EvalResult], path: str | Path) -> Path:
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([r.as_dict() for r in results], indent=2) + "\n")
+    return path

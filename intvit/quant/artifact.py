@@ -1,0 +1,79 @@
+"""The saved integer model: one ``.safetensors`` file, loadable without torch.
+
+Tensors: the integer weights, biases and tokens, float32 per-channel weight scales and
+LayerNorm gamma/beta (folded into dyadic constants on load, by the same helpers as at build).
+Metadata (JSON strings): ``format`` (``intvit-int-model``), ``format_version``, ``arch``,
+``config`` (QuantConfig, with its own version), ``scales`` (activation scales), ``m_star``,
+``source`` (what it was calibrated from).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from intvit.quant.config import QuantConfig
+from intvit.quant.int_vit import IntViT
+
+FORMAT = "intvit-int-model"
+FORMAT_VERSION = 1
+_REQUIRED = ("format", "format_version", "arch", "config", "scales", "m_star")
+
+
+def save_int_model(model: IntViT, path: str | Path) -> Path:
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "arch": json.dumps(model.arch, sort_keys=True),
+        "config": model.config.to_json(),
+        "scales": json.dumps(model.scales, sort_keys=True),
+        "m_star": json.dumps(model.m_star),
+        "source": model.source,
+    }
+    tensors = {k: np.ascontiguousarray(v) for k, v in model.tensors.items()}
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def load_int_model(path: str | Path) -> IntViT:
+    """Load and validate; a corrupt, foreign or newer file raises ValueError saying which."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"integer model {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(
+            f"{str(path)!r} is not a readable integer model (corrupt?): {err}"
+        ) from None
+    missing = [k for k in _REQUIRED if k not in meta]
+    if meta.get("format") != FORMAT or missing:
+        raise ValueError(f"{str(path)!r} is not an intvit integer model (missing {missing})")
+    version = int(meta["format_version"])
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{str(path)!r} has format version {version}; this intvit reads {FORMAT_VERSION}"
+        )
+    try:
+        model = IntViT(
+            arch=json.loads(meta["arch"]),
+            config=QuantConfig.from_dict(json.loads(meta["config"])),
+            scales={k: float(v) for k, v in json.loads(meta["scales"]).items()},
+            tensors=tensors,
+            m_star=[int(m) for m in json.loads(meta["m_star"])],
+            source=meta.get("source", ""),
+        )
+        _ = model.plan  # derive every constant now: a mismatched file fails here, not later
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{str(path)!r} is inconsistent: {err!r}") from None
+    return model

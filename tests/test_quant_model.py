@@ -1,0 +1,193 @@
+"""The integer ViT/DeiT: shadow forward, calibration, artifact, reference forward, accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from intvit.api.model_eval import ModelSpec, evaluate
+from intvit.models.data import digits
+from intvit.models.zoo import create_float_model
+from intvit.quant.artifact import load_int_model, save_int_model
+from intvit.quant.calibrate import calibrate
+from intvit.quant.config import QuantConfig
+from intvit.quant.reference import (
+    dequantize_logits,
+    im2col,
+    quantize_input,
+    reference_forward,
+)
+from intvit.quant.shadow import shadow_forward
+from intvit.topi.gelu_ref import gelu_ref
+from intvit.topi.layernorm_ref import layernorm_ref
+from intvit.topi.matmul_ref import dense_ref
+from intvit.topi.requantize_ref import requantize_ref
+from intvit.topi.softmax_ref import softmax_ref
+
+
+@pytest.fixture(scope="module")
+def random_models():
+    torch.manual_seed(0)
+    return {n: create_float_model(n) for n in ("digits_vit", "digits_deit")}
+
+
+@pytest.fixture(scope="module")
+def calib_images():
+    return digits("calib").images[:24]
+
+
+@pytest.mark.parametrize("name", ["digits_vit", "digits_deit"])
+def test_shadow_forward_equals_timm(name, random_models):
+    model = random_models[name]
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(shadow_forward(model, x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["digits_vit", "digits_deit"])
+def test_calibration_is_deterministic(name, random_models, calib_images):
+    a = calibrate(random_models[name], calib_images)
+    b = calibrate(random_models[name], calib_images)
+    assert a.scales == b.scales and a.m_star == b.m_star
+    assert a.tensors.keys() == b.tensors.keys()
+    for key in a.tensors:
+        np.testing.assert_array_equal(a.tensors[key], b.tensors[key])
+
+
+def _slow_forward(m, q_in):
+    """Image by image, head by head, token by token: the kernel references composed by hand."""
+    a, t, plan = m.arch, m.tensors, m.plan
+    lo, hi = plan.residual_range
+    dim, heads = a["dim"], a["heads"]
+    d = dim // heads
+    outs = []
+    for img in q_in:
+        patches = im2col(img[None], a["patch_size"])[0]
+        x = requantize_ref(dense_ref(patches, t["pe.w"], t["pe.b"]), plan.rq_patch)
+        x = np.clip(np.concatenate([t["cls_q"][0], x]) + t["pos_q"][0], lo, hi).astype(np.int32)
+        for i, bp in enumerate(plan.blocks):
+            h = np.stack([layernorm_ref(row, bp.ln1) for row in x])
+            acc = dense_ref(h, t[f"b{i}.qkv.w"], t[f"b{i}.qkv.b"])
+            q = requantize_ref(acc[:, :dim], bp.rq_q)
+            k = requantize_ref(acc[:, dim : 2 * dim], bp.rq_k)
+            v = requantize_ref(acc[:, 2 * dim :], bp.rq_v)
+            ctx = np.zeros((len(x), dim), np.int8)
+            for hd in range(heads):
+                sl = slice(hd * d, (hd + 1) * d)
+                for n in range(len(x)):
+                    s = q[n, sl].astype(np.int64) @ k[:, sl].astype(np.int64).T
+                    p = softmax_ref(requantize_ref(s.astype(np.int32), bp.rq_scores), bp.softmax)
+                    c = (p.astype(np.int64) @ v[:, sl].astype(np.int64)).astype(np.int32)
+                    ctx[n, sl] = requantize_ref(c, bp.rq_ctx)
+            acc = dense_ref(ctx, t[f"b{i}.proj.w"], t[f"b{i}.proj.b"])
+            x = np.clip(
+                requantize_ref(x, bp.rq_skip1).astype(np.int64) + requantize_ref(acc, bp.rq_proj),
+                lo,
+                hi,
+            ).astype(np.int32)
+            h = np.stack([layernorm_ref(row, bp.ln2) for row in x])
+            f = requantize_ref(dense_ref(h, t[f"b{i}.fc1.w"], t[f"b{i}.fc1.b"]), bp.rq_fc1)
+            g = np.stack([gelu_ref(row, bp.gelu) for row in f])
+            acc = dense_ref(g, t[f"b{i}.fc2.w"], t[f"b{i}.fc2.b"])
+            x = np.clip(
+                requantize_ref(x, bp.rq_skip2).astype(np.int64) + requantize_ref(acc, bp.rq_fc2),
+                lo,
+                hi,
+            ).astype(np.int32)
+        h = layernorm_ref(x, plan.lnf)
+        heads_out = [dense_ref(h[0], t["head.w"], t["head.b"])]
+        if a["distilled"]:
+            heads_out.append(dense_ref(h[1], t["head_dist.w"], t["head_dist.b"]))
+        outs.append(np.stack(heads_out))
+    return np.stack(outs)
+
+
+@pytest.mark.parametrize("name", ["digits_vit", "digits_deit"])
+@pytest.mark.parametrize(
+    "config",
+    [QuantConfig(), QuantConfig(softmax="shiftmax", gelu="shiftgelu", layernorm="ilayernorm")],
+    ids=["edge", "ivit"],
+)
+def test_reference_forward_equals_slow_per_op_check(name, config, random_models, calib_images):
+    m = calibrate(random_models[name], calib_images, config)
+    q = quantize_input(m, digits("test").images[:3])
+    np.testing.assert_array_equal(reference_forward(m, q), _slow_forward(m, q))
+
+
+def test_artifact_round_trip(random_models, calib_images, tmp_path):
+    m = calibrate(random_models["digits_deit"], calib_images)
+    loaded = load_int_model(save_int_model(m, tmp_path / "m.safetensors"))
+    assert loaded.arch == m.arch and loaded.config == m.config and loaded.scales == m.scales
+    q = quantize_input(m, digits("test").images[:4])
+    np.testing.assert_array_equal(reference_forward(loaded, q), reference_forward(m, q))
+
+
+def test_artifact_errors(random_models, calib_images, tmp_path):
+    path = save_int_model(calibrate(random_models["digits_vit"], calib_images), tmp_path / "m.st")
+    corrupt = tmp_path / "corrupt.st"
+    corrupt.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(ValueError, match="corrupt"):
+        load_int_model(corrupt)
+    from safetensors.numpy import save_file
+
+    other = tmp_path / "other.st"
+    save_file({"x": np.zeros(3)}, str(other), metadata={"format": "something-else"})
+    with pytest.raises(ValueError, match="not an intvit integer model"):
+        load_int_model(other)
+    newer = tmp_path / "newer.st"
+    with open(path, "rb"):
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = dict(f.metadata())
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["format_version"] = "99"
+    save_file(tensors, str(newer), metadata=meta)
+    with pytest.raises(ValueError, match="format version 99"):
+        load_int_model(newer)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_int_model(tmp_path / "missing.st")
+
+
+def test_bad_inputs(random_models, calib_images, tmp_path):
+    with pytest.raises(ValueError, match="unsupported model 'resnet50'; supported: digits_deit"):
+        create_float_model("resnet50")
+    ckpt = tmp_path / "vit.pt"
+    torch.save(random_models["digits_vit"].state_dict(), ckpt)
+    with pytest.raises(ValueError, match="is not for model 'digits_deit'"):
+        create_float_model("digits_deit", checkpoint=ckpt)
+    with pytest.raises(ValueError, match="calibration set is empty"):
+        calibrate(random_models["digits_vit"], calib_images[:0])
+    with pytest.raises(ValueError, match=r"expects \[N, 1, 32, 32\]"):
+        calibrate(random_models["digits_vit"], np.zeros((2, 3, 32, 32), np.float32))
+    m = calibrate(random_models["digits_vit"], calib_images)
+    with pytest.raises(ValueError, match="images have shape"):
+        quantize_input(m, np.zeros((1, 1, 16, 16), np.float32))
+    with pytest.raises(ValueError, match="not a ViT/DeiT"):
+        calibrate(create_float_model("digits_swin"), calib_images)
+    with pytest.raises(ValueError, match="unknown gelu variant"):
+        QuantConfig(gelu="tanh")
+
+
+def test_integer_only_dequantization_is_the_last_step(random_models, calib_images):
+    """Logits are int32 accumulators until dequantize_logits multiplies by the scales."""
+    m = calibrate(random_models["digits_vit"], calib_images)
+    acc = reference_forward(m, quantize_input(m, calib_images[:2]))
+    assert acc.dtype == np.int32
+    logits = dequantize_logits(m, acc)
+    assert logits.shape == (2, 10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["digits_vit", "digits_deit"])
+def test_digits_accuracy_acceptance(name):
+    """Default variant set: integer top-1 within 0.5 points of FP32, agreement >= 99%."""
+    spec = ModelSpec(name)
+    model = spec.load_float(progress=False)
+    int_model = calibrate(model, spec.split("calib", 32).images)
+    result = evaluate(model, int_model, spec.split("test", 32), name)
+    assert result.fp32_top1 > 0.9, result  # the float model learned the task
+    assert abs(result.int_top1 - result.fp32_top1) <= 0.005 + 1e-9, result
+    assert result.agreement >= 0.99, result
+    assert all(v == 0.0 for v in result.truncation.values()), result
