@@ -20,7 +20,7 @@ from intvit.api.model_eval import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "accuracy.json"
-MODELS = ("digits_vit", "digits_deit")
+MODELS = ("digits_vit", "digits_deit", "digits_swin")
 
 
 def main() -> int:

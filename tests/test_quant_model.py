@@ -19,6 +19,7 @@ from intvit.quant.reference import (
     reference_forward,
 )
 from intvit.quant.shadow import shadow_forward
+from intvit.quant.shadow_swin import shadow_forward_swin
 from intvit.topi.gelu_ref import gelu_ref
 from intvit.topi.layernorm_ref import layernorm_ref
 from intvit.topi.matmul_ref import dense_ref
@@ -29,7 +30,7 @@ from intvit.topi.softmax_ref import softmax_ref
 @pytest.fixture(scope="module")
 def random_models():
     torch.manual_seed(0)
-    return {n: create_float_model(n) for n in ("digits_vit", "digits_deit")}
+    return {n: create_float_model(n) for n in ("digits_vit", "digits_deit", "digits_swin")}
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +38,41 @@ def calib_images():
     return digits("calib").images[:24]
 
 
-@pytest.mark.parametrize("name", ["digits_vit", "digits_deit"])
+@pytest.mark.parametrize("name", ["digits_vit", "digits_deit", "digits_swin"])
 def test_shadow_forward_equals_timm(name, random_models):
     model = random_models[name]
+    forward = shadow_forward_swin if name == "digits_swin" else shadow_forward
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(shadow_forward(model, x), model(x), rtol=0, atol=0)
+        torch.testing.assert_close(forward(model, x), model(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", ["digits_vit", "digits_deit"])
+def test_swin_windows_match_timm():
+    from timm.models.swin_transformer import window_partition as timm_partition
+
+    from intvit.quant.int_swin import _unwindows, _windows
+
+    x = np.arange(2 * 8 * 8 * 3).reshape(2, 64, 3)
+    win = _windows(x, 8, 4, 2)
+    rolled = torch.roll(torch.from_numpy(x.reshape(2, 8, 8, 3)), (-2, -2), dims=(1, 2))
+    want = timm_partition(rolled, (4, 4)).reshape(-1, 16, 3).numpy()
+    np.testing.assert_array_equal(win, want)
+    np.testing.assert_array_equal(_unwindows(win, 8, 4, 2), x)
+
+
+def test_integer_swin_tracks_float(random_models, calib_images):
+    """Random-weight Swin: integer logits close to float, same top-1."""
+    model = random_models["digits_swin"]
+    m = calibrate(model, calib_images)
+    x = digits("test").images[:16]
+    with torch.no_grad():
+        fp = model(torch.from_numpy(x)).numpy()
+    logits = dequantize_logits(m, reference_forward(m, quantize_input(m, x)))
+    assert np.abs(logits - fp).max() <= 0.05 * np.abs(fp).max()
+    assert (logits.argmax(1) == fp.argmax(1)).mean() >= 0.9
+
+
+@pytest.mark.parametrize("name", ["digits_vit", "digits_deit", "digits_swin"])
 def test_calibration_is_deterministic(name, random_models, calib_images):
     a = calibrate(random_models[name], calib_images)
     b = calibrate(random_models[name], calib_images)
@@ -115,8 +142,9 @@ def test_reference_forward_equals_slow_per_op_check(name, config, random_models,
     np.testing.assert_array_equal(reference_forward(m, q), _slow_forward(m, q))
 
 
-def test_artifact_round_trip(random_models, calib_images, tmp_path):
-    m = calibrate(random_models["digits_deit"], calib_images)
+@pytest.mark.parametrize("name", ["digits_deit", "digits_swin"])
+def test_artifact_round_trip(name, random_models, calib_images, tmp_path):
+    m = calibrate(random_models[name], calib_images)
     loaded = load_int_model(save_int_model(m, tmp_path / "m.safetensors"))
     assert loaded.arch == m.arch and loaded.config == m.config and loaded.scales == m.scales
     q = quantize_input(m, digits("test").images[:4])
@@ -164,8 +192,10 @@ def test_bad_inputs(random_models, calib_images, tmp_path):
     m = calibrate(random_models["digits_vit"], calib_images)
     with pytest.raises(ValueError, match="images have shape"):
         quantize_input(m, np.zeros((1, 1, 16, 16), np.float32))
-    with pytest.raises(ValueError, match="not a ViT/DeiT"):
-        calibrate(create_float_model("digits_swin"), calib_images)
+    with pytest.raises(ValueError, match=r"checkpoint .* is not a PyTorch state dict"):
+        bad = tmp_path / "bad.pt"
+        bad.write_bytes(b"not a checkpoint")
+        create_float_model("digits_vit", checkpoint=bad)
     with pytest.raises(ValueError, match="unknown gelu variant"):
         QuantConfig(gelu="tanh")
 
@@ -180,7 +210,7 @@ def test_integer_only_dequantization_is_the_last_step(random_models, calib_image
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["digits_vit", "digits_deit"])
+@pytest.mark.parametrize("name", ["digits_vit", "digits_deit", "digits_swin"])
 def test_digits_accuracy_acceptance(name):
     """Default variant set: integer top-1 within 0.5 points of FP32, agreement >= 99%."""
     spec = ModelSpec(name)

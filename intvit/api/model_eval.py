@@ -12,7 +12,7 @@ from intvit.models.data import ArraySplit, digits, image_folder
 from intvit.models.zoo import SMALL_CONFIGS, create_float_model
 from intvit.quant.calibrate import calibrate
 from intvit.quant.config import QuantConfig
-from intvit.quant.int_vit import IntViT
+from intvit.quant.int_vit import IntModel
 from intvit.quant.reference import dequantize_logits, quantize_input, reference_forward
 from intvit.topi.registry import get_variant
 from intvit.topi.truncation import truncation_audit
@@ -69,7 +69,7 @@ class EvalResult:
         return self.__dict__.copy()
 
 
-def int_logits_with_truncation(int_model: IntViT, images: np.ndarray, batch: int = 64):
+def int_logits_with_truncation(int_model: IntModel, images: np.ndarray, batch: int = 64):
     """Integer logits and, per operator, the truncation ratio on the real activations."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
 
@@ -87,7 +87,7 @@ def int_logits_with_truncation(int_model: IntViT, images: np.ndarray, batch: int
     return np.concatenate(outs), ratios
 
 
-def evaluate(float_model, int_model: IntViT, test: ArraySplit, model_name: str) -> EvalResult:
+def evaluate(float_model, int_model: IntModel, test: ArraySplit, model_name: str) -> EvalResult:
     import torch
 
     with torch.no_grad():

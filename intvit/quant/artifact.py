@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from intvit.quant.config import QuantConfig
-from intvit.quant.int_vit import IntViT
+from intvit.quant.int_vit import IntModel
 
 FORMAT = "intvit-int-model"
 FORMAT_VERSION = 1
 _REQUIRED = ("format", "format_version", "arch", "config", "scales", "m_star")
 
 
-def save_int_model(model: IntViT, path: str | Path) -> Path:
+def save_int_model(model: IntModel, path: str | Path) -> Path:
     from safetensors.numpy import save_file
 
     path = Path(path)
@@ -41,7 +41,7 @@ def save_int_model(model: IntViT, path: str | Path) -> Path:
     return path
 
 
-def load_int_model(path: str | Path) -> IntViT:
+def load_int_model(path: str | Path) -> IntModel:
     """Load and validate; a corrupt, foreign or newer file raises ValueError saying which."""
     from safetensors import SafetensorError, safe_open
 
@@ -65,7 +65,7 @@ def load_int_model(path: str | Path) -> IntViT:
             f"{str(path)!r} has format version {version}; this intvit reads {FORMAT_VERSION}"
         )
     try:
-        model = IntViT(
+        model = IntModel(
             arch=json.loads(meta["arch"]),
             config=QuantConfig.from_dict(json.loads(meta["config"])),
             scales={k: float(v) for k, v in json.loads(meta["scales"]).items()},

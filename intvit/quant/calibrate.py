@@ -1,4 +1,4 @@
-"""Post-training calibration: float timm ViT/DeiT + calibration images -> :class:`IntViT`."""
+"""Post-training calibration: float timm ViT/DeiT + calibration images -> :class:`IntModel`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import defaultdict
 import numpy as np
 
 from intvit.quant.config import QuantConfig
-from intvit.quant.int_vit import LINEARS, IntViT
+from intvit.quant.int_vit import LINEARS, IntModel
 from intvit.quant.observers import make_observer
 from intvit.quant.shadow import shadow_forward, vit_arch
 from intvit.topi.softmax_mstar import select_m_star
@@ -38,12 +38,19 @@ def calibrate(
     batch_size: int = 32,
     progress: bool = False,
     source: str = "",
-) -> IntViT:
+) -> IntModel:
     """Observe ``model`` on float ``images [N, C, H, W]`` and build the integer model."""
     import torch
 
     config = config or QuantConfig()
-    arch = vit_arch(model)
+    from timm.models.swin_transformer import SwinTransformer
+
+    if isinstance(model, SwinTransformer):
+        from intvit.quant.shadow_swin import shadow_forward_swin, swin_arch
+
+        arch, forward = swin_arch(model), shadow_forward_swin
+    else:
+        arch, forward = vit_arch(model), shadow_forward
     images = np.asarray(images, dtype=np.float32)
     if images.shape[0] == 0:
         raise ValueError("the calibration set is empty; give at least one image")
@@ -55,13 +62,12 @@ def calibrate(
         )
     observers = defaultdict(lambda: make_observer(config.observer))
     rows: dict[str, list[np.ndarray]] = defaultdict(list)
-    tokens = (arch["img_size"] // arch["patch_size"]) ** 2 + arch["prefix_tokens"]
 
     def observe(name, t):
         x = _np(t)
         observers[name].update(x)
         if name.endswith(".scores") and sum(len(r) for r in rows[name]) < SCORE_ROWS:
-            rows[name].append(x.reshape(-1, tokens)[:SCORE_ROWS])
+            rows[name].append(x.reshape(-1, x.shape[-1])[:SCORE_ROWS])
 
     starts = range(0, len(images), batch_size)
     if progress:
@@ -70,23 +76,29 @@ def calibrate(
         starts = tqdm(starts, desc="calibrate", unit="batch")
     with torch.no_grad():
         for s in starts:
-            shadow_forward(model, torch.from_numpy(images[s : s + batch_size]), observe)
+            forward(model, torch.from_numpy(images[s : s + batch_size]), observe)
 
     res_qmax = 2 ** (config.residual_bits - 1) - 1
     scales = {}
     for name, obs in observers.items():
-        qmax = res_qmax if name.split(".")[-1].startswith("res") else 127
+        last = name.split(".")[-1]
+        qmax = res_qmax if last.startswith("res") or last == "pe" else 127
         scales[name] = max(obs.amax(qmax), 1e-8) / qmax
 
-    tensors = _quantize_weights(model, arch, scales)
+    if arch["family"] == "swin":
+        tensors = _quantize_swin_weights(model, scales)
+        blocks = sum(len(st["blocks"]) for st in arch["stages"])
+    else:
+        tensors = _quantize_weights(model, arch, scales)
+        blocks = arch["depth"]
     m_star = []
     if config.softmax == "edge":
-        for i in range(arch["depth"]):
+        for i in range(blocks):
             name = f"b{i}.scores"
             s = scales[name]
             q = np.clip(np.round(np.concatenate(rows[name]) / s), -128, 127).astype(np.int8)
             m_star.append(select_m_star(q, s, config.softmax_bits, config.m_star_method))
-    return IntViT(arch, config, scales, tensors, m_star, source)
+    return IntModel(arch, config, scales, tensors, m_star, source)
 
 
 def _quantize_weights(model, arch: dict, scales: dict[str, float]) -> dict[str, np.ndarray]:
@@ -125,4 +137,42 @@ def _quantize_weights(model, arch: dict, scales: dict[str, float]) -> dict[str, 
     put("head", model.head.weight, _np(model.head.bias), scales["lnf"])
     if arch["distilled"]:
         put("head_dist", model.head_dist.weight, _np(model.head_dist.bias), scales["lnf"])
+    return t
+
+
+def _put_linear(t, name, lin, in_scale) -> None:
+    b = None if lin.bias is None else _np(lin.bias)
+    t[f"{name}.w"], t[f"{name}.b"], t[f"{name}.ws"] = quantize_weight(_np(lin.weight), b, in_scale)
+
+
+def _put_norm(t, name, norm) -> None:
+    t[f"{name}.gamma"] = _np(norm.weight).astype(np.float32)
+    t[f"{name}.beta"] = _np(norm.bias).astype(np.float32)
+
+
+def _quantize_swin_weights(model, scales: dict[str, float]) -> dict[str, np.ndarray]:
+    import torch
+
+    t: dict[str, np.ndarray] = {}
+    _put_linear(t, "pe", model.patch_embed.proj, scales["input"])
+    _put_norm(t, "pe_ln", model.patch_embed.norm)
+    i = 0
+    for s, st in enumerate(model.layers):
+        if not isinstance(st.downsample, torch.nn.Identity):
+            _put_norm(t, f"st{s}.merge_ln", st.downsample.norm)
+            _put_linear(t, f"st{s}.reduce", st.downsample.reduction, scales[f"st{s}.merge_ln"])
+        for blk in st.blocks:
+            p = f"b{i}."
+            _put_linear(t, p + "qkv", blk.attn.qkv, scales[p + "ln1"])
+            _put_linear(t, p + "proj", blk.attn.proj, scales[p + "ctx"])
+            _put_linear(t, p + "fc1", blk.mlp.fc1, scales[p + "ln2"])
+            _put_linear(t, p + "fc2", blk.mlp.fc2, scales[p + "gelu"])
+            _put_norm(t, p + "ln1", blk.norm1)
+            _put_norm(t, p + "ln2", blk.norm2)
+            t[p + "relbias"] = _np(blk.attn._get_rel_pos_bias()[0]).astype(np.float32)
+            if blk.attn_mask is not None:
+                t[p + "mask"] = (_np(blk.attn_mask) != 0).astype(np.int8)
+            i += 1
+    _put_norm(t, "lnf", model.norm)
+    _put_linear(t, "head", model.head.fc, scales["pool"])
     return t

@@ -30,8 +30,10 @@ LINEARS = ("qkv", "proj", "fc1", "fc2")
 
 
 @dataclass
-class IntViT:
-    """``tensors``: int8 weights ``<layer>.w``, int32 biases ``<layer>.b``, float32 per-channel
+class IntModel:
+    """An integer-only ViT, DeiT (``arch["family"] == "vit"``) or Swin (``"swin"``).
+
+    ``tensors``: int8 weights ``<layer>.w``, int32 biases ``<layer>.b``, float32 per-channel
     weight scales ``<layer>.ws``, int32 ``cls_q``/``pos_q`` at the ``res0`` scale, float32
     LayerNorm ``gamma``/``beta`` (folded into dyadic constants when the plan is built).
     ``scales``: float activation scales by point. ``m_star``: the edge softmax's calibrated
@@ -49,8 +51,22 @@ class IntViT:
     def tokens(self) -> int:
         return (self.arch["img_size"] // self.arch["patch_size"]) ** 2 + self.arch["prefix_tokens"]
 
+    @property
+    def family(self) -> str:
+        return self.arch["family"]
+
+    @property
+    def num_blocks(self) -> int:
+        if self.family == "swin":
+            return sum(len(st["blocks"]) for st in self.arch["stages"])
+        return self.arch["depth"]
+
     @functools.cached_property
-    def plan(self) -> ModelPlan:
+    def plan(self):
+        if self.family == "swin":
+            from intvit.quant.int_swin import SwinPlan
+
+            return SwinPlan.build(self)
         return ModelPlan.build(self)
 
 
@@ -86,7 +102,7 @@ class ModelPlan:
     residual_range: tuple[int, int]
 
     @classmethod
-    def build(cls, model: IntViT) -> ModelPlan:
+    def build(cls, model: IntModel) -> ModelPlan:
         a, cfg, sc, t = model.arch, model.config, model.scales, model.tensors
         dim, heads = a["dim"], a["heads"]
         d = dim // heads

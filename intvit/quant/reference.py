@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from intvit.quant.int_vit import IntViT
+from intvit.quant.int_vit import IntModel
 from intvit.topi.gelu_ref import gelu_ref
 from intvit.topi.layernorm_ref import layernorm_ref
 from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
@@ -16,7 +16,7 @@ from intvit.topi.requantize_ref import requantize_ref
 from intvit.topi.softmax_ref import softmax_ref
 
 
-def quantize_input(model: IntViT, images: np.ndarray) -> np.ndarray:
+def quantize_input(model: IntModel, images: np.ndarray) -> np.ndarray:
     """The one float step at the input: ``clamp(round(x / S_in))`` to int8."""
     images = np.asarray(images)
     a = model.arch
@@ -33,7 +33,7 @@ def im2col(q: np.ndarray, patch: int) -> np.ndarray:
     return x.transpose(0, 2, 4, 1, 3, 5).reshape(b, (h // patch) * (w // patch), c * patch * patch)
 
 
-def _linear(model: IntViT, name: str, x: np.ndarray) -> np.ndarray:
+def _linear(model: IntModel, name: str, x: np.ndarray) -> np.ndarray:
     t = model.tensors
     return dense_ref(x, t[f"{name}.w"], t[f"{name}.b"])
 
@@ -53,7 +53,7 @@ def _nonlinear(tracer: Tracer | None, op: str, fn, q: np.ndarray, params) -> np.
     return fn(q, params)
 
 
-def attention(model: IntViT, i: int, h: np.ndarray, tracer: Tracer | None = None) -> np.ndarray:
+def attention(model: IntModel, i: int, h: np.ndarray, tracer: Tracer | None = None) -> np.ndarray:
     """Block ``i``'s attention on int8 ``h [B, N, D]``: returns the int32 proj accumulator."""
     plan, a = model.plan.blocks[i], model.arch
     b, n, dim = h.shape
@@ -73,11 +73,17 @@ def attention(model: IntViT, i: int, h: np.ndarray, tracer: Tracer | None = None
     return _linear(model, f"b{i}.proj", ctx)
 
 
-def reference_forward(model: IntViT, q_in: np.ndarray, tracer: Tracer | None = None) -> np.ndarray:
+def reference_forward(
+    model: IntModel, q_in: np.ndarray, tracer: Tracer | None = None
+) -> np.ndarray:
     """int8 images ``[B, C, H, W]`` -> int32 logit accumulators ``[B, heads_out, classes]``
     (one head, or two for distilled DeiT), at scale ``S_lnf * S_w[class]``."""
     if q_in.dtype != np.int8:
         raise ValueError(f"q_in must be int8 (use quantize_input), got {q_in.dtype}")
+    if model.family == "swin":
+        from intvit.quant.int_swin import swin_reference_forward
+
+        return swin_reference_forward(model, q_in, tracer)
     a, t, plan = model.arch, model.tensors, model.plan
     lo, hi = plan.residual_range
     patches = im2col(q_in, a["patch_size"])
@@ -100,14 +106,15 @@ def reference_forward(model: IntViT, q_in: np.ndarray, tracer: Tracer | None = N
     return np.stack(outs, axis=1)
 
 
-def dequantize_logits(model: IntViT, acc: np.ndarray) -> np.ndarray:
+def dequantize_logits(model: IntModel, acc: np.ndarray) -> np.ndarray:
     """The one float step at the output: logits = acc * S_lnf * S_w (heads averaged)."""
-    t, s = model.tensors, model.scales["lnf"]
+    t = model.tensors
+    s = model.scales["pool" if model.family == "swin" else "lnf"]
     names = ["head", "head_dist"][: acc.shape[1]]
     logits = [acc[:, j].astype(np.float64) * s * t[f"{n}.ws"] for j, n in enumerate(names)]
     return np.mean(logits, axis=0)
 
 
-def predict(model: IntViT, images: np.ndarray) -> np.ndarray:
+def predict(model: IntModel, images: np.ndarray) -> np.ndarray:
     """Float images -> float logits through the integer-only model."""
     return dequantize_logits(model, reference_forward(model, quantize_input(model, images)))

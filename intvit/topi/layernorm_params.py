@@ -52,7 +52,16 @@ class ILayerNormParams:
     variant = "ilayernorm"
 
     @classmethod
-    def from_scale(cls, channels, gamma=1.0, beta=0.0, out_scale=1 / 32, in_bits=24, acc_bits=64):
+    def from_scale(
+        cls,
+        channels,
+        gamma=1.0,
+        beta=0.0,
+        out_scale=1 / 32,
+        in_bits=24,
+        acc_bits=64,
+        out_dtype="int8",
+    ):
         check_int_range("channels", channels, 1, 65536)
         check_scale("out_scale", out_scale)
         check_choice("acc_bits", acc_bits, (32, 64))
@@ -60,7 +69,7 @@ class ILayerNormParams:
         check_int_range("in_bits", in_bits, 0, (61 - bit_length(channels)) // 2)
         ratios, bias = _affine(gamma, beta, channels, math.sqrt(channels) / 2**30, out_scale)
         product = 64 if acc_bits == 64 else 32
-        out = RequantParams.make(ratios, 30 if product == 32 else 40, "int8", product, bias)
+        out = RequantParams.make(ratios, 30 if product == 32 else 40, out_dtype, product, bias)
         return cls(channels, in_bits, out, acc_bits)
 
 
@@ -89,7 +98,16 @@ class EdgeLayerNormParams:
     k = EDGE_LN_K
 
     @classmethod
-    def from_scale(cls, channels, gamma=1.0, beta=0.0, out_scale=1 / 32, in_bits=15, acc_bits=32):
+    def from_scale(
+        cls,
+        channels,
+        gamma=1.0,
+        beta=0.0,
+        out_scale=1 / 32,
+        in_bits=15,
+        acc_bits=32,
+        out_dtype="int8",
+    ):
         check_int_range("channels", channels, 1, 65536)
         check_scale("out_scale", out_scale)
         check_int_range("in_bits", in_bits, 0, 30)
@@ -99,7 +117,7 @@ class EdgeLayerNormParams:
         v = max(0, math.ceil((bit_length(channels) + 1) / 2))
         norm_scale = math.sqrt(channels) * 2.0**-EDGE_LN_M
         ratios, bias = _affine(gamma, beta, channels, norm_scale, out_scale)
-        out = RequantParams.make(ratios, EDGE_LN_M + 1, "int8", 32, bias)
+        out = RequantParams.make(ratios, EDGE_LN_M + 1, out_dtype, 32, bias)
         return cls(channels, in_bits, p, v, out, acc_bits)
 
 
