@@ -50,14 +50,14 @@ def test_shadow_forward_equals_timm(name, random_models):
 def test_swin_windows_match_timm():
     from timm.models.swin_transformer import window_partition as timm_partition
 
-    from intvit.quant.int_swin import _unwindows, _windows
+    from intvit.topi.residual_ref import unwindows_ref, windows_ref
 
     x = np.arange(2 * 8 * 8 * 3).reshape(2, 64, 3)
-    win = _windows(x, 8, 4, 2)
+    win = windows_ref(x, 8, 4, 2)
     rolled = torch.roll(torch.from_numpy(x.reshape(2, 8, 8, 3)), (-2, -2), dims=(1, 2))
     want = timm_partition(rolled, (4, 4)).reshape(-1, 16, 3).numpy()
     np.testing.assert_array_equal(win, want)
-    np.testing.assert_array_equal(_unwindows(win, 8, 4, 2), x)
+    np.testing.assert_array_equal(unwindows_ref(win, 8, 4, 2), x)
 
 
 def test_integer_swin_tracks_float(random_models, calib_images):

@@ -23,6 +23,7 @@ from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
 from intvit.topi.registry import get_variant
 from intvit.topi.requantize_params import RequantParams
 from intvit.topi.requantize_ref import requantize_ref
+from intvit.topi.residual_ref import im2col_ref, residual_add_ref, unwindows_ref, windows_ref
 from intvit.topi.softmax_ref import softmax_ref
 
 MASKED = -(2**15)
@@ -156,38 +157,14 @@ class SwinPlan:
         return cls(rq_patch, ln_patch, stages, lnf, rq_pool, (-lim, lim - 1))
 
 
-def _windows(x: np.ndarray, grid: int, ws: int, shift: int) -> np.ndarray:
-    """``[B, grid*grid, C]`` -> rolled by ``-shift`` -> ``[B * windows, ws*ws, C]``."""
-    b, _, c = x.shape
-    x = x.reshape(b, grid, grid, c)
-    if shift:
-        x = np.roll(x, (-shift, -shift), axis=(1, 2))
-    x = x.reshape(b, grid // ws, ws, grid // ws, ws, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, ws * ws, c)
-
-
-def _unwindows(x: np.ndarray, grid: int, ws: int, shift: int) -> np.ndarray:
-    c = x.shape[-1]
-    nw = grid // ws
-    x = x.reshape(-1, nw, nw, ws, ws, c).transpose(0, 1, 3, 2, 4, 5).reshape(-1, grid, grid, c)
-    if shift:
-        x = np.roll(x, (shift, shift), axis=(1, 2))
-    return x.reshape(x.shape[0], grid * grid, c)
-
-
-def _residual_add(x, skip_rq, acc, branch_rq, lo, hi):
-    total = requantize_ref(x, skip_rq).astype(np.int64) + requantize_ref(acc, branch_rq)
-    return np.clip(total, lo, hi).astype(np.int32)
-
-
 def swin_reference_forward(model, q_in: np.ndarray, tracer=None) -> np.ndarray:
     """int8 images -> int32 logit accumulators ``[B, 1, classes]`` at ``S_pool * S_w``."""
-    from intvit.quant.reference import _nonlinear, im2col
+    from intvit.quant.reference import _nonlinear
 
     a, t, plan = model.arch, model.tensors, model.plan
     lo, hi = plan.residual_range
     x = requantize_ref(
-        dense_ref(im2col(q_in, a["patch_size"]), t["pe.w"], t["pe.b"]), plan.rq_patch
+        dense_ref(im2col_ref(q_in, a["patch_size"]), t["pe.w"], t["pe.b"]), plan.rq_patch
     )
     x = _nonlinear(tracer, "layernorm", layernorm_ref, x, plan.ln_patch).astype(np.int32)
     i = 0
@@ -210,7 +187,7 @@ def swin_reference_forward(model, q_in: np.ndarray, tracer=None) -> np.ndarray:
             ws, sh = blk["window"], blk["shift"]
             n = ws * ws
             h = _nonlinear(tracer, "layernorm", layernorm_ref, x, bp.ln1)
-            win = _windows(h, grid, ws, sh)
+            win = windows_ref(h, grid, ws, sh)
             acc = dense_ref(win, t[p + "qkv.w"], t[p + "qkv.b"])
             dim = st["dim"]
 
@@ -229,13 +206,13 @@ def swin_reference_forward(model, q_in: np.ndarray, tracer=None) -> np.ndarray:
             probs = _nonlinear(tracer, "softmax", softmax_ref, scores, bp.softmax)
             ctx = requantize_ref(batch_matmul_ref(probs, v.transpose(0, 2, 1)), bp.rq_ctx)
             ctx = ctx.reshape(-1, heads, n, d).transpose(0, 2, 1, 3).reshape(-1, n, dim)
-            acc = _unwindows(dense_ref(ctx, t[p + "proj.w"], t[p + "proj.b"]), grid, ws, sh)
-            x = _residual_add(x, bp.rq_skip1, acc, bp.rq_proj, lo, hi)
+            acc = unwindows_ref(dense_ref(ctx, t[p + "proj.w"], t[p + "proj.b"]), grid, ws, sh)
+            x = residual_add_ref(x, acc, bp.rq_skip1, bp.rq_proj, lo, hi)
             h = _nonlinear(tracer, "layernorm", layernorm_ref, x, bp.ln2)
             f = requantize_ref(dense_ref(h, t[p + "fc1.w"], t[p + "fc1.b"]), bp.rq_fc1)
             g = _nonlinear(tracer, "gelu", gelu_ref, f, bp.gelu)
             acc = dense_ref(g, t[p + "fc2.w"], t[p + "fc2.b"])
-            x = _residual_add(x, bp.rq_skip2, acc, bp.rq_fc2, lo, hi)
+            x = residual_add_ref(x, acc, bp.rq_skip2, bp.rq_fc2, lo, hi)
             i += 1
     h = _nonlinear(tracer, "layernorm", layernorm_ref, x, plan.lnf)
     pooled = requantize_ref(h.astype(np.int32).sum(axis=1), plan.rq_pool)

@@ -13,6 +13,7 @@ from intvit.topi.gelu_ref import gelu_ref
 from intvit.topi.layernorm_ref import layernorm_ref
 from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
 from intvit.topi.requantize_ref import requantize_ref
+from intvit.topi.residual_ref import add_tokens_ref, im2col_ref, residual_add_ref
 from intvit.topi.softmax_ref import softmax_ref
 
 
@@ -26,21 +27,12 @@ def quantize_input(model: IntModel, images: np.ndarray) -> np.ndarray:
     return np.clip(np.round(images / model.scales["input"]), -128, 127).astype(np.int8)
 
 
-def im2col(q: np.ndarray, patch: int) -> np.ndarray:
-    """``[B, C, H, W]`` -> ``[B, (H/p)*(W/p), C*p*p]`` in the conv weight's (C, kh, kw) order."""
-    b, c, h, w = q.shape
-    x = q.reshape(b, c, h // patch, patch, w // patch, patch)
-    return x.transpose(0, 2, 4, 1, 3, 5).reshape(b, (h // patch) * (w // patch), c * patch * patch)
+im2col = im2col_ref  # re-exported for callers that cut images into patches
 
 
 def _linear(model: IntModel, name: str, x: np.ndarray) -> np.ndarray:
     t = model.tensors
     return dense_ref(x, t[f"{name}.w"], t[f"{name}.b"])
-
-
-def _residual_add(x, skip_rq, acc, branch_rq, lo, hi) -> np.ndarray:
-    total = requantize_ref(x, skip_rq).astype(np.int64) + requantize_ref(acc, branch_rq)
-    return np.clip(total, lo, hi).astype(np.int32)
 
 
 #: ``tracer(op, q, params)`` sees every nonlinear kernel's input (for the truncation audit).
@@ -86,19 +78,17 @@ def reference_forward(
         return swin_reference_forward(model, q_in, tracer)
     a, t, plan = model.arch, model.tensors, model.plan
     lo, hi = plan.residual_range
-    patches = im2col(q_in, a["patch_size"])
-    x = requantize_ref(_linear(model, "pe", patches), plan.rq_patch).astype(np.int64)
-    prefix = np.broadcast_to(t["cls_q"], (x.shape[0], *t["cls_q"].shape[1:]))
-    x = np.concatenate([prefix, x], axis=1) + t["pos_q"]
-    x = np.clip(x, lo, hi).astype(np.int32)
+    patches = im2col_ref(q_in, a["patch_size"])
+    x = requantize_ref(_linear(model, "pe", patches), plan.rq_patch)
+    x = add_tokens_ref(x, t["cls_q"], t["pos_q"], lo, hi)
     for i, bp in enumerate(plan.blocks):
         h = _nonlinear(tracer, "layernorm", layernorm_ref, x, bp.ln1)
         acc = attention(model, i, h, tracer)
-        x = _residual_add(x, bp.rq_skip1, acc, bp.rq_proj, lo, hi)
+        x = residual_add_ref(x, acc, bp.rq_skip1, bp.rq_proj, lo, hi)
         h = _nonlinear(tracer, "layernorm", layernorm_ref, x, bp.ln2)
         f = requantize_ref(_linear(model, f"b{i}.fc1", h), bp.rq_fc1)
         acc = _linear(model, f"b{i}.fc2", _nonlinear(tracer, "gelu", gelu_ref, f, bp.gelu))
-        x = _residual_add(x, bp.rq_skip2, acc, bp.rq_fc2, lo, hi)
+        x = residual_add_ref(x, acc, bp.rq_skip2, bp.rq_fc2, lo, hi)
     h = _nonlinear(tracer, "layernorm", layernorm_ref, x, plan.lnf)
     outs = [_linear(model, "head", h[:, 0])]
     if a["distilled"]:

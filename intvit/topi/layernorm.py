@@ -19,7 +19,12 @@ from intvit.topi.rowwise import check_rowwise_input, row_reduce
 from intvit.topi.sqrt import isqrt
 
 
-def layernorm(q: te.Tensor, params: LayerNormParams, acc_bits: int | None = None):
+def layernorm(
+    q: te.Tensor,
+    params: LayerNormParams,
+    acc_bits: int | None = None,
+    tables: ChannelTables | None = None,
+):
     """Integer LayerNorm over the last axis of int32 ``q``.
 
     Returns ``(out, tables)``: int8 output and the per-channel requantization tables the
@@ -32,7 +37,7 @@ def layernorm(q: te.Tensor, params: LayerNormParams, acc_bits: int | None = None
     dtype = acc_dtype(acc_bits or params.acc_bits)
     c = lambda v: const(v, dtype)  # noqa: E731
     p = params
-    tables = ChannelTables.create(p.out, "ln_out")
+    tables = tables or ChannelTables.create(p.out, "ln_out")
     pre = p.p if p.variant == "edge" else 0
 
     def load(*i):

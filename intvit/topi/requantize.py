@@ -69,12 +69,17 @@ def requantize_expr(
 
 
 def requantize(
-    q: te.Tensor, params: RequantParams, name: str = "requantize"
+    q: te.Tensor,
+    params: RequantParams,
+    name: str = "requantize",
+    tables: ChannelTables | None = None,
 ) -> tuple[te.Tensor, ChannelTables | None]:
     """Requantize ``q`` (int8/int16/int32) to ``params.out_dtype``; constants per last axis.
 
-    Returns the output and, for per-channel parameters, the tables the kernel takes as inputs.
+    Returns the output and, for per-channel parameters, the tables the kernel takes as inputs
+    (new placeholders, or ``tables`` when the caller supplies its own tensors).
     """
-    tables = ChannelTables.create(params, name) if params.channels > 1 else None
+    if tables is None and params.channels > 1:
+        tables = ChannelTables.create(params, name)
     out = te.compute(q.shape, lambda *i: requantize_expr(q(*i), i[-1], params, tables), name=name)
     return out, tables

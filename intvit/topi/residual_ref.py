@@ -1,0 +1,51 @@
+"""NumPy reference of the residual add and the token/layout ops of the integer models."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from intvit.topi.requantize_params import RequantParams
+from intvit.topi.requantize_ref import requantize_ref
+
+
+def residual_add_ref(
+    x: np.ndarray, acc: np.ndarray, skip: RequantParams, branch: RequantParams, lo: int, hi: int
+) -> np.ndarray:
+    """``clamp(rq_skip(x) + rq_branch(acc), lo, hi)`` as int32: both operands brought to the new
+    residual scale by dyadic requantization (int32 outputs), summed exactly, saturated."""
+    total = requantize_ref(x, skip).astype(np.int64) + requantize_ref(acc, branch)
+    return np.clip(total, lo, hi).astype(np.int32)
+
+
+def add_tokens_ref(x: np.ndarray, prefix: np.ndarray, pos: np.ndarray, lo: int, hi: int):
+    """``clamp(concat(prefix, x) + pos)``: class/distillation tokens and position embeddings."""
+    prefix = np.broadcast_to(prefix, (x.shape[0], *prefix.shape[1:]))
+    total = np.concatenate([prefix, x], axis=1).astype(np.int64) + pos
+    return np.clip(total, lo, hi).astype(np.int32)
+
+
+def im2col_ref(q: np.ndarray, patch: int) -> np.ndarray:
+    """``[B, C, H, W]`` -> ``[B, (H/p)*(W/p), C*p*p]`` in the conv weight's (C, kh, kw) order."""
+    b, c, h, w = q.shape
+    x = q.reshape(b, c, h // patch, patch, w // patch, patch)
+    return x.transpose(0, 2, 4, 1, 3, 5).reshape(b, (h // patch) * (w // patch), c * patch * patch)
+
+
+def windows_ref(x: np.ndarray, grid: int, ws: int, shift: int) -> np.ndarray:
+    """Swin: ``[B, grid*grid, C]`` rolled by ``-shift`` -> ``[B * windows, ws*ws, C]``."""
+    b, _, c = x.shape
+    x = x.reshape(b, grid, grid, c)
+    if shift:
+        x = np.roll(x, (-shift, -shift), axis=(1, 2))
+    x = x.reshape(b, grid // ws, ws, grid // ws, ws, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, ws * ws, c)
+
+
+def unwindows_ref(x: np.ndarray, grid: int, ws: int, shift: int) -> np.ndarray:
+    """The inverse of :func:`windows_ref`."""
+    c = x.shape[-1]
+    nw = grid // ws
+    x = x.reshape(-1, nw, nw, ws, ws, c).transpose(0, 1, 3, 2, 4, 5).reshape(-1, grid, grid, c)
+    if shift:
+        x = np.roll(x, (shift, shift), axis=(1, 2))
+    return x.reshape(x.shape[0], grid * grid, c)
