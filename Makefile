@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+.PHONY: install system-deps demo test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,13 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# The aarch64 cross compiler (Debian) for exporting ARM libraries; needs root and apt.
+system-deps:
+	@command -v aarch64-linux-gnu-g++ >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq g++-aarch64-linux-gnu >/dev/null; \
+	  else echo "note: g++-aarch64-linux-gnu missing; ARM export tests will be skipped"; fi; }
+
 demo: install
 	$(BIN)/intvit demo
 
@@ -20,7 +27,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint system-deps
 	$(BIN)/python -m pytest --collect-only -q > /dev/null
 	$(BIN)/python -m pytest -q
 

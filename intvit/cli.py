@@ -60,6 +60,21 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from intvit.deploy.compile import apple_link_command, compile_model, export
+    from intvit.deploy.targets import get_preset
+    from intvit.quant.artifact import load_int_model
+
+    preset = get_preset(args.target)
+    model = load_int_model(args.artifact)
+    print(f"compiling {args.artifact} for {preset.name} ({preset.description}) ...", flush=True)
+    path = export(compile_model(model, preset, args.batch), preset, args.output)
+    print(f"library written to {path}")
+    if not preset.linkable_here:
+        print(f"link it on a Mac with: {apple_link_command(path, path.with_suffix('.dylib'))}")
+    return 0
+
+
 def _cmd_targets(args: argparse.Namespace) -> int:
     from intvit.deploy.targets import get_preset, list_presets
 
@@ -170,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--all-variants", action="store_true", help="the full variant table")
     ev.add_argument("--json", type=Path, help="also write the results here")
     ev.set_defaults(func=_cmd_eval)
+
+    comp = sub.add_parser("compile", help="compile an integer model into a deployable library")
+    comp.add_argument("artifact", help="an integer model (.safetensors) from intvit quantize")
+    comp.add_argument("--target", default="host", help="a preset (intvit targets lists them)")
+    comp.add_argument("--batch", type=int, default=1)
+    comp.add_argument("-o", "--output", type=Path, required=True, help="the library (.so)")
+    comp.set_defaults(func=_cmd_compile)
 
     targets = sub.add_parser("targets", help="list the target presets")
     targets.set_defaults(func=_cmd_targets)

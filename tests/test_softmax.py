@@ -57,3 +57,22 @@ def test_edge_softmax_m_star_sweep_bit_exact(m_star, runner_factory):
     run = runner_factory([q], [v.compute(q, params)])
     x = np.random.default_rng(m_star).integers(-128, 128, (5, 197)).astype(np.int8)
     np.testing.assert_array_equal(run(x), v.reference(x, params))
+
+
+@pytest.mark.parametrize("scale", [0.08, 0.01, 1e-3])
+def test_ibert_fused_exp_equals_the_authors_order(scale):
+    """The int64 kernel's ``z * m >> (s - (n-k))`` equals ``(z << (n-k)) * m >> s`` exactly
+    (computed here with Python integers, which never overflow)."""
+    v = get_variant("softmax", "ibert")
+    p = v.make_params(scale, 197)
+    q = np.random.default_rng(5).integers(-128, 128, (6, 197)).astype(np.int8)
+    x = q.astype(object) - q.max(axis=-1, keepdims=True).astype(object)
+    x = np.maximum(x, p.n * p.x0)
+    k = x // p.x0
+    r = x - p.x0 * k
+    z = r * (r + p.b_int) + p.c_int
+    e = np.vectorize(lambda zz, kk: max(zz << (p.n - kk), 0), otypes=[object])(z, k)
+    e16 = (e * p.m16 + (1 << (p.s16 - 1))) >> p.s16
+    out = (e16 * ((1 << 32) // e16.sum(axis=-1, keepdims=True))) >> (32 - p.out_bits)
+    want = np.minimum(out, p.out_max).astype(np.int64)
+    np.testing.assert_array_equal(v.reference(q, p).astype(np.int64), want)

@@ -23,7 +23,14 @@ from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
 from intvit.topi.registry import get_variant
 from intvit.topi.requantize_params import RequantParams
 from intvit.topi.requantize_ref import requantize_ref
-from intvit.topi.residual_ref import im2col_ref, residual_add_ref, unwindows_ref, windows_ref
+from intvit.topi.residual_ref import (
+    im2col_ref,
+    residual_add_ref,
+    token_sum_ref,
+    unwindows_ref,
+    window_scores_ref,
+    windows_ref,
+)
 from intvit.topi.softmax_ref import softmax_ref
 
 MASKED = -(2**15)
@@ -197,12 +204,10 @@ def swin_reference_forward(model, q_in: np.ndarray, tracer=None) -> np.ndarray:
 
             q, k, v = split(0, bp.rq_q), split(1, bp.rq_k), split(2, bp.rq_v)
             nw = (grid // ws) ** 2
-            scores = batch_matmul_ref(q, k).reshape(-1, nw, heads, n, n).astype(np.int64)
-            scores = requantize_ref(scores + bp.score_bias, bp.rq_scores).astype(np.int32)
-            if sh:
-                mask = t[p + "mask"].astype(bool)[None, :, None]
-                scores = np.where(mask, np.int32(MASKED), scores)
-            scores = scores.reshape(-1, n, n)
+            mask = t[p + "mask"] if sh else None
+            scores = window_scores_ref(
+                batch_matmul_ref(q, k), bp.score_bias, mask, nw, heads, bp.rq_scores, MASKED
+            )
             probs = _nonlinear(tracer, "softmax", softmax_ref, scores, bp.softmax)
             ctx = requantize_ref(batch_matmul_ref(probs, v.transpose(0, 2, 1)), bp.rq_ctx)
             ctx = ctx.reshape(-1, heads, n, d).transpose(0, 2, 1, 3).reshape(-1, n, dim)
@@ -215,5 +220,5 @@ def swin_reference_forward(model, q_in: np.ndarray, tracer=None) -> np.ndarray:
             x = residual_add_ref(x, acc, bp.rq_skip2, bp.rq_fc2, lo, hi)
             i += 1
     h = _nonlinear(tracer, "layernorm", layernorm_ref, x, plan.lnf)
-    pooled = requantize_ref(h.astype(np.int32).sum(axis=1), plan.rq_pool)
+    pooled = requantize_ref(token_sum_ref(h), plan.rq_pool)
     return dense_ref(pooled, t["head.w"], t["head.b"])[:, None, :]

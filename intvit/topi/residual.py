@@ -72,10 +72,41 @@ def unwindows(x: te.Tensor, grid: int, ws: int, shift: int) -> te.Tensor:
     nw = grid // ws
     b = nwin // (nw * nw)
 
+    def unshift(v):
+        # v - shift wrapped into [0, grid) with a select: the nested-floormod form
+        # ``((t % g + g - s) % g) // w`` compiled to wrong indices with TVM 0.27 (seen here)
+        return tirx.Select(v >= shift, v - shift, v - shift + grid)
+
     def body(bi, tok, ch):
-        row = (tok // grid - shift + grid) % grid
-        col = (tok % grid - shift + grid) % grid
+        row = unshift(tok // grid)
+        col = unshift(tok % grid)
         w = bi * nw * nw + (row // ws) * nw + col // ws
         return x[w, (row % ws) * ws + col % ws, ch]
 
     return te.compute((b, grid * grid, c), body, name="unwindows")
+
+
+def token_sum(x: te.Tensor) -> te.Tensor:
+    """Sum over the token axis of ``[B, N, D]`` in int32."""
+    k = te.reduce_axis((0, x.shape[1]), name="tok")
+    return te.compute(
+        (x.shape[0], x.shape[2]),
+        lambda b, c: te.sum(x[b, k, c].astype("int32"), axis=k),
+        name="token_sum",
+    )
+
+
+def window_scores(acc, bias, mask, nw: int, heads: int, n: int, rq: RequantParams, masked: int):
+    """Swin: ``acc [B*nw*heads, n, n]`` + ``bias [heads, n, n]`` (int64 sum), requantized to int8
+    and widened to int32; where ``mask [nw, n, n]`` is set, ``masked``."""
+
+    def body(w, i, j):
+        head = w % heads
+        win = (w // heads) % nw
+        total = acc[w, i, j].astype("int64") + bias[head, i, j].astype("int64")
+        y = requantize_expr(total, 0, rq).astype("int32")
+        if mask is None:
+            return y
+        return tirx.Select(mask[win, i, j] != 0, tirx.const(masked, "int32"), y)
+
+    return te.compute(acc.shape, body, name="window_scores")

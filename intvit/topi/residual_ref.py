@@ -49,3 +49,17 @@ def unwindows_ref(x: np.ndarray, grid: int, ws: int, shift: int) -> np.ndarray:
     if shift:
         x = np.roll(x, (shift, shift), axis=(1, 2))
     return x.reshape(x.shape[0], grid * grid, c)
+
+
+def token_sum_ref(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.int32).sum(axis=1, dtype=np.int32)
+
+
+def window_scores_ref(acc, bias, mask, nw: int, heads: int, rq: RequantParams, masked: int):
+    """Swin scores; see :func:`intvit.topi.residual.window_scores`."""
+    n = acc.shape[-1]
+    total = acc.reshape(-1, nw, heads, n, n).astype(np.int64) + bias
+    y = requantize_ref(total, rq).astype(np.int32)
+    if mask is not None:
+        y = np.where(mask.astype(bool)[None, :, None], np.int32(masked), y)
+    return y.reshape(-1, n, n)

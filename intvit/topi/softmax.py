@@ -5,7 +5,13 @@ from __future__ import annotations
 from tvm import te, tirx
 
 from intvit.topi.intexp import poly_exp_terms, shift_exp
-from intvit.topi.intops import acc_dtype, clamp, const, shift_right_round
+from intvit.topi.intops import (
+    acc_dtype,
+    clamp,
+    const,
+    shift_right_round,
+    shift_right_round_var,
+)
 from intvit.topi.rowwise import check_rowwise_input, row_reduce
 from intvit.topi.softmax_params import SoftmaxParams
 
@@ -16,6 +22,8 @@ def _exp_expr(x: tirx.PrimExpr, p: SoftmaxParams, dtype: str) -> tirx.PrimExpr:
         return shift_exp(x, p.x0, p.n)
     if p.variant == "ibert":
         z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.n)
+        if dtype == "int64":  # see softmax_ref.ibert_softmax_ref: the same value, no overflow
+            return shift_right_round_var(tirx.max(z, c(0)) * c(p.m16), c(p.s16 - p.n) + k, dtype)
         e = tirx.max(z << (c(p.n) - k), c(0))
         return shift_right_round(e * c(p.m16), p.s16, dtype)
     x = (x >> c(p.p)) if p.p >= 0 else (tirx.max(x, c(p.pre_clamp)) << c(-p.p))

@@ -100,12 +100,13 @@ class IBertSoftmaxParams(_Probabilities):
         b_int = math.floor(IBERT_EXP_B / scale)
         c_int = math.floor(IBERT_EXP_C / scale**2)
         check_fits("c_int", c_int, 32)
-        exp_max_bits = bit_length(c_int) + n
-        if exp_max_bits > 52:
-            raise ValueError(f"scale={scale!r} is too small for I-BERT softmax with n={n}")
         # exp (scale A*S^2/2^n, max c_int * 2^n) -> 16 bits: the max maps to 2**15 - 1.
+        # The int64 kernel multiplies z (< 2**31) by m before the shifts (exactly equal to
+        # shifting first), so m keeps 62 - bitlen(c_int) bits whatever n is.
         ratio = (2**15 - 1) / (c_int * 2.0**n)
-        dy = Dyadic.from_float(ratio, m_bits=62 - exp_max_bits)
+        dy = Dyadic.from_float(ratio, m_bits=min(32, 62 - bit_length(c_int)))
+        if dy.s <= n:
+            raise ValueError(f"scale={scale!r} is too coarse for I-BERT softmax with n={n}")
         return cls(scale, x0, b_int, c_int, n, dy.m, dy.s, out_bits, acc_bits)
 
     @property

@@ -1,0 +1,130 @@
+"""Graph builders: an integer model artifact -> a Relax IRModule whose ``main`` takes the int8
+image ``[B, C, H, W]`` and returns the int32 logit accumulators ``[B, heads_out, classes]``,
+computing exactly what :func:`intvit.quant.reference.reference_forward` computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from intvit.quant.int_vit import IntModel
+from intvit.relax_ops import ops
+
+
+def build_module(model: IntModel, batch: int = 1) -> tvm.IRModule:
+    """The Relax module of ``model`` for a fixed batch size."""
+    if batch < 1:
+        raise ValueError(f"batch={batch} must be >= 1")
+    a = model.arch
+    image = relax.Var(
+        "image", relax.TensorType((batch, a["in_chans"], a["img_size"], a["img_size"]), "int8")
+    )
+    bb = relax.BlockBuilder()
+    with bb.function("main", [image]):
+        with bb.dataflow():
+            body = _swin if model.family == "swin" else _vit
+            out = bb.emit_output(body(bb, model, image, batch))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def _heads(bb, x, b, n, heads, d):
+    """``[B', N, H*d]`` -> ``[B'*H, N, d]``."""
+    x = ops.reshape(bb, x, (b, n, heads, d))
+    return ops.reshape(bb, ops.permute(bb, x, (0, 2, 1, 3)), (b * heads, n, d))
+
+
+def _merge_heads(bb, x, b, n, heads, d):
+    x = ops.reshape(bb, x, (b, heads, n, d))
+    return ops.reshape(bb, ops.permute(bb, x, (0, 2, 1, 3)), (b, n, heads * d))
+
+
+def _attention(bb, t, p, bp, h, b, n, dim, heads, score_bias=None, mask=None, nw=1):
+    """int8 ``h [b, n, dim]`` -> int32 proj accumulator ``[b, n, dim]``."""
+    d = dim // heads
+    w, bias = t[p + "qkv.w"], t[p + "qkv.b"]
+    parts = []
+    for j, rq in enumerate((bp.rq_q, bp.rq_k, bp.rq_v)):
+        sl = slice(j * dim, (j + 1) * dim)
+        acc = ops.dense(bb, h, w[sl], bias[sl], name=f"{p}qkv{j}")
+        parts.append(_heads(bb, ops.requantize(bb, acc, rq), b, n, heads, d))
+    q, k, v = parts
+    scores = ops.batch_matmul(bb, q, k)
+    if score_bias is not None:
+        scores = ops.add_score_bias(bb, scores, score_bias, mask, nw, heads, bp.rq_scores)
+    else:
+        scores = ops.requantize(bb, scores, bp.rq_scores)
+    probs = ops.softmax(bb, scores, bp.softmax)
+    ctx = ops.batch_matmul(bb, probs, ops.permute(bb, v, (0, 2, 1)))
+    ctx = _merge_heads(bb, ops.requantize(bb, ctx, bp.rq_ctx), b, n, heads, d)
+    return ops.dense(bb, ctx, t[p + "proj.w"], t[p + "proj.b"], name=f"{p}proj")
+
+
+def _mlp(bb, t, p, bp, x, lo, hi):
+    h = ops.layernorm(bb, x, bp.ln2)
+    f = ops.requantize(bb, ops.dense(bb, h, t[p + "fc1.w"], t[p + "fc1.b"]), bp.rq_fc1)
+    acc = ops.dense(bb, ops.gelu(bb, f, bp.gelu), t[p + "fc2.w"], t[p + "fc2.b"])
+    return ops.residual_add(bb, x, acc, bp.rq_skip2, bp.rq_fc2, lo, hi)
+
+
+def _vit(bb, model: IntModel, image, batch: int):
+    a, t, plan = model.arch, model.tensors, model.plan
+    lo, hi = plan.residual_range
+    dim, heads, n = a["dim"], a["heads"], model.tokens
+    x = ops.im2col(bb, image, a["patch_size"])
+    x = ops.requantize(bb, ops.dense(bb, x, t["pe.w"], t["pe.b"]), plan.rq_patch)
+    x = ops.add_tokens(bb, x, t["cls_q"], t["pos_q"], lo, hi)
+    for i, bp in enumerate(plan.blocks):
+        p = f"b{i}."
+        acc = _attention(bb, t, p, bp, ops.layernorm(bb, x, bp.ln1), batch, n, dim, heads)
+        x = ops.residual_add(bb, x, acc, bp.rq_skip1, bp.rq_proj, lo, hi)
+        x = _mlp(bb, t, p, bp, x, lo, hi)
+    h = ops.layernorm(bb, x, plan.lnf)
+    outs = [ops.dense(bb, ops.take_token(bb, h, 0), t["head.w"], t["head.b"])]
+    if a["distilled"]:
+        outs.append(ops.dense(bb, ops.take_token(bb, h, 1), t["head_dist.w"], t["head_dist.b"]))
+    outs = [ops.reshape(bb, o, (batch, 1, a["num_classes"])) for o in outs]
+    return outs[0] if len(outs) == 1 else bb.emit(relax.op.concat(outs, axis=1))
+
+
+def _swin(bb, model: IntModel, image, batch: int):
+    a, t, plan = model.arch, model.tensors, model.plan
+    lo, hi = plan.residual_range
+    grid = a["img_size"] // a["patch_size"]
+    x = ops.im2col(bb, image, a["patch_size"])
+    x = ops.requantize(bb, ops.dense(bb, x, t["pe.w"], t["pe.b"]), plan.rq_patch)
+    x = ops.layernorm(bb, x, plan.ln_patch)
+    x = bb.emit(relax.op.astype(x, "int32"))
+    i = 0
+    for s, (st, sp) in enumerate(zip(a["stages"], plan.stages, strict=True)):
+        dim = st["dim"]
+        if st["merge"]:
+            c = dim // 2
+            m = ops.reshape(bb, x, (batch, grid // 2, 2, grid // 2, 2, c))
+            m = ops.permute(bb, m, (0, 1, 3, 4, 2, 5))
+            grid //= 2
+            m = ops.layernorm(bb, ops.reshape(bb, m, (batch, grid * grid, 4 * c)), sp.ln_merge)
+            acc = ops.dense(bb, m, t[f"st{s}.reduce.w"], t[f"st{s}.reduce.b"])
+            x = ops.requantize(bb, acc, sp.rq_reduce)
+        for blk, bp in zip(st["blocks"], sp.blocks, strict=True):
+            p = f"b{i}."
+            ws, sh = blk["window"], blk["shift"]
+            nw = (grid // ws) ** 2
+            h = ops.windows(bb, ops.layernorm(bb, x, bp.ln1), grid, ws, sh)
+            mask = t[p + "mask"].astype(bool) if sh else None
+            acc = _attention(
+                bb, t, p, bp, h, batch * nw, ws * ws, dim, st["heads"], bp.score_bias, mask, nw
+            )
+            acc = ops.unwindows(bb, acc, grid, ws, sh)
+            x = ops.residual_add(bb, x, acc, bp.rq_skip1, bp.rq_proj, lo, hi)
+            x = _mlp(bb, t, p, bp, x, lo, hi)
+            i += 1
+    h = ops.layernorm(bb, x, plan.lnf)
+    pooled = ops.requantize(bb, ops.token_sum(bb, h), plan.rq_pool)
+    logits = ops.dense(bb, pooled, t["head.w"], t["head.b"])
+    return ops.reshape(bb, logits, (batch, 1, a["num_classes"]))
+
+
+__all__ = ["build_module", "np"]

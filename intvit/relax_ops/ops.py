@@ -1,0 +1,139 @@
+"""Relax operators for every integer kernel, each a thin ``BlockBuilder.emit_te`` wrapper
+around its TE compute in :mod:`intvit.topi`. Per-channel constants (requantization tables,
+weights, biases) become Relax constants passed to the kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax
+
+from intvit.topi import gelu as gelu_te
+from intvit.topi import layernorm as layernorm_te
+from intvit.topi import matmul, residual
+from intvit.topi import softmax as softmax_te
+from intvit.topi.requantize import ChannelTables
+from intvit.topi.requantize import requantize as requantize_te
+from intvit.topi.requantize_params import RequantParams
+
+
+def _tables(params: RequantParams) -> list[relax.Constant]:
+    dtype = f"int{params.product_bits}"
+    n = params.channels
+    return [relax.const(np.broadcast_to(a, (n,)).astype(dtype)) for a in params.arrays()]
+
+
+def _with_tables(params: RequantParams):
+    return ChannelTables.create(params, "t") if params.channels > 1 else None
+
+
+def requantize(bb: relax.BlockBuilder, x: relax.Expr, params: RequantParams, name="rq"):
+    if params.channels == 1:
+        return bb.emit_te(lambda q: requantize_te(q, params, name)[0], x, primfunc_name_hint=name)
+
+    def fn(q, m, s, b):
+        return requantize_te(q, params, name, ChannelTables(m, s, b, params))[0]
+
+    return bb.emit_te(fn, x, *_tables(params), primfunc_name_hint=name)
+
+
+def dense(bb, x, weight: np.ndarray, bias: np.ndarray | None, name="dense"):
+    args = [x, relax.const(np.ascontiguousarray(weight))]
+    if bias is not None:
+        args.append(relax.const(np.ascontiguousarray(bias.astype(np.int32))))
+    return bb.emit_te(matmul.dense, *args, primfunc_name_hint=name)
+
+
+def batch_matmul(bb, a, b, name="batch_matmul"):
+    return bb.emit_te(matmul.batch_matmul, a, b, primfunc_name_hint=name)
+
+
+def softmax(bb, x, params, name="softmax"):
+    return bb.emit_te(lambda q: softmax_te.softmax(q, params), x, primfunc_name_hint=name)
+
+
+def gelu(bb, x, params, name="gelu"):
+    return bb.emit_te(lambda q: gelu_te.gelu(q, params), x, primfunc_name_hint=name)
+
+
+def layernorm(bb, x, params, name="layernorm"):
+    def fn(q, m, s, b):
+        return layernorm_te.layernorm(q, params, tables=ChannelTables(m, s, b, params.out))[0]
+
+    return bb.emit_te(fn, x, *_tables(params.out), primfunc_name_hint=name)
+
+
+def residual_add(bb, x, acc, skip: RequantParams, branch: RequantParams, lo, hi, name="residual"):
+    if skip.channels != 1:
+        raise ValueError("the skip requantization of a residual add is per tensor")
+    if branch.channels == 1:
+        return bb.emit_te(
+            lambda a, c: residual.residual_add(a, c, skip, branch, lo, hi),
+            x,
+            acc,
+            primfunc_name_hint=name,
+        )
+
+    def fn(a, c, m, s, b):
+        return residual.residual_add(a, c, skip, branch, lo, hi, ChannelTables(m, s, b, branch))
+
+    return bb.emit_te(fn, x, acc, *_tables(branch), primfunc_name_hint=name)
+
+
+def add_tokens(bb, x, prefix: np.ndarray, pos: np.ndarray, lo, hi):
+    return bb.emit_te(
+        lambda a, p, q: residual.add_tokens(a, p, q, lo, hi),
+        x,
+        relax.const(prefix.astype(np.int32)),
+        relax.const(pos.astype(np.int32)),
+        primfunc_name_hint="add_tokens",
+    )
+
+
+def im2col(bb, x, patch: int):
+    return bb.emit_te(lambda q: residual.im2col(q, patch), x, primfunc_name_hint="im2col")
+
+
+def windows(bb, x, grid: int, ws: int, shift: int):
+    return bb.emit_te(
+        lambda q: residual.windows(q, grid, ws, shift), x, primfunc_name_hint="windows"
+    )
+
+
+def unwindows(bb, x, grid: int, ws: int, shift: int):
+    return bb.emit_te(
+        lambda q: residual.unwindows(q, grid, ws, shift), x, primfunc_name_hint="unwindows"
+    )
+
+
+def reshape(bb, x, shape):
+    return bb.emit(relax.op.reshape(x, shape))
+
+
+def permute(bb, x, axes):
+    return bb.emit(relax.op.permute_dims(x, axes))
+
+
+def take_token(bb, x, index: int):
+    """``x[:, index]`` of ``[B, N, D]`` -> ``[B, D]``."""
+    return bb.emit(relax.op.take(x, relax.const(index, "int64"), axis=1))
+
+
+def token_sum(bb, x):
+    """int8 ``[B, N, D]`` -> int32 sum over tokens ``[B, D]`` (Swin's average pool numerator)."""
+    return bb.emit_te(residual.token_sum, x, primfunc_name_hint="token_sum")
+
+
+def add_score_bias(bb, scores, bias: np.ndarray, mask, nw: int, heads: int, rq: RequantParams):
+    """Swin scores: ``requantize(acc + bias)``, masked entries set to ``MASKED`` (int32)."""
+    from intvit.quant.int_swin import MASKED
+
+    n = int(bias.shape[-1])
+    args = [scores, relax.const(bias.astype(np.int32))]
+    if mask is not None:
+        args.append(relax.const(mask.astype(np.int8)))
+
+    def fn(acc, b, m=None):
+        return residual.window_scores(acc, b, m, nw, heads, n, rq, MASKED)
+
+    return bb.emit_te(fn, *args, primfunc_name_hint="window_scores")

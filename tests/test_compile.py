@@ -1,0 +1,112 @@
+"""Relax lowering: compiled models equal the reference forward bit for bit; export and load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import tvm
+from tvm import relax
+
+from intvit.deploy.compile import compile_model, export
+from intvit.deploy.runner import load, run
+from intvit.models.data import digits
+from intvit.models.zoo import create_float_model
+from intvit.quant.calibrate import calibrate
+from intvit.quant.config import QuantConfig
+from intvit.quant.reference import quantize_input, reference_forward
+
+CONFIGS = {
+    "edge": QuantConfig(),
+    "ivit": QuantConfig(softmax="shiftmax", gelu="shiftgelu", layernorm="ilayernorm"),
+    "ibert": QuantConfig(softmax="ibert", gelu="ibert", layernorm="ilayernorm"),
+}
+
+
+@pytest.fixture(scope="module")
+def int_models():
+    torch.manual_seed(1)
+    calib = digits("calib").images[:24]
+    return {
+        (name, cfg): calibrate(create_float_model(name), calib, CONFIGS[cfg])
+        for name in ("digits_vit", "digits_deit", "digits_swin")
+        for cfg in CONFIGS
+    }
+
+
+@pytest.mark.parametrize("cfg", list(CONFIGS))
+@pytest.mark.parametrize("name", ["digits_vit", "digits_deit", "digits_swin"])
+def test_host_build_is_bit_exact(name, cfg, int_models):
+    model = int_models[(name, cfg)]
+    vm = relax.VirtualMachine(compile_model(model, "host", batch=3), tvm.cpu())
+    images = digits("test").images
+    for start in (0, 3):
+        q = quantize_input(model, images[start : start + 3])
+        np.testing.assert_array_equal(run(vm, q), reference_forward(model, q))
+    extreme = np.stack([np.full(q.shape[1:], v, np.int8) for v in (-128, 127, 0)])
+    np.testing.assert_array_equal(run(vm, extreme), reference_forward(model, extreme))
+
+
+def test_exported_library_runs_with_only_tvm_and_numpy(int_models, tmp_path):
+    model = int_models[("digits_deit", "edge")]
+    lib = export(compile_model(model, "host", batch=2), "host", tmp_path / "deit.so")
+    q = quantize_input(model, digits("test").images[:2])
+    np.save(tmp_path / "q.npy", q)
+    np.save(tmp_path / "want.npy", reference_forward(model, q))
+    # A user's deployment script: tvm and numpy only, with torch and timm made unimportable.
+    script = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "timm", "intvit"):
+            raise ImportError(f"{{name}} is blocked in this deployment test")
+sys.meta_path.insert(0, Block())
+import json
+import numpy as np
+import tvm
+vm = tvm.relax.VirtualMachine(tvm.runtime.load_module({str(lib)!r}), tvm.cpu())
+got = vm["main"](tvm.runtime.tensor(np.load({str(tmp_path / "q.npy")!r}))).numpy()
+heavy = sorted(m for m in ("torch", "timm", "intvit") if m in sys.modules)
+print(json.dumps({{"equal": bool(np.array_equal(got, np.load({str(tmp_path / "want.npy")!r}))),
+                   "heavy": heavy}}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"equal": True, "heavy": []}
+
+
+@pytest.mark.skipif(
+    shutil.which("aarch64-linux-gnu-g++") is None,
+    reason="needs g++-aarch64-linux-gnu (make test installs it)",
+)
+def test_aarch64_library_is_refused_on_x86(int_models, tmp_path):
+    model = int_models[("digits_vit", "edge")]
+    lib = export(compile_model(model, "aarch64-dotprod"), "aarch64-dotprod", tmp_path / "a.so")
+    header = lib.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # aarch64
+    with pytest.raises(ValueError, match=r"cannot load .* on this x86_64 machine"):
+        load(str(lib))
+
+
+def test_apple_target_exports_an_archive(int_models, tmp_path):
+    model = int_models[("digits_vit", "edge")]
+    path = export(compile_model(model, "apple-m1"), "apple-m1", tmp_path / "m1.so")
+    assert path.suffix == ".tar" and path.stat().st_size > 0
+
+
+def test_bad_inputs(int_models):
+    model = int_models[("digits_vit", "edge")]
+    with pytest.raises(ValueError, match="target preset='pi9' is not supported"):
+        compile_model(model, "pi9")
+    with pytest.raises(ValueError, match="batch=0"):
+        compile_model(model, "host", batch=0)
+    vm = relax.VirtualMachine(compile_model(model, "host"), tvm.cpu())
+    with pytest.raises(ValueError, match="must be int8"):
+        run(vm, np.zeros((1, 1, 32, 32), np.float32))
