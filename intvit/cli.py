@@ -75,6 +75,45 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_device(args: argparse.Namespace) -> int:
+    import time
+
+    from intvit.deploy import rpc
+
+    if args.action == "tracker":
+        service = rpc.start_tracker(args.port)
+        print(f"RPC tracker on 127.0.0.1:{service.port} (Ctrl-C stops it)", flush=True)
+    elif args.action in ("serve", "emulate-arm"):
+        host, port = rpc.parse_address(args.tracker)
+        if args.action == "serve":
+            service = rpc.start_host_server(port, args.key, tracker_host=host)
+        else:
+            from intvit.deploy.emulator import default_root, start_emulated_server
+
+            print(
+                "setting up the emulated aarch64 device (first run downloads ~530 MB) ...",
+                flush=True,
+            )
+            service = start_emulated_server(port, args.key, default_root(), host, args.cpu)
+        print(f"{service.name} on 127.0.0.1:{service.port}, key {args.key!r}", flush=True)
+    else:  # list
+        host, port = rpc.parse_address(args.tracker)
+        summary = rpc.connect_tracker(host, port).summary()
+        print(f"{'key':<20}{'free':>6}{'pending':>9}")
+        for key, q in sorted(summary.get("queue_info", {}).items()):
+            print(f"{key:<20}{q.get('free', 0):>6}{q.get('pending', 0):>9}")
+        return 0
+    try:
+        while service.alive():
+            time.sleep(1)
+        print(f"{service.name} exited:\n{service.log_tail()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        service.stop()
+
+
 def _cmd_targets(args: argparse.Namespace) -> int:
     from intvit.deploy.targets import get_preset, list_presets
 
@@ -192,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--batch", type=int, default=1)
     comp.add_argument("-o", "--output", type=Path, required=True, help="the library (.so)")
     comp.set_defaults(func=_cmd_compile)
+
+    dev = sub.add_parser("device", help="RPC tracker, device servers, the emulated ARM device")
+    dev.add_argument("action", choices=["tracker", "serve", "emulate-arm", "list"])
+    dev.add_argument("--port", type=int, default=None, help="tracker port (default: free)")
+    dev.add_argument("--tracker", default="127.0.0.1:9190", help="tracker HOST:PORT")
+    dev.add_argument("--key", default="emu-aarch64", help="device key to register under")
+    dev.add_argument("--cpu", default=None, help="emulated core (QEMU_CPU), e.g. cortex-a72")
+    dev.set_defaults(func=_cmd_device)
 
     targets = sub.add_parser("targets", help="list the target presets")
     targets.set_defaults(func=_cmd_targets)

@@ -1,0 +1,188 @@
+"""RPC plumbing on top of TVM's tracker and servers: start/stop them as process groups (the
+server forks a child that would otherwise keep the port), pick free ports, request devices,
+and run a Relax VM library remotely (``set_input`` + ``invoke_stateful``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    """A background service in its own process group; ``stop`` ends the whole group."""
+
+    name: str
+    proc: subprocess.Popen
+    log: Path
+    port: int
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=timeout)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def spawn(name: str, cmd: list[str], log: Path, port: int, env: dict | None = None):
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(log, "wb")
+    proc = subprocess.Popen(
+        cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    return ServiceProcess(name, proc, log, port)
+
+
+def wait_for_port(host: str, port: int, timeout: float, service: ServiceProcess | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service is not None and not service.alive():
+            raise RuntimeError(f"{service.name} exited early:\n{service.log_tail()}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
+
+
+def start_tracker(port: int | None = None, log_dir: Path | None = None) -> ServiceProcess:
+    """A TVM RPC tracker on 127.0.0.1 (a free port unless given)."""
+    port = port or free_port()
+    log = (log_dir or Path("/tmp")) / f"intvit-tracker-{port}.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "tvm.exec.rpc_tracker",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--port-end",
+        str(port + 1),
+        "--silent",
+    ]
+    service = spawn("rpc tracker", cmd, log, port)
+    wait_for_port("127.0.0.1", port, 60, service)
+    return service
+
+
+def start_host_server(
+    tracker_port: int, key: str, log_dir: Path | None = None, tracker_host: str = "127.0.0.1"
+) -> ServiceProcess:
+    """This machine's CPU as an RPC device registered under ``key``."""
+    port = free_port()
+    log = (log_dir or Path("/tmp")) / f"intvit-server-{key}-{port}.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "tvm.exec.rpc_server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--port-end",
+        str(port + 1),
+        "--tracker",
+        f"{tracker_host}:{tracker_port}",
+        "--key",
+        key,
+    ]
+    service = spawn(f"rpc server {key}", cmd, log, port)
+    wait_for_port("127.0.0.1", port, 60, service)
+    return service
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"tracker address {address!r} must be HOST:PORT")
+    return host, int(port)
+
+
+def connect_tracker(host: str, port: int):
+    """A tracker session; ValueError naming the address when nothing answers."""
+    from tvm import rpc
+
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot reach the RPC tracker at {host}:{port}: {err}") from None
+    return rpc.connect_tracker(host, port)
+
+
+def wait_for_device(tracker, key: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        summary = tracker.summary()
+        if any(
+            q == key and s.get("free", 0) + s.get("pending", 0) >= 0 and s.get("free", 0)
+            for q, s in summary.get("queue_info", {}).items()
+        ):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"no device with key {key!r} registered with the tracker in {timeout:.0f}s")
+
+
+@dataclass
+class RemoteRun:
+    outputs: np.ndarray
+    device_key: str
+    library: str
+    timings_ms: list[float] = field(default_factory=list)
+
+
+def run_remote(
+    tracker, key: str, library: str | Path, image: np.ndarray, session_timeout: float = 600.0
+) -> RemoteRun:
+    """Upload ``library`` to a device ``key`` and run its ``main`` on ``image``."""
+    import tvm
+    from tvm import relax
+
+    library = Path(library)
+    remote = tracker.request(key, session_timeout=session_timeout)
+    remote.upload(str(library))
+    lib = remote.load_module(library.name)
+    dev = remote.cpu()
+    vm = relax.VirtualMachine(lib, dev)
+    vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(image), dev))
+    vm.invoke_stateful("main")
+    return RemoteRun(vm.get_outputs("main").numpy(), key, library.name)
