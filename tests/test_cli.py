@@ -1,0 +1,40 @@
+"""The command line as a user runs it (in-process, argv in, exit code and output out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from intvit.cli import main
+from intvit.deploy.runner import load, run
+from intvit.models.data import digits
+from intvit.quant.artifact import load_int_model
+from intvit.quant.reference import quantize_input, reference_forward
+
+
+def test_kernels_and_targets_list(capsys):
+    assert main(["kernels"]) == 0
+    assert "edge" in capsys.readouterr().out
+    assert main(["targets"]) == 0
+    out = capsys.readouterr().out
+    assert "rpi4" in out and "apple-m1" in out
+
+
+@pytest.mark.slow
+def test_quantize_compile_run(tmp_path, capsys):
+    art = tmp_path / "vit.safetensors"
+    assert main(["quantize", "digits_vit", "-o", str(art), "--quiet"]) == 0
+    lib = tmp_path / "vit.so"
+    assert main(["compile", str(art), "--target", "host", "-o", str(lib)]) == 0
+    model = load_int_model(art)
+    q = quantize_input(model, digits("test").images[:1])
+    np.testing.assert_array_equal(run(load(str(lib)), q), reference_forward(model, q))
+
+
+def test_errors_are_reported_not_raised(tmp_path, capsys):
+    assert main(["compile", str(tmp_path / "missing.safetensors"), "-o", "x.so"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["eval", "resnet50", "--quiet"]) == 2
+    assert "unsupported model 'resnet50'" in capsys.readouterr().err
+    assert main(["device", "list", "--tracker", "127.0.0.1:1"]) == 2
+    assert "cannot reach the RPC tracker" in capsys.readouterr().err
