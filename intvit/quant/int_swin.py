@@ -11,16 +11,15 @@ the head averages tokens as an int32 sum requantized by ``1 / tokens``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from intvit.quant.plan_common import BlockPlan, PlanBuilder
 from intvit.topi.dyadic import bit_length
 from intvit.topi.gelu_ref import gelu_ref
 from intvit.topi.layernorm_ref import layernorm_ref
 from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
-from intvit.topi.registry import get_variant
 from intvit.topi.requantize_params import RequantParams
 from intvit.topi.requantize_ref import requantize_ref
 from intvit.topi.residual_ref import (
@@ -36,34 +35,11 @@ from intvit.topi.softmax_ref import softmax_ref
 MASKED = -(2**15)
 
 
-def _acc_bits(k: int, a_max: int = 128, w_max: int = 127) -> int:
-    return bit_length(k * a_max * w_max)
-
-
-@dataclass
-class SwinBlockPlan:
-    ln1: object
-    rq_q: RequantParams
-    rq_k: RequantParams
-    rq_v: RequantParams
-    score_bias: np.ndarray  # int32 [heads, n, n] in accumulator units
-    rq_scores: RequantParams
-    softmax: object
-    rq_ctx: RequantParams
-    rq_skip1: RequantParams
-    rq_proj: RequantParams
-    ln2: object
-    rq_fc1: RequantParams
-    gelu: object
-    rq_skip2: RequantParams
-    rq_fc2: RequantParams
-
-
 @dataclass
 class SwinStagePlan:
     ln_merge: object | None
     rq_reduce: RequantParams | None
-    blocks: list[SwinBlockPlan]
+    blocks: list[BlockPlan]
 
 
 @dataclass
@@ -77,91 +53,47 @@ class SwinPlan:
 
     @classmethod
     def build(cls, model) -> SwinPlan:
-        a, cfg, sc, t = model.arch, model.config, model.scales, model.tensors
-        pb = cfg.requant_product_bits
-        rbits = cfg.residual_bits - 1
-        ln_v = get_variant("layernorm", cfg.layernorm)
-        sm_v, gl_v = get_variant("softmax", cfg.softmax), get_variant("gelu", cfg.gelu)
-
-        def linear_rq(layer, in_scale, out_scale, k, out_dtype="int8", sl=slice(None)):
-            ws = t[f"{layer}.ws"].astype(np.float64)[sl]
-            return RequantParams.make(in_scale * ws / out_scale, _acc_bits(k), out_dtype, pb)
-
-        def ln(key, out_point, channels, in_bits=rbits, out_dtype="int8"):
-            return ln_v.make_params(
-                channels,
-                t[f"{key}.gamma"].astype(np.float64),
-                t[f"{key}.beta"].astype(np.float64),
-                sc[out_point],
-                in_bits=in_bits,
-                out_dtype=out_dtype,
-            )
-
-        def res_rq(src, dst):
-            return RequantParams.make(sc[src] / sc[dst], rbits, "int32", pb)
-
+        a, sc, t = model.arch, model.scales, model.tensors
+        pb = PlanBuilder(model)
         k_patch = a["in_chans"] * a["patch_size"] ** 2
-        rq_patch = linear_rq("pe", sc["input"], sc["pe"], k_patch, "int32")
-        ln_patch = ln("pe_ln", "res0", a["embed_dim"], out_dtype="int16")
+        rq_patch = pb.linear_rq("pe", sc["input"], sc["pe"], k_patch, "int32")
+        ln_patch = pb.ln("pe_ln", "res0", a["embed_dim"], out_dtype="int16")
         stages, prev, i = [], "res0", 0
         for s, st in enumerate(a["stages"]):
-            dim, heads = st["dim"], st["heads"]
-            d = dim // heads
+            dim = st["dim"]
             ln_merge = rq_reduce = None
             if st["merge"]:
-                ln_merge = ln(f"st{s}.merge_ln", f"st{s}.merge_ln", 2 * dim)
-                rq_reduce = linear_rq(
+                ln_merge = pb.ln(f"st{s}.merge_ln", f"st{s}.merge_ln", 2 * dim)
+                rq_reduce = pb.linear_rq(
                     f"st{s}.reduce", sc[f"st{s}.merge_ln"], sc[f"st{s}.res_in"], 2 * dim, "int32"
                 )
                 prev = f"st{s}.res_in"
             blocks = []
             for blk in st["blocks"]:
-                p = f"b{i}."
-                n = blk["window"] ** 2
-                acc_scale = sc[p + "q"] * sc[p + "k"] / math.sqrt(d)
-                bias = np.round(t[p + "relbias"].astype(np.float64) / acc_scale)
-                kw = {"m_star": model.m_star[i]} if cfg.softmax == "edge" else {}
-                softmax = sm_v.make_params(sc[p + "scores"], n, cfg.softmax_bits, **kw)
-                s_in = sc[p + "ln1"]
+                bias = t[f"b{i}.relbias"]
                 blocks.append(
-                    SwinBlockPlan(
-                        ln1=ln(p + "ln1", p + "ln1", dim),
-                        rq_q=linear_rq(p + "qkv", s_in, sc[p + "q"], dim, sl=slice(0, dim)),
-                        rq_k=linear_rq(p + "qkv", s_in, sc[p + "k"], dim, sl=slice(dim, 2 * dim)),
-                        rq_v=linear_rq(p + "qkv", s_in, sc[p + "v"], dim, sl=slice(2 * dim, None)),
-                        score_bias=np.clip(bias, -(2**30), 2**30).astype(np.int32),
-                        rq_scores=RequantParams.make(
-                            acc_scale / sc[p + "scores"], min(30, _acc_bits(d) + 1), "int8", pb
-                        ),
-                        softmax=softmax,
-                        rq_ctx=RequantParams.make(
-                            softmax.out_scale * sc[p + "v"] / sc[p + "ctx"],
-                            _acc_bits(n, 255, 128),
-                            "int8",
-                            pb,
-                        ),
-                        rq_skip1=res_rq(prev, p + "res1"),
-                        rq_proj=linear_rq(p + "proj", sc[p + "ctx"], sc[p + "res1"], dim, "int32"),
-                        ln2=ln(p + "ln2", p + "ln2", dim),
-                        rq_fc1=linear_rq(p + "fc1", sc[p + "ln2"], sc[p + "fc1"], dim),
-                        gelu=gl_v.make_params(sc[p + "fc1"], sc[p + "gelu"], in_bits=7),
-                        rq_skip2=res_rq(p + "res1", p + "res2"),
-                        rq_fc2=linear_rq(
-                            p + "fc2", sc[p + "gelu"], sc[p + "res2"], st["mlp_hidden"], "int32"
-                        ),
+                    pb.block(
+                        i,
+                        prev,
+                        dim,
+                        st["heads"],
+                        blk["window"] ** 2,
+                        st["mlp_hidden"],
+                        rel_bias=bias,
                     )
                 )
-                prev = p + "res2"
+                prev = f"b{i}.res2"
                 i += 1
             stages.append(SwinStagePlan(ln_merge, rq_reduce, blocks))
         last = a["stages"][-1]
         tokens = last["grid"] ** 2
-        lnf = ln("lnf", "lnf", last["dim"])
         rq_pool = RequantParams.make(
-            sc["lnf"] / tokens / sc["pool"], bit_length(tokens * 128), "int8", pb
+            sc["lnf"] / tokens / sc["pool"], bit_length(tokens * 128), "int8", pb.product_bits
         )
-        lim = 2**rbits
-        return cls(rq_patch, ln_patch, stages, lnf, rq_pool, (-lim, lim - 1))
+        lim = 2**pb.residual_bits
+        return cls(
+            rq_patch, ln_patch, stages, pb.ln("lnf", "lnf", last["dim"]), rq_pool, (-lim, lim - 1)
+        )
 
 
 def swin_reference_forward(model, q_in: np.ndarray, tracer=None) -> np.ndarray:

@@ -1,0 +1,123 @@
+"""What the ViT and Swin plans share: the per-block kernel constants derived from scales."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from intvit.topi.dyadic import bit_length
+from intvit.topi.registry import get_variant
+from intvit.topi.requantize_params import RequantParams
+
+
+def acc_bits(k: int, a_max: int = 128, w_max: int = 127) -> int:
+    """Magnitude bits of a K-deep int8/uint8 x int8 accumulator."""
+    return bit_length(k * a_max * w_max)
+
+
+@dataclass
+class BlockPlan:
+    """One transformer block's constants. ``score_bias`` (Swin): int32 ``[heads, n, n]`` added
+    to the score accumulator before its requantization."""
+
+    ln1: object
+    rq_q: RequantParams
+    rq_k: RequantParams
+    rq_v: RequantParams
+    rq_scores: RequantParams
+    softmax: object
+    rq_ctx: RequantParams
+    rq_skip1: RequantParams
+    rq_proj: RequantParams
+    ln2: object
+    rq_fc1: RequantParams
+    gelu: object
+    rq_skip2: RequantParams
+    rq_fc2: RequantParams
+    score_bias: np.ndarray | None = None
+
+
+class PlanBuilder:
+    """Derives kernel constants from a model's scales and tensors with the kernel helpers."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        cfg = model.config
+        self.scales, self.tensors = model.scales, model.tensors
+        self.product_bits = cfg.requant_product_bits
+        self.residual_bits = cfg.residual_bits - 1
+        self.layernorm = get_variant("layernorm", cfg.layernorm)
+        self.softmax = get_variant("softmax", cfg.softmax)
+        self.gelu = get_variant("gelu", cfg.gelu)
+
+    def linear_rq(self, layer, in_scale, out_scale, k, out_dtype="int8", sl=slice(None)):
+        ws = self.tensors[f"{layer}.ws"].astype(np.float64)[sl]
+        return RequantParams.make(
+            in_scale * ws / out_scale, acc_bits(k), out_dtype, self.product_bits
+        )
+
+    def ln(self, key, out_point, channels, out_dtype="int8"):
+        t = self.tensors
+        return self.layernorm.make_params(
+            channels,
+            t[f"{key}.gamma"].astype(np.float64),
+            t[f"{key}.beta"].astype(np.float64),
+            self.scales[out_point],
+            in_bits=self.residual_bits,
+            out_dtype=out_dtype,
+        )
+
+    def res_rq(self, src: str, dst: str) -> RequantParams:
+        return RequantParams.make(
+            self.scales[src] / self.scales[dst], self.residual_bits, "int32", self.product_bits
+        )
+
+    def block(
+        self,
+        i: int,
+        prev: str,
+        dim: int,
+        heads: int,
+        tokens: int,
+        mlp_hidden: int,
+        rel_bias: np.ndarray | None = None,
+    ) -> BlockPlan:
+        """Block ``i`` (points ``b{i}.*``), its residual input at point ``prev``."""
+        sc, p = self.scales, f"b{i}."
+        d = dim // heads
+        acc_scale = sc[p + "q"] * sc[p + "k"] / math.sqrt(d)
+        score_bias = None
+        if rel_bias is not None:
+            bias = np.round(rel_bias.astype(np.float64) / acc_scale)
+            score_bias = np.clip(bias, -(2**30), 2**30).astype(np.int32)
+        kw = {"m_star": self.model.m_star[i]} if self.softmax.name == "edge" else {}
+        softmax = self.softmax.make_params(
+            sc[p + "scores"], tokens, self.model.config.softmax_bits, **kw
+        )
+        s_in = sc[p + "ln1"]
+        return BlockPlan(
+            ln1=self.ln(p + "ln1", p + "ln1", dim),
+            rq_q=self.linear_rq(p + "qkv", s_in, sc[p + "q"], dim, sl=slice(0, dim)),
+            rq_k=self.linear_rq(p + "qkv", s_in, sc[p + "k"], dim, sl=slice(dim, 2 * dim)),
+            rq_v=self.linear_rq(p + "qkv", s_in, sc[p + "v"], dim, sl=slice(2 * dim, None)),
+            rq_scores=RequantParams.make(
+                acc_scale / sc[p + "scores"], min(30, acc_bits(d) + 1), "int8", self.product_bits
+            ),
+            softmax=softmax,
+            rq_ctx=RequantParams.make(
+                softmax.out_scale * sc[p + "v"] / sc[p + "ctx"],
+                acc_bits(tokens, 255, 128),
+                "int8",
+                self.product_bits,
+            ),
+            rq_skip1=self.res_rq(prev, p + "res1"),
+            rq_proj=self.linear_rq(p + "proj", sc[p + "ctx"], sc[p + "res1"], dim, "int32"),
+            ln2=self.ln(p + "ln2", p + "ln2", dim),
+            rq_fc1=self.linear_rq(p + "fc1", sc[p + "ln2"], sc[p + "fc1"], dim),
+            gelu=self.gelu.make_params(sc[p + "fc1"], sc[p + "gelu"], in_bits=7),
+            rq_skip2=self.res_rq(p + "res1", p + "res2"),
+            rq_fc2=self.linear_rq(p + "fc2", sc[p + "gelu"], sc[p + "res2"], mlp_hidden, "int32"),
+            score_bias=score_bias,
+        )
