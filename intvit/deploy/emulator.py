@@ -15,7 +15,13 @@ import sys
 import zipfile
 from pathlib import Path
 
-from intvit.deploy.rpc import ServiceProcess, free_port, spawn, wait_for_port
+from intvit.deploy.rpc import (
+    ServiceProcess,
+    free_port,
+    rpc_server_command,
+    spawn,
+    wait_for_port,
+)
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 QEMU_CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
@@ -164,21 +170,7 @@ def start_emulated_server(
     ensure_sysroot(root)
     port = free_port()
     python = root / "sysroot" / "usr" / "bin" / "python3.11"
-    cmd = [
-        str(python),
-        "-m",
-        "tvm.exec.rpc_server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--port-end",
-        str(port + 1),
-        "--tracker",
-        f"{tracker_host}:{tracker_port}",
-        "--key",
-        key,
-    ]
+    cmd = rpc_server_command(str(python), port, f"{tracker_host}:{tracker_port}", key)
     service = spawn(
         f"emulated aarch64 server {key}",
         cmd,

@@ -104,14 +104,10 @@ def start_tracker(port: int | None = None, log_dir: Path | None = None) -> Servi
     return service
 
 
-def start_host_server(
-    tracker_port: int, key: str, log_dir: Path | None = None, tracker_host: str = "127.0.0.1"
-) -> ServiceProcess:
-    """This machine's CPU as an RPC device registered under ``key``."""
-    port = free_port()
-    log = (log_dir or Path("/tmp")) / f"intvit-server-{key}-{port}.log"
-    cmd = [
-        sys.executable,
+def rpc_server_command(python: str, port: int, tracker: str, key: str) -> list[str]:
+    """TVM's RPC server on 127.0.0.1:``port``, registered with ``tracker`` under ``key``."""
+    return [
+        python,
         "-m",
         "tvm.exec.rpc_server",
         "--host",
@@ -121,10 +117,19 @@ def start_host_server(
         "--port-end",
         str(port + 1),
         "--tracker",
-        f"{tracker_host}:{tracker_port}",
+        tracker,
         "--key",
         key,
     ]
+
+
+def start_host_server(
+    tracker_port: int, key: str, log_dir: Path | None = None, tracker_host: str = "127.0.0.1"
+) -> ServiceProcess:
+    """This machine's CPU as an RPC device registered under ``key``."""
+    port = free_port()
+    log = (log_dir or Path("/tmp")) / f"intvit-server-{key}-{port}.log"
+    cmd = rpc_server_command(sys.executable, port, f"{tracker_host}:{tracker_port}", key)
     service = spawn(f"rpc server {key}", cmd, log, port)
     wait_for_port("127.0.0.1", port, 60, service)
     return service
