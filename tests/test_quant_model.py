@@ -221,3 +221,90 @@ def test_digits_accuracy_acceptance(name):
     assert abs(result.int_top1 - result.fp32_top1) <= 0.005 + 1e-9, result
     assert result.agreement >= 0.99, result
     assert all(v == 0.0 for v in result.truncation.values()), result
+
+
+def _slow_swin(m, q_in):
+    """The integer Swin image by image, window by window, head by head, row by row, with
+    windows and shifts written as explicit index arithmetic and the kernel references."""
+    from intvit.quant.int_swin import MASKED
+
+    a, t, plan = m.arch, m.tensors, m.plan
+    lo, hi = plan.residual_range
+    outs = []
+    for img in q_in:
+        g = a["img_size"] // a["patch_size"]
+        patches = im2col(img[None], a["patch_size"])[0]
+        x = requantize_ref(dense_ref(patches, t["pe.w"], t["pe.b"]), plan.rq_patch)
+        x = layernorm_ref(x, plan.ln_patch).astype(np.int32)
+        i = 0
+        for s, (st, sp) in enumerate(zip(a["stages"], plan.stages, strict=True)):
+            if st["merge"]:
+                c = x.shape[-1]
+                grid = x.reshape(g, g, c)
+                g //= 2
+                merged = np.zeros((g * g, 4 * c), np.int32)
+                for r in range(g):
+                    for col in range(g):
+                        parts = [grid[2 * r + dr, 2 * col + dc] for dc in (0, 1) for dr in (0, 1)]
+                        merged[r * g + col] = np.concatenate(parts)
+                h = layernorm_ref(merged, sp.ln_merge)
+                x = requantize_ref(
+                    dense_ref(h, t[f"st{s}.reduce.w"], t[f"st{s}.reduce.b"]), sp.rq_reduce
+                )
+            heads, dim = st["heads"], st["dim"]
+            d = dim // heads
+            for blk, bp in zip(st["blocks"], sp.blocks, strict=True):
+                p, ws, sh = f"b{i}.", blk["window"], blk["shift"]
+                n, nw = ws * ws, g // ws
+                h = layernorm_ref(x, bp.ln1)
+                acc_out = np.zeros((g * g, dim), np.int32)
+                for wr in range(nw):
+                    for wc in range(nw):
+                        # token j of window (wr, wc) sits at grid position ((r + sh) % g, ...)
+                        pos = [
+                            ((wr * ws + j // ws + sh) % g) * g + (wc * ws + j % ws + sh) % g
+                            for j in range(n)
+                        ]
+                        acc = dense_ref(h[pos], t[p + "qkv.w"], t[p + "qkv.b"])
+                        q = requantize_ref(acc[:, :dim], bp.rq_q)
+                        k = requantize_ref(acc[:, dim : 2 * dim], bp.rq_k)
+                        v = requantize_ref(acc[:, 2 * dim :], bp.rq_v)
+                        ctx = np.zeros((n, dim), np.int8)
+                        for hd in range(heads):
+                            sl = slice(hd * d, (hd + 1) * d)
+                            for j in range(n):
+                                srow = q[j, sl].astype(np.int64) @ k[:, sl].astype(np.int64).T
+                                srow = requantize_ref(srow + bp.score_bias[hd, j], bp.rq_scores)
+                                srow = srow.astype(np.int32)
+                                if sh:
+                                    srow[t[p + "mask"][wr * nw + wc, j] != 0] = MASKED
+                                pr = softmax_ref(srow, bp.softmax)
+                                cv = pr.astype(np.int64) @ v[:, sl].astype(np.int64)
+                                ctx[j, sl] = requantize_ref(cv.astype(np.int32), bp.rq_ctx)
+                        acc_out[pos] = dense_ref(ctx, t[p + "proj.w"], t[p + "proj.b"])
+                x = np.clip(
+                    requantize_ref(x, bp.rq_skip1).astype(np.int64)
+                    + requantize_ref(acc_out, bp.rq_proj),
+                    lo,
+                    hi,
+                ).astype(np.int32)
+                h = layernorm_ref(x, bp.ln2)
+                f = requantize_ref(dense_ref(h, t[p + "fc1.w"], t[p + "fc1.b"]), bp.rq_fc1)
+                acc = dense_ref(gelu_ref(f, bp.gelu), t[p + "fc2.w"], t[p + "fc2.b"])
+                x = np.clip(
+                    requantize_ref(x, bp.rq_skip2).astype(np.int64)
+                    + requantize_ref(acc, bp.rq_fc2),
+                    lo,
+                    hi,
+                ).astype(np.int32)
+                i += 1
+        h = layernorm_ref(x, plan.lnf).astype(np.int64)
+        pooled = requantize_ref(h.sum(axis=0).astype(np.int32), plan.rq_pool)
+        outs.append(dense_ref(pooled[None], t["head.w"], t["head.b"]))
+    return np.stack(outs)
+
+
+def test_swin_reference_forward_equals_slow_per_op_check(random_models, calib_images):
+    m = calibrate(random_models["digits_swin"], calib_images)
+    q = quantize_input(m, digits("test").images[:2])
+    np.testing.assert_array_equal(reference_forward(m, q), _slow_swin(m, q))
