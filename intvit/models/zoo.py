@@ -23,37 +23,23 @@ class SmallConfig:
     kwargs: dict = field(default_factory=dict)
 
 
+#: ViT and DeiT digits models share one shape (DeiT adds the distillation token and head).
+_DIGITS_VIT = dict(
+    img_size=32,
+    patch_size=8,
+    in_chans=1,
+    embed_dim=64,
+    depth=4,
+    num_heads=4,
+    mlp_ratio=2.0,
+    num_classes=10,
+)
+
 SMALL_CONFIGS = {
     c.name: c
     for c in (
-        SmallConfig(
-            "digits_vit",
-            "vit_tiny_patch16_224",
-            dict(
-                img_size=32,
-                patch_size=8,
-                in_chans=1,
-                embed_dim=64,
-                depth=4,
-                num_heads=4,
-                mlp_ratio=2.0,
-                num_classes=10,
-            ),
-        ),
-        SmallConfig(
-            "digits_deit",
-            "deit_tiny_distilled_patch16_224",
-            dict(
-                img_size=32,
-                patch_size=8,
-                in_chans=1,
-                embed_dim=64,
-                depth=4,
-                num_heads=4,
-                mlp_ratio=2.0,
-                num_classes=10,
-            ),
-        ),
+        SmallConfig("digits_vit", "vit_tiny_patch16_224", _DIGITS_VIT),
+        SmallConfig("digits_deit", "deit_tiny_distilled_patch16_224", _DIGITS_VIT),
         SmallConfig(
             "digits_swin",
             "swin_tiny_patch4_window7_224",

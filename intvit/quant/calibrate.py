@@ -103,12 +103,7 @@ def calibrate(
 
 def _quantize_weights(model, arch: dict, scales: dict[str, float]) -> dict[str, np.ndarray]:
     t: dict[str, np.ndarray] = {}
-
-    def put(name, w, b, in_scale):
-        t[f"{name}.w"], t[f"{name}.b"], t[f"{name}.ws"] = quantize_weight(_np(w), b, in_scale)
-
-    pe = model.patch_embed.proj
-    put("pe", pe.weight, None if pe.bias is None else _np(pe.bias), scales["input"])
+    _put_linear(t, "pe", model.patch_embed.proj, scales["input"])
     s0 = scales["res0"]
     prefix = [_np(model.cls_token)]
     if arch["distilled"]:
@@ -116,27 +111,12 @@ def _quantize_weights(model, arch: dict, scales: dict[str, float]) -> dict[str, 
     lim = 2**31 - 1
     t["cls_q"] = np.clip(np.round(np.concatenate(prefix, axis=1) / s0), -lim, lim).astype(np.int32)
     t["pos_q"] = np.clip(np.round(_np(model.pos_embed) / s0), -lim, lim).astype(np.int32)
-    inputs = {"qkv": "ln1", "proj": "ctx", "fc1": "ln2", "fc2": "gelu"}
     for i, blk in enumerate(model.blocks):
-        layers = {
-            "qkv": blk.attn.qkv,
-            "proj": blk.attn.proj,
-            "fc1": blk.mlp.fc1,
-            "fc2": blk.mlp.fc2,
-        }
-        for name in LINEARS:
-            lin = layers[name]
-            b = None if lin.bias is None else _np(lin.bias)
-            put(f"b{i}.{name}", lin.weight, b, scales[f"b{i}.{inputs[name]}"])
-        for ln in ("ln1", "ln2"):
-            norm = blk.norm1 if ln == "ln1" else blk.norm2
-            t[f"b{i}.{ln}.gamma"] = _np(norm.weight).astype(np.float32)
-            t[f"b{i}.{ln}.beta"] = _np(norm.bias).astype(np.float32)
-    t["lnf.gamma"] = _np(model.norm.weight).astype(np.float32)
-    t["lnf.beta"] = _np(model.norm.bias).astype(np.float32)
-    put("head", model.head.weight, _np(model.head.bias), scales["lnf"])
+        _put_block(t, f"b{i}.", blk, scales)
+    _put_norm(t, "lnf", model.norm)
+    _put_linear(t, "head", model.head, scales["lnf"])
     if arch["distilled"]:
-        put("head_dist", model.head_dist.weight, _np(model.head_dist.bias), scales["lnf"])
+        _put_linear(t, "head_dist", model.head_dist, scales["lnf"])
     return t
 
 
@@ -148,6 +128,16 @@ def _put_linear(t, name, lin, in_scale) -> None:
 def _put_norm(t, name, norm) -> None:
     t[f"{name}.gamma"] = _np(norm.weight).astype(np.float32)
     t[f"{name}.beta"] = _np(norm.bias).astype(np.float32)
+
+
+def _put_block(t, p: str, blk, scales: dict[str, float]) -> None:
+    """A ViT or Swin block: its four GEMMs (each at its input's scale) and two LayerNorms."""
+    layers = {"qkv": blk.attn.qkv, "proj": blk.attn.proj, "fc1": blk.mlp.fc1, "fc2": blk.mlp.fc2}
+    inputs = {"qkv": "ln1", "proj": "ctx", "fc1": "ln2", "fc2": "gelu"}
+    for name in LINEARS:
+        _put_linear(t, p + name, layers[name], scales[p + inputs[name]])
+    _put_norm(t, p + "ln1", blk.norm1)
+    _put_norm(t, p + "ln2", blk.norm2)
 
 
 def _quantize_swin_weights(model, scales: dict[str, float]) -> dict[str, np.ndarray]:
@@ -163,12 +153,7 @@ def _quantize_swin_weights(model, scales: dict[str, float]) -> dict[str, np.ndar
             _put_linear(t, f"st{s}.reduce", st.downsample.reduction, scales[f"st{s}.merge_ln"])
         for blk in st.blocks:
             p = f"b{i}."
-            _put_linear(t, p + "qkv", blk.attn.qkv, scales[p + "ln1"])
-            _put_linear(t, p + "proj", blk.attn.proj, scales[p + "ctx"])
-            _put_linear(t, p + "fc1", blk.mlp.fc1, scales[p + "ln2"])
-            _put_linear(t, p + "fc2", blk.mlp.fc2, scales[p + "gelu"])
-            _put_norm(t, p + "ln1", blk.norm1)
-            _put_norm(t, p + "ln2", blk.norm2)
+            _put_block(t, p, blk, scales)
             t[p + "relbias"] = _np(blk.attn._get_rel_pos_bias()[0]).astype(np.float32)
             if blk.attn_mask is not None:
                 t[p + "mask"] = (_np(blk.attn_mask) != 0).astype(np.int8)

@@ -23,7 +23,6 @@ from intvit.quant.plan_common import BlockPlan, PlanBuilder
 from intvit.topi.requantize_params import RequantParams
 
 #: Per-block activation points that carry a scale.
-BLOCK_POINTS = ("ln1", "q", "k", "v", "scores", "ctx", "res1", "ln2", "fc1", "gelu", "res2")
 LINEARS = ("qkv", "proj", "fc1", "fc2")
 
 

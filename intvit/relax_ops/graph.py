@@ -5,7 +5,6 @@ computing exactly what :func:`intvit.quant.reference.reference_forward` computes
 
 from __future__ import annotations
 
-import numpy as np
 import tvm
 from tvm import relax
 
@@ -125,6 +124,3 @@ def _swin(bb, model: IntModel, image, batch: int):
     pooled = ops.requantize(bb, ops.token_sum(bb, h), plan.rq_pool)
     logits = ops.dense(bb, pooled, t["head.w"], t["head.b"])
     return ops.reshape(bb, logits, (batch, 1, a["num_classes"]))
-
-
-__all__ = ["build_module", "np"]

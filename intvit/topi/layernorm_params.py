@@ -28,6 +28,12 @@ EDGE_LN_HEADROOM = 28
 EDGE_LN_K = 29
 
 
+def _check_common(channels: int, out_scale: float, acc_bits: int) -> None:
+    check_int_range("channels", channels, 1, 65536)
+    check_scale("out_scale", out_scale)
+    check_choice("acc_bits", acc_bits, (32, 64))
+
+
 def _affine(gamma, beta, channels: int, norm_scale: float, out_scale: float):
     gamma = np.broadcast_to(np.asarray(gamma, dtype=np.float64), (channels,))
     beta = np.broadcast_to(np.asarray(beta, dtype=np.float64), (channels,))
@@ -62,9 +68,7 @@ class ILayerNormParams:
         acc_bits=64,
         out_dtype="int8",
     ):
-        check_int_range("channels", channels, 1, 65536)
-        check_scale("out_scale", out_scale)
-        check_choice("acc_bits", acc_bits, (32, 64))
+        _check_common(channels, out_scale, acc_bits)
         # sum of y**2 in int64: C * 2**(2 in_bits + 2) < 2**63
         check_int_range("in_bits", in_bits, 0, (61 - bit_length(channels)) // 2)
         ratios, bias = _affine(gamma, beta, channels, math.sqrt(channels) / 2**30, out_scale)
@@ -108,10 +112,8 @@ class EdgeLayerNormParams:
         acc_bits=32,
         out_dtype="int8",
     ):
-        check_int_range("channels", channels, 1, 65536)
-        check_scale("out_scale", out_scale)
+        _check_common(channels, out_scale, acc_bits)
         check_int_range("in_bits", in_bits, 0, 30)
-        check_choice("acc_bits", acc_bits, (32, 64))
         p = max(0, in_bits - EDGE_LN_IN_BITS)
         # |y >> v| <= 2**(16 - v) and C * 2**(2 (16 - v)) <= 2**31
         v = max(0, math.ceil((bit_length(channels) + 1) / 2))
