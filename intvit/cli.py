@@ -75,6 +75,62 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from intvit.api.bench import BenchRequest, run_bench
+    from intvit.deploy.bench import BenchConfig, DeviceError
+
+    config = BenchConfig(
+        warmup=args.warmup,
+        number=args.number,
+        repeat=args.repeat,
+        step_timeout_s=args.timeout,
+        queue_timeout_s=args.queue_timeout,
+    )
+    request = BenchRequest(
+        Path(args.source),
+        args.tracker,
+        args.key,
+        args.target,
+        args.compare,
+        args.per_op,
+        args.model,
+        args.checkpoint,
+        args.out,
+        config,
+        progress=not args.quiet,
+    )
+    try:
+        report, paths = run_bench(request)
+    except DeviceError as err:
+        print(f"intvit: device error: {err}", file=sys.stderr)
+        return 3
+    print(f"{report.model} on device {report.device!r} ({report.preset}):")
+    if "bit_exact" in report.device_info:
+        print(f"outputs equal the reference forward: {report.device_info['bit_exact']}")
+    print(report.table())
+    print("\nreports: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _device_list(address: str) -> int:
+    from intvit.deploy import rpc
+
+    host, port = rpc.parse_address(address)
+    summary = rpc.connect_tracker(host, port).summary()
+    servers: dict[str, set] = {}
+    for server in summary.get("server_info", []):
+        key = str(server.get("key", "")).removeprefix("server:")
+        servers.setdefault(key, set()).add(tuple(server.get("addr", ())))
+    queues = summary.get("queue_info", {})
+    print(f"{'key':<20}{'free':>6}{'busy':>6}{'waiting jobs':>14}")
+    for key in sorted(set(queues) | set(servers)):
+        q = queues.get(key, {})
+        free = int(q.get("free", 0))
+        busy = max(len(servers.get(key, ())) - free, 0)
+        print(f"{key:<20}{free:>6}{busy:>6}{q.get('pending', 0):>14}")
+    return 0
+
+
 def _cmd_device(args: argparse.Namespace) -> int:
     import time
 
@@ -96,13 +152,8 @@ def _cmd_device(args: argparse.Namespace) -> int:
             )
             service = start_emulated_server(port, args.key, default_root(), host, args.cpu)
         print(f"{service.name} on 127.0.0.1:{service.port}, key {args.key!r}", flush=True)
-    else:  # list
-        host, port = rpc.parse_address(args.tracker)
-        summary = rpc.connect_tracker(host, port).summary()
-        print(f"{'key':<20}{'free':>6}{'pending':>9}")
-        for key, q in sorted(summary.get("queue_info", {}).items()):
-            print(f"{key:<20}{q.get('free', 0):>6}{q.get('pending', 0):>9}")
-        return 0
+    else:
+        return _device_list(args.tracker)
     try:
         while service.alive():
             time.sleep(1)
@@ -239,6 +290,24 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--key", default="emu-aarch64", help="device key to register under")
     dev.add_argument("--cpu", default=None, help="emulated core (QEMU_CPU), e.g. cortex-a72")
     dev.set_defaults(func=_cmd_device)
+
+    bench = sub.add_parser("bench", help="latency on an RPC device, vs FP32 and peers")
+    bench.add_argument("source", help="an integer model (.safetensors) or an exported .so")
+    bench.add_argument("--tracker", default="127.0.0.1:9190", help="tracker HOST:PORT")
+    bench.add_argument("--key", "--device", dest="key", default="local", help="device key")
+    bench.add_argument("--target", default=None, help="preset (default: from the device)")
+    bench.add_argument("--compare", action="store_true", help="also FP32 TVM (+torch, ORT)")
+    bench.add_argument("--per-op", action="store_true", help="per-operator profile")
+    bench.add_argument("--model", default=None, help="float model for --compare")
+    bench.add_argument("--checkpoint", default=None, help="its weights (default: random)")
+    bench.add_argument("--out", type=Path, default=Path("out/bench"), help="report folder")
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--number", type=int, default=10, help="runs per sample")
+    bench.add_argument("--repeat", type=int, default=15, help="samples")
+    bench.add_argument("--timeout", type=float, default=300, help="seconds per device step")
+    bench.add_argument("--queue-timeout", type=float, default=900, help="seconds in queue")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(func=_cmd_bench)
 
     targets = sub.add_parser("targets", help="list the target presets")
     targets.set_defaults(func=_cmd_targets)

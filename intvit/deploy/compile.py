@@ -1,31 +1,126 @@
-"""Compile an integer model for a target preset and export a deployable library.
+"""Compile an integer model (or the float model it came from) for a target preset and export a
+deployable library with its manifest.
 
 Linux targets (host, aarch64 presets) export a shared library (``.so``) linked here, with the
 preset's cross compiler where it has one. Apple targets cannot be linked here: they export an
 object archive (``.tar``) and :func:`apple_link_command` says how to link it on a Mac.
+Every export writes ``<library>.json`` (:mod:`intvit.deploy.manifest`).
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import tvm
 from tvm import relax
 
+from intvit.deploy.manifest import KernelCall, LibraryManifest, arch_of_target, write_manifest
 from intvit.deploy.targets import TargetPreset, get_preset
 from intvit.quant.int_vit import IntModel
 from intvit.relax_ops.graph import build_module
 
 
+@dataclass
+class CompiledModel:
+    """A Relax VM executable and the manifest that goes beside its exported library."""
+
+    executable: tvm.runtime.Executable
+    manifest: LibraryManifest
+    #: Optional: the same TIR kernels built as a plain module whose functions are reachable
+    #: by name (a per-operator profile times them over RPC, which cannot reach the kernels
+    #: imported by a VM library).
+    kernels: tvm.runtime.Executable | None = None
+
+
+def _as_preset(preset: TargetPreset | str) -> TargetPreset:
+    return get_preset(preset) if isinstance(preset, str) else preset
+
+
+def _shape_dtype(ty) -> tuple[tuple[int, ...], str]:
+    return tuple(int(s) for s in ty.shape.values), str(ty.dtype)
+
+
+def kernel_calls(lowered: tvm.IRModule) -> list[KernelCall]:
+    """The TIR calls of a lowered ``main`` in execution order, with argument shapes/dtypes."""
+    calls = []
+    for block in lowered["main"].body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if not isinstance(value, relax.Call) or not isinstance(value.op, tvm.ir.GlobalVar):
+                continue
+            if not isinstance(lowered[value.op], tvm.tirx.PrimFunc):
+                continue
+            args = []
+            for arg in value.args:
+                args.append(_shape_dtype(arg.ty))
+            calls.append(KernelCall(value.op.name_hint, tuple(args)))
+    return calls
+
+
+def compile_relax(
+    mod: tvm.IRModule, preset: TargetPreset | str, kind: str, model: str, profile: bool = False
+) -> CompiledModel:
+    """Lower ``mod`` with TVM's default Relax pipeline for ``preset`` and build it (and, with
+    ``profile``, its kernels as a separate library for per-operator timing)."""
+    preset = _as_preset(preset)
+    target = preset.tvm_target()
+    with target:
+        lowered = relax.get_pipeline("default")(mod)
+    executable = tvm.compile(lowered, target=target, relax_pipeline=None)
+    kernels = None
+    if profile:
+        prims = {gv: f for gv, f in lowered.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
+        kernels = tvm.compile(tvm.IRModule(prims), target=target)
+    (param,) = mod["main"].params
+    manifest = LibraryManifest(
+        preset=preset.name,
+        target=dict(preset.target),
+        arch=arch_of_target(preset.target),
+        input_shape=_shape_dtype(param.ty)[0],
+        input_dtype=_shape_dtype(param.ty)[1],
+        kind=kind,
+        model=model,
+        calls=kernel_calls(lowered),
+    )
+    return CompiledModel(executable, manifest, kernels)
+
+
+def compile_int_model(
+    model: IntModel, preset: TargetPreset | str = "host", batch: int = 1, profile: bool = False
+) -> CompiledModel:
+    """The integer-only model for ``preset``: int8 image in, int32 logit accumulators out."""
+    name = model.source or "int model"
+    return compile_relax(build_module(model, batch), preset, "int", name, profile)
+
+
 def compile_model(model: IntModel, preset: TargetPreset | str = "host", batch: int = 1):
     """The Relax VM executable of ``model`` for ``preset`` (default pipeline)."""
-    if isinstance(preset, str):
-        preset = get_preset(preset)
-    mod = build_module(model, batch)
-    return tvm.compile(
-        mod, target=preset.tvm_target(), relax_pipeline=relax.get_pipeline("default")
-    )
+    return compile_int_model(model, preset, batch).executable
+
+
+def float_module(torch_model, image_shape: tuple[int, ...]) -> tvm.IRModule:
+    """The float32 Relax module of a torch model (weights as constants), via torch.export."""
+    import torch
+    from tvm.relax.frontend.torch import from_exported_program
+
+    example = torch.zeros(image_shape, dtype=torch.float32)
+    with torch.no_grad():
+        program = torch.export.export(torch_model.eval(), (example,))
+    return from_exported_program(program, keep_params_as_input=False)
+
+
+def compile_float_model(
+    torch_model,
+    image_shape: tuple[int, ...],
+    preset: TargetPreset | str,
+    name: str,
+    profile: bool = False,
+) -> CompiledModel:
+    """TVM's FP32 build of the float model (the baseline of every speed comparison)."""
+    mod = float_module(torch_model, image_shape)
+    return compile_relax(mod, preset, "fp32", name, profile)
 
 
 def cross_compiler(preset: TargetPreset):
@@ -50,19 +145,35 @@ def apple_link_command(archive: str | Path, output: str | Path) -> str:
     )
 
 
-def export(executable, preset: TargetPreset | str, path: str | Path) -> Path:
-    """Write the deployable library for ``preset`` to ``path`` (``.so``; ``.tar`` for Apple)."""
-    if isinstance(preset, str):
-        preset = get_preset(preset)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _export_library(executable, preset: TargetPreset, path: Path) -> Path:
     if not preset.linkable_here:
         path = path.with_suffix(".tar")
         executable.export_library(str(path))
-        return path
-    fcompile = cross_compiler(preset)
-    if fcompile is None:
+    elif (fcompile := cross_compiler(preset)) is None:
         executable.export_library(str(path))
     else:
         executable.export_library(str(path), fcompile=fcompile)
     return path
+
+
+def export(
+    compiled: CompiledModel | tvm.runtime.Executable, preset: TargetPreset | str, path: str | Path
+) -> Path:
+    """Write the deployable library for ``preset`` to ``path`` (``.so``; ``.tar`` for Apple),
+    and its manifest (and kernel library, if built) beside it when ``compiled`` carries one."""
+    preset = _as_preset(preset)
+    executable = compiled.executable if isinstance(compiled, CompiledModel) else compiled
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _export_library(executable, preset, path)
+    if isinstance(compiled, CompiledModel):
+        if compiled.kernels is not None:
+            kernels = _export_library(compiled.kernels, preset, kernels_path(path))
+            compiled.manifest.kernels_library = kernels.name
+        write_manifest(path, compiled.manifest)
+    return path
+
+
+def kernels_path(library: str | Path) -> Path:
+    library = Path(library)
+    return library.with_name(library.stem + ".kernels" + library.suffix)

@@ -1,0 +1,204 @@
+"""``intvit bench``: the integer-only library on an RPC device, against the FP32 TVM build of
+the same model on the same device (and, on the host, PyTorch eager and ONNX Runtime), with a
+per-operator profile. The report is rewritten after every step, so a failing device loses
+nothing already measured.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from intvit.deploy.bench import BenchConfig, DeviceError, DeviceSession
+from intvit.deploy.manifest import read_manifest
+from intvit.deploy.report import BenchReport
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class BenchRequest:
+    """What to benchmark where. ``source``: an integer model (``.safetensors``, compiled here
+    for the device) or an exported library (``.so`` with its manifest)."""
+
+    source: Path
+    tracker: str = "127.0.0.1:9190"
+    key: str = "local"
+    target: str | None = None  # preset; default: detected from the device
+    compare: bool = False
+    per_op: bool = False
+    float_model: str | None = None  # for --compare; default: read from the artifact
+    checkpoint: str | None = None
+    out: Path = Path("out/bench")
+    config: BenchConfig = field(default_factory=BenchConfig)
+    progress: bool = True
+
+
+def detect_preset(session: DeviceSession, tracker_host: str) -> tuple[str, bool]:
+    """(preset name, emulated?) from what the device reports about itself."""
+    from intvit.deploy.targets import host_cpu
+
+    if session.arch is None:
+        raise ValueError(
+            f"device {session.key!r} does not say what CPU it has (no LLVM in its runtime): "
+            "pass --target (intvit targets lists the presets)"
+        )
+    here = platform.machine()
+    local = tracker_host in LOCAL_HOSTS
+    if session.arch == here and session.cpu == host_cpu()[0]:
+        return "host", False
+    if session.arch in ("aarch64", "arm64"):
+        return "aarch64-linux", local and here == "x86_64"
+    raise ValueError(
+        f"device {session.key!r} is {session.arch} ({session.cpu}); pass --target to pick a preset"
+    )
+
+
+def float_model_name(source: str) -> str | None:
+    """The float model an artifact came from, when its ``source`` names one."""
+    from intvit.models.zoo import SMALL_CONFIGS, SUPPORTED_PREFIXES
+
+    name = source.split(" ")[0] if source else ""
+    if name in SMALL_CONFIGS or name.startswith(SUPPORTED_PREFIXES):
+        return name
+    return None
+
+
+class _Steps:
+    """A progress bar over the steps of a benchmark (or plain lines without a terminal)."""
+
+    def __init__(self, total: int, enabled: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, disable=not enabled, unit="step", leave=False)
+
+    def start(self, what: str) -> None:
+        self.bar.set_description(what)
+
+    def done(self) -> None:
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_bench(req: BenchRequest) -> tuple[BenchReport, dict[str, Path]]:
+    """Run the benchmark; on a device failure, the partial report is written and
+    :class:`DeviceError` is raised with where it is."""
+    from intvit.deploy.rpc import connect_tracker, parse_address
+
+    source = Path(req.source)
+    if not source.is_file():
+        raise ValueError(f"{str(source)!r} does not exist")
+    host, port = parse_address(req.tracker)
+    tracker = connect_tracker(host, port)
+    stem = f"bench-{source.name.split('.')[0]}-{req.key}"
+    report = BenchReport(model=source.name, device=req.key, preset=req.target or "?")
+    report.config = asdict(req.config)
+    steps = _Steps(2 + req.compare * 3 + req.per_op * (1 + req.compare), req.progress)
+    try:
+        steps.start(f"waiting for device {req.key!r}")
+        with DeviceSession(tracker, req.key, req.config) as session:
+            report.device_info = {"arch": session.arch, "cpu": session.cpu}
+            preset, emulated = (req.target, False) if req.target else detect_preset(session, host)
+            if req.target and session.arch in ("aarch64", "arm64") and host in LOCAL_HOSTS:
+                emulated = platform.machine() == "x86_64"
+            report.preset, report.emulated = preset, emulated
+            _bench_on(session, req, source, report, steps, stem)
+        report.status = "complete"
+    except DeviceError as err:
+        report.status, report.error = "partial", str(err)
+        paths = report.write_all(req.out, stem)
+        raise DeviceError(f"{err}; results so far in {paths['json']}") from err
+    finally:
+        steps.close()
+    return report, report.write_all(req.out, stem)
+
+
+def _bench_on(session, req, source: Path, report: BenchReport, steps, stem: str) -> None:
+    from intvit.deploy.compile import compile_int_model, export
+
+    int_model = None
+    if source.suffix == ".safetensors":
+        from intvit.quant.artifact import load_int_model
+
+        int_model = load_int_model(source)
+        steps.start(f"compiling for {report.preset}")
+        library = export(
+            compile_int_model(int_model, report.preset, profile=req.per_op),
+            report.preset,
+            req.out / f"{stem}.so",
+        )
+    else:
+        library = source
+    manifest = read_manifest(library)
+    report.libraries["integer"] = str(library)
+    steps.done()
+
+    if int_model is not None:
+        from intvit.quant.reference import reference_forward
+
+        image = np.random.default_rng(1).integers(-128, 128, manifest.input_shape, dtype=np.int8)
+        got = session.run(library, image)
+        report.device_info["bit_exact"] = bool(
+            np.array_equal(got, reference_forward(int_model, image))
+        )
+    steps.start("timing the integer-only model")
+    report.latencies.append(session.measure(library, manifest, "intvit integer-only"))
+    report.write_json(req.out / f"{stem}.json")
+    steps.done()
+
+    float_lib = None
+    if req.compare:
+        float_lib, torch_model = _float_build(req, report, manifest, int_model, stem, steps)
+        steps.start("timing TVM FP32")
+        report.latencies.append(session.measure(float_lib, read_manifest(float_lib), "TVM FP32"))
+        report.write_json(req.out / f"{stem}.json")
+        steps.done()
+        steps.start("timing PyTorch / ONNX Runtime")
+        if report.preset == "host":
+            _host_peers(torch_model, manifest.input_shape, req.config, report)
+            report.write_json(req.out / f"{stem}.json")
+        steps.done()
+    if req.per_op:
+        steps.start("per-operator profile")
+        report.per_op["intvit integer-only"] = session.profile(library, manifest)
+        report.write_json(req.out / f"{stem}.json")
+        steps.done()
+        if float_lib is not None:
+            report.per_op["TVM FP32"] = session.profile(float_lib, read_manifest(float_lib))
+            report.write_json(req.out / f"{stem}.json")
+            steps.done()
+
+
+def _float_build(req, report, manifest, int_model, stem, steps):
+    """The FP32 TVM library of the float model (trained weights where known; random weights
+    time the same)."""
+    from intvit.deploy.compile import compile_float_model, export
+    from intvit.models.zoo import create_float_model
+
+    name = req.float_model or (float_model_name(int_model.source) if int_model else None)
+    if name is None:
+        raise ValueError("--compare needs the float model: pass --model NAME")
+    steps.start(f"compiling FP32 {name} for {report.preset}")
+    model = create_float_model(name, checkpoint=req.checkpoint)
+    shape = manifest.input_shape
+    compiled = compile_float_model(model, shape, report.preset, name, profile=req.per_op)
+    library = export(compiled, report.preset, req.out / f"{stem}.fp32.so")
+    report.libraries["fp32"] = str(library)
+    steps.done()
+    return library, model
+
+
+def _host_peers(model, shape, cfg: BenchConfig, report: BenchReport) -> None:
+    import tvm
+
+    from intvit.deploy.peers import onnxruntime_peers, torch_eager
+
+    threads = int(tvm.runtime.num_threads())
+    image = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    report.latencies.append(torch_eager(model, image, threads, cfg))
+    report.latencies.extend(onnxruntime_peers(model, image, threads, cfg))

@@ -1,0 +1,284 @@
+"""Latency of exported libraries on an RPC device: whole-model medians through
+``time_evaluator`` on the Relax VM's ``invoke_stateful``, and a per-operator profile that times
+each kernel call of ``main`` (from the library's manifest) on the device.
+
+Every remote step runs under a timeout: a device that hangs or disconnects raises
+:class:`DeviceError` naming the device and the library, and never blocks a job forever.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intvit.deploy.archcheck import check_library_arch
+from intvit.deploy.manifest import KernelCall, LibraryManifest
+
+
+class DeviceError(RuntimeError):
+    """The device failed, hung or vanished; the message names the device and the library."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How to time. ``number`` runs per sample, ``repeat`` samples, after ``warmup`` runs."""
+
+    warmup: int = 3
+    number: int = 10
+    repeat: int = 15
+    min_repeat_ms: int = 0
+    profile_repeat: int = 5
+    step_timeout_s: float = 300.0
+    queue_timeout_s: float = 900.0
+    session_timeout_s: float = 1800.0
+
+
+@dataclass
+class Latency:
+    """Samples of one model's latency (ms per run) and where they were taken."""
+
+    label: str
+    where: str
+    samples_ms: list[float]
+    note: str = ""
+
+    @property
+    def median_ms(self) -> float:
+        return float(statistics.median(self.samples_ms))
+
+    @property
+    def spread_ms(self) -> tuple[float, float]:
+        """(10th, 90th) percentile."""
+        lo, hi = np.percentile(self.samples_ms, [10, 90])
+        return float(lo), float(hi)
+
+    def as_dict(self) -> dict:
+        lo, hi = self.spread_ms
+        return {
+            "label": self.label,
+            "where": self.where,
+            "median_ms": self.median_ms,
+            "p10_ms": lo,
+            "p90_ms": hi,
+            "samples_ms": list(self.samples_ms),
+            "note": self.note,
+        }
+
+
+#: Operator categories of the per-op profile, matched on kernel function names in order.
+CATEGORIES = (
+    ("gemm", ("dense", "matmul", "qkv", "fc1", "fc2", "proj", "conv2d", "linear", "head")),
+    ("softmax", ("softmax",)),
+    ("gelu", ("gelu", "relu", "erf")),
+    ("layernorm", ("layernorm", "layer_norm")),
+    ("requantize", ("rq", "requant")),
+)
+
+
+def categorize(func: str) -> str:
+    name = func.lower()
+    for category, keys in CATEGORIES:
+        if any(k in name for k in keys):
+            return category
+    return "other"
+
+
+@dataclass
+class OpTime:
+    """One kernel of the profile: how many calls ``main`` makes and their summed time."""
+
+    func: str
+    category: str
+    calls: int
+    total_ms: float
+
+
+def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Run ``fn`` in a daemon thread; DeviceError if it does not finish within ``timeout``."""
+    box: dict[str, Any] = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as err:
+            box["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise DeviceError(f"{what}: no answer within {timeout:.0f}s (device hung?)")
+    if "error" in box:
+        err = box["error"]
+        if isinstance(err, DeviceError | ValueError):
+            raise err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DeviceError(f"{what} failed: {first}") from err
+    return box.get("value")
+
+
+def _input_array(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if dtype.startswith("float"):
+        return rng.standard_normal(shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+
+
+@dataclass
+class DeviceSession:
+    """One RPC session with a device from the tracker, held for several measurements."""
+
+    tracker: Any
+    key: str
+    config: BenchConfig = field(default_factory=BenchConfig)
+    session: Any = None
+    arch: str | None = None
+    cpu: str | None = None
+    #: Libraries loaded in this session. Each is uploaded once: writing over a library the
+    #: server has already loaded corrupts its mapping and kills the server.
+    modules: dict[str, Any] = field(default_factory=dict)
+
+    def open(self) -> DeviceSession:
+        cfg = self.config
+        self.session = call_with_timeout(
+            lambda: self.tracker.request(self.key, session_timeout=cfg.session_timeout_s),
+            cfg.queue_timeout_s,
+            f"waiting for device {self.key!r} in the tracker's queue",
+        )
+        self.arch, self.cpu = self._probe()
+        return self
+
+    def _probe(self) -> tuple[str | None, str | None]:
+        """The device's architecture and CPU where its TVM runtime has LLVM (not on iOS)."""
+        try:
+            triple = str(self.session.get_function("target.llvm_get_system_triple")())
+            cpu = str(self.session.get_function("tvm.codegen.llvm.GetHostCPUName")())
+        except Exception:
+            return None, None
+        return triple.split("-")[0], cpu
+
+    def _step(self, fn: Callable[[], Any], what: str, timeout: float | None = None) -> Any:
+        return call_with_timeout(fn, timeout or self.config.step_timeout_s, what)
+
+    def load(self, library: str | Path):
+        """Upload ``library`` after checking its architecture; the remote module."""
+        library = Path(library)
+        if str(library.resolve()) in self.modules:
+            return self.modules[str(library.resolve())]
+        if library.name in {Path(p).name for p in self.modules}:
+            raise ValueError(f"another library named {library.name!r} is loaded in this session")
+        if self.arch is not None:
+            check_library_arch(library, self.arch, self.key)
+        what = f"device {self.key!r} loading {library.name!r}"
+
+        def upload():
+            self.session.upload(str(library))
+            return self.session.load_module(library.name)
+
+        module = self._step(upload, what)
+        self.modules[str(library.resolve())] = module
+        return module
+
+    def run(self, library: str | Path, image: np.ndarray) -> np.ndarray:
+        """The outputs of ``main`` on ``image`` (for checking results on the device)."""
+        import tvm
+        from tvm import relax
+
+        library = Path(library)
+        lib = self.load(library)
+
+        def run():
+            dev = self.session.cpu()
+            vm = relax.VirtualMachine(lib, dev)
+            vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(image), dev))
+            vm.invoke_stateful("main")
+            return vm.get_outputs("main").numpy()
+
+        return self._step(run, f"device {self.key!r} running {library.name!r}")
+
+    def measure(self, library: str | Path, manifest: LibraryManifest, label: str) -> Latency:
+        """Median latency of ``main`` (input from the manifest) over ``repeat`` samples."""
+        import tvm
+        from tvm import relax
+
+        cfg, library = self.config, Path(library)
+        lib = self.load(library)
+        what = f"device {self.key!r} running {library.name!r}"
+
+        def run():
+            dev = self.session.cpu()
+            vm = relax.VirtualMachine(lib, dev)
+            image = _input_array(manifest.input_shape, manifest.input_dtype)
+            vm.set_input("main", tvm.runtime.tensor(image, dev))
+            for _ in range(cfg.warmup):
+                vm.invoke_stateful("main")
+            timer = vm.time_evaluator(
+                "invoke_stateful",
+                dev,
+                number=cfg.number,
+                repeat=cfg.repeat,
+                min_repeat_ms=cfg.min_repeat_ms,
+            )
+            return [float(s) * 1e3 for s in timer("main").results]
+
+        return Latency(label, f"rpc:{self.key}", self._step(run, what))
+
+    def profile(self, library: str | Path, manifest: LibraryManifest) -> list[OpTime]:
+        """Time every distinct kernel call of ``main`` on the device, from the kernel library
+        beside ``library`` (zero-filled arguments: the kernels' running time does not depend
+        on the values)."""
+        import tvm
+
+        cfg, library = self.config, Path(library)
+        if manifest.kernels_library is None:
+            raise ValueError(
+                f"{library.name!r} was exported without its kernel library: per-operator "
+                "profiles need intvit compile --profile (or bench the .safetensors model)"
+            )
+        lib = self.load(library.with_name(manifest.kernels_library))
+        what = f"device {self.key!r} profiling {library.name!r}"
+        counts: dict[KernelCall, int] = {}
+        for call in manifest.calls:
+            counts[call] = counts.get(call, 0) + 1
+
+        def run():
+            dev = self.session.cpu()
+            per_func: dict[str, list[float]] = {}
+            for call, n in counts.items():
+                args = [tvm.runtime.tensor(np.zeros(s, dtype=d), dev) for s, d in call.args]
+                timer = lib.time_evaluator(
+                    call.func, dev, number=cfg.number, repeat=cfg.profile_repeat
+                )
+                ms = float(np.median(timer(*args).results)) * 1e3
+                per_func.setdefault(call.func, [0, 0.0])
+                per_func[call.func][0] += n
+                per_func[call.func][1] += n * ms
+            return per_func
+
+        per_func = self._step(run, what, cfg.step_timeout_s * 2)
+        ops = [OpTime(f, categorize(f), int(c), float(t)) for f, (c, t) in per_func.items()]
+        return sorted(ops, key=lambda o: -o.total_ms)
+
+    def close(self) -> None:
+        self.modules.clear()
+        self.session = None
+
+    def __enter__(self) -> DeviceSession:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def category_totals(ops: list[OpTime]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for op in ops:
+        totals[op.category] = totals.get(op.category, 0.0) + op.total_ms
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))

@@ -1,0 +1,112 @@
+"""The float peers measured in-process on the host: PyTorch eager and ONNX Runtime (FP32, and
+int8 with static QDQ or dynamic quantization), all at the same thread count as TVM."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from intvit.deploy.bench import BenchConfig, Latency
+
+
+def _time(fn: Callable[[], object], cfg: BenchConfig) -> list[float]:
+    for _ in range(cfg.warmup):
+        fn()
+    samples = []
+    for _ in range(cfg.repeat):
+        start = time.perf_counter()
+        for _ in range(cfg.number):
+            fn()
+        samples.append((time.perf_counter() - start) * 1e3 / cfg.number)
+    return samples
+
+
+def torch_eager(model, image: np.ndarray, threads: int, cfg: BenchConfig) -> Latency:
+    import torch
+
+    torch.set_num_threads(threads)
+    x = torch.from_numpy(image)
+    with torch.inference_mode():
+        samples = _time(lambda: model(x), cfg)
+    return Latency("PyTorch eager FP32", "host", samples, f"{threads} thread(s)")
+
+
+def export_onnx(model, image: np.ndarray, path: Path) -> Path:
+    """The float model as ONNX (TorchScript exporter, opset 17)."""
+    import warnings
+
+    import torch
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings on timm's shape checks
+        torch.onnx.export(
+            model,
+            (torch.from_numpy(image),),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
+            opset_version=17,
+            dynamo=False,
+        )
+    return path
+
+
+class _Calibration:
+    """ORT's calibration reader over a few images."""
+
+    def __init__(self, images: np.ndarray):
+        self.items = iter([{"image": images[i : i + 1]} for i in range(len(images))])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def quantize_onnx(fp32: Path, mode: str, calib: np.ndarray, out: Path) -> Path:
+    """ONNX Runtime int8: ``static`` (QDQ, calibrated on ``calib``) or ``dynamic``."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    if mode == "dynamic":
+        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+    else:
+        quantize_static(
+            str(fp32),
+            str(out),
+            _Calibration(calib),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    return out
+
+
+def onnxruntime_latency(path: Path, image: np.ndarray, threads: int, cfg: BenchConfig, label: str):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {"image": image}
+    return Latency(label, "host", _time(lambda: sess.run(None, feed), cfg), f"{threads} thread(s)")
+
+
+def onnxruntime_peers(
+    model, image: np.ndarray, threads: int, cfg: BenchConfig, int8: bool = False
+) -> list[Latency]:
+    """ORT FP32 and, with ``int8``, ORT int8 static QDQ and dynamic."""
+    with tempfile.TemporaryDirectory(prefix="intvit-onnx-") as tmp:
+        fp32 = export_onnx(model, image, Path(tmp) / "model.onnx")
+        results = [onnxruntime_latency(fp32, image, threads, cfg, "ONNX Runtime FP32")]
+        if int8:
+            calib = np.random.default_rng(0).standard_normal((8, *image.shape[1:]))
+            calib = calib.astype(np.float32)
+            for mode in ("static", "dynamic"):
+                q = quantize_onnx(fp32, mode, calib, Path(tmp) / f"model.{mode}.onnx")
+                label = f"ONNX Runtime int8 {mode}"
+                results.append(onnxruntime_latency(q, image, threads, cfg, label))
+        return results
