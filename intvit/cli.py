@@ -136,33 +136,50 @@ def _cmd_device(args: argparse.Namespace) -> int:
 
     from intvit.deploy import rpc
 
+    if args.action == "list":
+        return _device_list(args.tracker)
     if args.action == "tracker":
         service = rpc.start_tracker(args.port)
         print(f"RPC tracker on 127.0.0.1:{service.port} (Ctrl-C stops it)", flush=True)
-    elif args.action in ("serve", "emulate-arm"):
-        host, port = rpc.parse_address(args.tracker)
-        if args.action == "serve":
-            service = rpc.start_host_server(port, args.key, tracker_host=host)
-        else:
-            from intvit.deploy.emulator import default_root, start_emulated_server
+        try:
+            while service.alive():
+                time.sleep(1)
+            print(f"{service.name} exited:\n{service.log_tail()}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            service.stop()
+    host, port = rpc.parse_address(args.tracker)
+    rpc.connect_tracker(host, port)  # a clear error now if the tracker is not there
+    if args.action == "serve":
 
-            print(
-                "setting up the emulated aarch64 device (first run downloads ~530 MB) ...",
-                flush=True,
-            )
-            service = start_emulated_server(port, args.key, default_root(), host, args.cpu)
-        print(f"{service.name} on 127.0.0.1:{service.port}, key {args.key!r}", flush=True)
+        def start():
+            return rpc.start_host_server(port, args.key, tracker_host=host)
+
     else:
-        return _device_list(args.tracker)
+        from intvit.deploy.emulator import default_root, start_emulated_server
+
+        print("setting up the emulated aarch64 device (first run downloads ~530 MB) ...")
+
+        def start():
+            return start_emulated_server(port, args.key, default_root(), host, args.cpu)
+
+    def on_crash(report: rpc.CrashReport) -> None:
+        print(f"{report.message()} (now on port {supervisor.service.port})", flush=True)
+
+    supervisor = rpc.Supervisor(start)
+    service = supervisor.service
+    print(f"{service.name} on 127.0.0.1:{service.port}, key {args.key!r} (Ctrl-C stops it)")
+    sys.stdout.flush()
+    supervisor.watch(on_crash=on_crash)
     try:
-        while service.alive():
+        while True:
             time.sleep(1)
-        print(f"{service.name} exited:\n{service.log_tail()}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 0
     finally:
-        service.stop()
+        supervisor.stop()
 
 
 def _cmd_targets(args: argparse.Namespace) -> int:

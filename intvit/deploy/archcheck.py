@@ -32,6 +32,12 @@ def _arch_of_bytes(head: bytes) -> str | None:
     return None
 
 
+def arch_of_header(head: bytes) -> str | None:
+    """The architecture in an ELF or Mach-O header (the first 64 bytes of a file)."""
+    arch = _arch_of_bytes(head)
+    return normalize_arch(arch) if arch else None
+
+
 def library_arch(path: str | Path) -> str:
     """The architecture of a ``.so``/``.dylib``/``.o`` or of the objects in a ``.tar``."""
     path = Path(path)

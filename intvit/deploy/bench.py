@@ -119,6 +119,8 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Any:
         if isinstance(err, DeviceError | ValueError):
             raise err
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "kShutdown" in str(err) or "connection" in str(err).lower():
+            first += " (the device went away: the library crashed it, or it was stopped)"
         raise DeviceError(f"{what} failed: {first}") from err
     return box.get("value")
 
@@ -156,13 +158,22 @@ class DeviceSession:
         return self
 
     def _probe(self) -> tuple[str | None, str | None]:
-        """The device's architecture and CPU where its TVM runtime has LLVM (not on iOS)."""
+        """The device's architecture (and CPU where its TVM runtime has LLVM). A runtime-only
+        Linux device is read from the ELF header of its server's executable; a device that
+        offers neither (iOS) stays unknown."""
         try:
             triple = str(self.session.get_function("target.llvm_get_system_triple")())
             cpu = str(self.session.get_function("tvm.codegen.llvm.GetHostCPUName")())
+            return triple.split("-")[0], cpu
+        except Exception:
+            pass
+        try:
+            from intvit.deploy.archcheck import arch_of_header
+
+            head = bytes(self.session.download("/proc/self/exe"))[:64]
+            return arch_of_header(head), None
         except Exception:
             return None, None
-        return triple.split("-")[0], cpu
 
     def _step(self, fn: Callable[[], Any], what: str, timeout: float | None = None) -> Any:
         return call_with_timeout(fn, timeout or self.config.step_timeout_s, what)

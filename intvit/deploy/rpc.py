@@ -6,11 +6,14 @@ and run a Relax VM library remotely (``set_input`` + ``invoke_stateful``).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,3 +194,91 @@ def run_remote(
     vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(image), dev))
     vm.invoke_stateful("main")
     return RemoteRun(vm.get_outputs("main").numpy(), key, library.name)
+
+
+_CHILD_EXIT = re.compile(r"exited unsuccessfully with error code (-?\d+)")
+_LOADED = re.compile(r"load_module (\S+)")
+
+
+@dataclass
+class CrashReport:
+    """Why a server died: the worker's exit code (negative: the signal) and the last library
+    it loaded, which is almost always the one that killed it."""
+
+    service: str
+    exit_code: int | None
+    library: str | None
+
+    def message(self) -> str:
+        how = "died"
+        if self.exit_code is not None and self.exit_code < 0:
+            how = f"was killed by {signal.Signals(-self.exit_code).name}"
+        elif self.exit_code is not None:
+            how = f"exited with code {self.exit_code}"
+        lib = f"while running {Path(self.library).name!r}" if self.library else "(no library)"
+        return f"{self.service} {how} {lib}; restarted"
+
+
+def crash_report(service: ServiceProcess) -> CrashReport:
+    log = service.log_tail(400)
+    codes = _CHILD_EXIT.findall(log)
+    loads = _LOADED.findall(log)
+    code = int(codes[-1]) if codes else service.proc.returncode
+    return CrashReport(service.name, code, loads[-1] if loads else None)
+
+
+class Supervisor:
+    """Keeps an RPC server up. A library that crashes takes TVM's server down with it; the
+    supervisor starts it again (same key, new port) and records which library killed it."""
+
+    def __init__(self, start: Callable[[], ServiceProcess]):
+        self._start = start
+        self.service = start()
+        self.crashes: list[CrashReport] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def healthy(self) -> bool:
+        """Alive and still serving. TVM's server process outlives a crashed worker (its listen
+        thread dies with the worker's error, its process waits on a pipe), so the log says
+        more than the process table."""
+        return self.service.alive() and not _CHILD_EXIT.search(self.service.log_tail(400))
+
+    def check(self) -> CrashReport | None:
+        """Restart the server if it died; the crash, or None when it is up."""
+        if self.healthy():
+            return None
+        report = crash_report(self.service)
+        self.service.stop()  # whatever is left of its process group
+        self.service = self._start()
+        self.crashes.append(report)
+        return report
+
+    def watch(self, interval: float = 0.5, on_crash: Callable[[CrashReport], None] | None = None):
+        """Check in a background thread until :meth:`stop`."""
+
+        def loop():
+            while not self._stop.wait(interval):
+                try:
+                    report = self.check()
+                except Exception as err:  # could not restart: say so and stop watching
+                    print(f"supervisor: cannot restart {self.service.name}: {err}", flush=True)
+                    return
+                if report is not None and on_crash is not None:
+                    on_crash(report)
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.service.stop()
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
