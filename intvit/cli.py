@@ -30,19 +30,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the embedded default: kernels, then the digits ViT end to end."""
-    from intvit.api.model_eval import ModelSpec, evaluate, format_results, quantize
-    from intvit.quant.artifact import save_int_model
+    """The main job on the embedded default: the whole pipeline, end to end."""
+    from intvit.api.pipeline import PipelineConfig, run_pipeline
 
-    _cmd_report(args)
-    print("\ndigits ViT (trained on first use, cached), default integer kernels:")
-    spec = ModelSpec("digits_vit")
-    model, int_model = quantize(spec, _default_config(), progress=not args.quiet)
-    path = save_int_model(int_model, args.out / "digits_vit.int.safetensors")
-    result = evaluate(model, int_model, spec.split("test", 32), spec.name)
-    print(format_results([result]))
-    print(f"integer model written to {path}")
-    return 0
+    summary = run_pipeline(PipelineConfig(out=args.out, progress=not args.quiet))
+    return 0 if summary["bit_exact"] else 1
 
 
 def _default_config():
@@ -139,8 +131,8 @@ def _cmd_device(args: argparse.Namespace) -> int:
     if args.action == "list":
         return _device_list(args.tracker)
     if args.action == "tracker":
-        service = rpc.start_tracker(args.port)
-        print(f"RPC tracker on 127.0.0.1:{service.port} (Ctrl-C stops it)", flush=True)
+        service = rpc.start_tracker(args.port, host=args.host)
+        print(f"RPC tracker on {args.host}:{service.port} (Ctrl-C stops it)", flush=True)
         try:
             while service.alive():
                 time.sleep(1)
@@ -271,10 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--quiet", action="store_true", help="no progress bar")
     report.set_defaults(func=_cmd_report)
 
-    demo = sub.add_parser("demo", help="the main job: kernel report and the digits ViT")
+    demo = sub.add_parser(
+        "demo", help="the main job: digits ViT quantized, compiled, benchmarked, exported"
+    )
     demo.add_argument("--out", type=Path, default=Path("out"), help="folder for the outputs")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    demo.add_argument("--no-bench", dest="bench", action="store_false", help="skip timing")
     demo.set_defaults(func=_cmd_demo)
 
     kernels = sub.add_parser("kernels", help="list the integer kernel variants")
@@ -303,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("device", help="RPC tracker, device servers, the emulated ARM device")
     dev.add_argument("action", choices=["tracker", "serve", "emulate-arm", "list"])
     dev.add_argument("--port", type=int, default=None, help="tracker port (default: free)")
+    dev.add_argument("--host", default="127.0.0.1", help="tracker address (0.0.0.0: all)")
     dev.add_argument("--tracker", default="127.0.0.1:9190", help="tracker HOST:PORT")
     dev.add_argument("--key", default="emu-aarch64", help="device key to register under")
     dev.add_argument("--cpu", default=None, help="emulated core (QEMU_CPU), e.g. cortex-a72")

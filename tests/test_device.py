@@ -5,15 +5,27 @@ Marked ``device``; ``.ci/run`` runs it (it sets the device up itself: needs root
 
 from __future__ import annotations
 
+import json
+import time
+
 import numpy as np
 import pytest
 import torch
 
+from intvit.api.bench import BenchRequest, run_bench
+from intvit.deploy.bench import BenchConfig, DeviceError, DeviceSession
 from intvit.deploy.compile import compile_model, export
 from intvit.deploy.emulator import EmulatorError, default_root, start_emulated_server
-from intvit.deploy.rpc import connect_tracker, run_remote, start_tracker, wait_for_device
+from intvit.deploy.rpc import (
+    Supervisor,
+    connect_tracker,
+    run_remote,
+    start_tracker,
+    wait_for_device,
+)
 from intvit.models.data import digits
 from intvit.models.zoo import create_float_model
+from intvit.quant.artifact import save_int_model
 from intvit.quant.calibrate import calibrate
 from intvit.quant.config import QuantConfig
 from intvit.quant.reference import quantize_input, reference_forward
@@ -21,20 +33,37 @@ from intvit.quant.reference import quantize_input, reference_forward
 pytestmark = [pytest.mark.device, pytest.mark.timeout(900)]
 
 
+class ArmDevices:
+    """Two emulated devices on one tracker: ``emu-a76`` (dotprod) and a supervised
+    ``emu-a72`` (no dotprod: +dotprod code dies there with SIGILL)."""
+
+    def __init__(self, session, port: int, a72: Supervisor):
+        self.session, self.port, self.a72 = session, port, a72
+
+
 @pytest.fixture(scope="module")
-def arm_device(tmp_path_factory):
+def arm_devices(tmp_path_factory):
     logs = tmp_path_factory.mktemp("rpc")
     with start_tracker(log_dir=logs) as tracker:
         try:
             a76 = start_emulated_server(tracker.port, "emu-a76", default_root())
-            a72 = start_emulated_server(tracker.port, "emu-a72", default_root(), cpu="cortex-a72")
+            a72 = Supervisor(
+                lambda: start_emulated_server(
+                    tracker.port, "emu-a72", default_root(), cpu="cortex-a72"
+                )
+            )
         except EmulatorError as err:
             pytest.fail(f"the emulated ARM device could not start: {err}")
         with a76, a72:
             session = connect_tracker("127.0.0.1", tracker.port)
             wait_for_device(session, "emu-a76", 120)
             wait_for_device(session, "emu-a72", 120)
-            yield session
+            yield ArmDevices(session, tracker.port, a72.watch())
+
+
+@pytest.fixture(scope="module")
+def arm_device(arm_devices):
+    return arm_devices.session
 
 
 @pytest.mark.parametrize(
@@ -72,3 +101,57 @@ def test_unreachable_tracker_is_a_clear_error():
 
     with pytest.raises(ValueError, match=r"cannot reach the RPC tracker at 127\.0\.0\.1:"):
         connect_tracker("127.0.0.1", free_port())
+
+
+@pytest.fixture(scope="module")
+def vit_model():
+    torch.manual_seed(4)
+    return calibrate(create_float_model("digits_vit"), digits("calib").images[:24])
+
+
+def test_bench_on_emulated_arm(vit_model, arm_devices, tmp_path):
+    art = save_int_model(vit_model, tmp_path / "vit.int.safetensors")
+    request = BenchRequest(
+        art,
+        f"127.0.0.1:{arm_devices.port}",
+        "emu-a76",
+        target="aarch64-dotprod",
+        out=tmp_path,
+        config=BenchConfig(warmup=1, number=1, repeat=3, step_timeout_s=300),
+        progress=False,
+    )
+    report, paths = run_bench(request)
+    data = json.loads(paths["json"].read_text())
+    assert data["status"] == "complete" and data["emulated"] is True
+    assert data["device_info"] == {"arch": "aarch64", "cpu": None, "bit_exact": True}
+    assert "meaningless" in data["latency_note"] and "emulated" in report.table()
+
+
+def test_crashing_library_is_named_and_its_server_restarted(vit_model, arm_devices, tmp_path):
+    """A +dotprod library on a Cortex-A72 dies with SIGILL and takes the server with it: the
+    job gets a clear error naming the library, the supervisor restarts the server and names
+    the library, and the device serves the next job."""
+    lib = export(
+        compile_model(vit_model, "aarch64-dotprod"), "aarch64-dotprod", tmp_path / "dotprod.so"
+    )
+    image = quantize_input(vit_model, digits("test").images[:1])
+    before = len(arm_devices.a72.crashes)
+    with pytest.raises(DeviceError, match=r"'emu-a72' running 'dotprod\.so' failed"):
+        with DeviceSession(arm_devices.session, "emu-a72", BenchConfig(step_timeout_s=120)) as s:
+            s.run(lib, image)
+    deadline = time.monotonic() + 120
+    while len(arm_devices.a72.crashes) == before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    crash = arm_devices.a72.crashes[-1]
+    assert "killed by SIGILL while running 'dotprod.so'" in crash.message()
+    wait_for_device(arm_devices.session, "emu-a72", 180)
+    rpi4 = export(compile_model(vit_model, "rpi4"), "rpi4", tmp_path / "rpi4.so")
+    result = run_remote(arm_devices.session, "emu-a72", rpi4, image)
+    np.testing.assert_array_equal(result.outputs, reference_forward(vit_model, image))
+
+
+def test_x86_library_is_refused_by_the_arm_device(vit_model, arm_devices, tmp_path):
+    lib = export(compile_model(vit_model, "host"), "host", tmp_path / "x86.so")
+    with DeviceSession(arm_devices.session, "emu-a76") as session:
+        with pytest.raises(ValueError, match="built for x86_64, but device 'emu-a76' is aarch64"):
+            session.load(lib)

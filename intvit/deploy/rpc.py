@@ -86,8 +86,11 @@ def wait_for_port(host: str, port: int, timeout: float, service: ServiceProcess 
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
 
 
-def start_tracker(port: int | None = None, log_dir: Path | None = None) -> ServiceProcess:
-    """A TVM RPC tracker on 127.0.0.1 (a free port unless given)."""
+def start_tracker(
+    port: int | None = None, log_dir: Path | None = None, host: str = "127.0.0.1"
+) -> ServiceProcess:
+    """A TVM RPC tracker on ``host`` (``0.0.0.0`` lets other machines in; a free port unless
+    given)."""
     port = port or free_port()
     log = (log_dir or Path("/tmp")) / f"intvit-tracker-{port}.log"
     cmd = [
@@ -95,7 +98,7 @@ def start_tracker(port: int | None = None, log_dir: Path | None = None) -> Servi
         "-m",
         "tvm.exec.rpc_tracker",
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--port-end",

@@ -1,0 +1,211 @@
+"""``intvit bench`` against a real tracker and a real RPC server on 127.0.0.1: reports, the
+per-operator profile, a server killed mid-run, concurrent jobs, wrong-architecture libraries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from intvit.api.bench import BenchRequest, run_bench
+from intvit.cli import main
+from intvit.deploy import rpc
+from intvit.deploy.archcheck import library_arch
+from intvit.deploy.bench import BenchConfig, DeviceError, categorize
+from intvit.deploy.compile import compile_int_model, export
+from intvit.deploy.manifest import manifest_path, read_manifest
+from intvit.models.data import digits
+from intvit.models.zoo import create_float_model
+from intvit.quant.artifact import save_int_model
+from intvit.quant.calibrate import calibrate
+
+pytestmark = pytest.mark.timeout(600)
+
+FAST = BenchConfig(warmup=1, number=3, repeat=5, profile_repeat=2, step_timeout_s=120)
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    torch.manual_seed(5)
+    model = calibrate(create_float_model("digits_vit"), digits("calib").images[:24])
+    return save_int_model(model, tmp_path_factory.mktemp("art") / "vit.int.safetensors")
+
+
+@pytest.fixture(scope="module")
+def library(artifact, tmp_path_factory):
+    from intvit.quant.artifact import load_int_model
+
+    compiled = compile_int_model(load_int_model(artifact), "host", profile=True)
+    return export(compiled, "host", tmp_path_factory.mktemp("lib") / "vit.so")
+
+
+@pytest.fixture(scope="module")
+def tracker_port(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("rpc")
+    with rpc.start_tracker(log_dir=logs) as tracker:
+        with rpc.start_host_server(tracker.port, "local", log_dir=logs):
+            rpc.wait_for_device(rpc.connect_tracker("127.0.0.1", tracker.port), "local", 60)
+            yield tracker.port
+
+
+def test_bench_on_local_device_compare_and_per_op(artifact, tracker_port, tmp_path):
+    request = BenchRequest(
+        artifact,
+        f"127.0.0.1:{tracker_port}",
+        "local",
+        compare=True,
+        per_op=True,
+        float_model="digits_vit",
+        out=tmp_path,
+        config=FAST,
+        progress=False,
+    )
+    report, paths = run_bench(request)
+    data = json.loads(paths["json"].read_text())
+    assert data["status"] == "complete" and data["error"] is None
+    assert data["preset"] == "host" and data["emulated"] is False
+    assert data["device_info"]["bit_exact"] is True
+    labels = [lat["label"] for lat in data["latencies"]]
+    assert labels == ["intvit integer-only", "TVM FP32", "PyTorch eager FP32", "ONNX Runtime FP32"]
+    for lat in data["latencies"]:
+        assert len(lat["samples_ms"]) == FAST.repeat
+        assert 0 < lat["p10_ms"] <= lat["median_ms"] <= lat["p90_ms"]
+    assert set(data["speedup_vs"]) == set(labels[1:])
+    # The per-op profile covers the model: its kernels sum to about the whole-model time.
+    whole = data["latencies"][0]["median_ms"]
+    profile = data["per_op"]["intvit integer-only"]
+    assert 0.5 * whole < profile["total_ms"] < 2.0 * whole
+    assert {"gemm", "softmax", "gelu", "layernorm", "requantize"} <= set(profile["by_category_ms"])
+    calls = sum(k["calls"] for k in profile["kernels"])
+    assert calls == len(read_manifest(report.libraries["integer"]).calls)
+    assert "TVM FP32" in data["per_op"]
+    with Image.open(paths["png"]) as png:
+        png.verify()
+        assert png.format == "PNG" and png.size[0] > 400 and png.size[1] > 200
+    markdown = paths["markdown"].read_text()
+    assert "| intvit integer-only | rpc:local |" in markdown and "## Per-operator" in markdown
+
+
+def test_server_killed_mid_run_keeps_partial_results(artifact, tmp_path):
+    """The server dies after the integer model was timed: a clear error within the timeout,
+    and the report on disk keeps that measurement."""
+    with rpc.start_tracker(log_dir=tmp_path) as tracker:
+        server = rpc.start_host_server(tracker.port, "doomed", log_dir=tmp_path)
+        rpc.wait_for_device(rpc.connect_tracker("127.0.0.1", tracker.port), "doomed", 60)
+        out = tmp_path / "bench"
+        request = BenchRequest(
+            artifact,
+            f"127.0.0.1:{tracker.port}",
+            "doomed",
+            compare=True,
+            float_model="digits_vit",
+            out=out,
+            config=BenchConfig(warmup=1, number=2, repeat=3, step_timeout_s=60),
+            progress=False,
+        )
+        box = {}
+
+        def job():
+            try:
+                box["result"] = run_bench(request)
+            except Exception as err:
+                box["error"] = err
+
+        thread = threading.Thread(target=job)
+        thread.start()
+        report_json = out / "bench-vit-doomed.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if report_json.exists() and json.loads(report_json.read_text())["latencies"]:
+                break
+            time.sleep(0.05)
+        server.stop()
+        thread.join(timeout=180)
+    assert not thread.is_alive()
+    assert isinstance(box.get("error"), DeviceError), box
+    assert "'doomed'" in str(box["error"]) and "results so far in" in str(box["error"])
+    data = json.loads(report_json.read_text())
+    assert data["status"] == "partial" and "doomed" in data["error"]
+    assert data["latencies"][0]["label"] == "intvit integer-only"
+    assert len(data["latencies"][0]["samples_ms"]) == 3
+
+
+def test_three_concurrent_jobs_on_one_device_all_finish(library, tracker_port, tmp_path):
+    cmd = [sys.executable, "-m", "intvit.cli", "bench", str(library), "--quiet"]
+    cmd += ["--tracker", f"127.0.0.1:{tracker_port}", "--key", "local"]
+    cmd += ["--repeat", "3", "--number", "20", "--per-op"]
+    jobs = [
+        subprocess.Popen(
+            [*cmd, "--out", str(tmp_path / f"job{i}")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    outputs = [job.communicate(timeout=300)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0, 0], outputs
+    for i in range(3):
+        data = json.loads((tmp_path / f"job{i}" / "bench-vit-local.json").read_text())
+        assert data["status"] == "complete" and data["per_op"]
+
+
+def test_cli_bench_and_device_list(artifact, tracker_port, tmp_path, capsys):
+    assert main(["device", "list", "--tracker", f"127.0.0.1:{tracker_port}"]) == 0
+    assert "local" in capsys.readouterr().out
+    args = ["bench", str(artifact), "--tracker", f"127.0.0.1:{tracker_port}", "--quiet"]
+    args += ["--repeat", "3", "--number", "2", "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "outputs equal the reference forward: True" in out
+    assert "intvit integer-only" in out and "reports:" in out
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None, reason="no cross compiler")
+def test_library_for_another_architecture_is_refused_before_upload(
+    artifact, tracker_port, tmp_path
+):
+    from intvit.quant.artifact import load_int_model
+
+    lib = export(
+        compile_int_model(load_int_model(artifact), "aarch64-linux"),
+        "aarch64-linux",
+        tmp_path / "arm.so",
+    )
+    assert library_arch(lib) == "aarch64"
+    request = BenchRequest(
+        lib, f"127.0.0.1:{tracker_port}", "local", out=tmp_path, config=FAST, progress=False
+    )
+    with pytest.raises(ValueError, match=r"built for aarch64, but device 'local' is x86_64"):
+        run_bench(request)
+
+
+def test_bad_inputs_are_named(library, tmp_path, tracker_port):
+    broken = tmp_path / "broken.so"
+    broken.write_bytes(b"not a library")
+    with pytest.raises(ValueError, match="no ELF or Mach-O header"):
+        library_arch(broken)
+    no_manifest = tmp_path / "copy.so"
+    shutil.copy(library, no_manifest)
+    with pytest.raises(ValueError, match="has no manifest"):
+        read_manifest(no_manifest)
+    manifest_path(no_manifest).write_text("{")
+    with pytest.raises(ValueError, match="is corrupt"):
+        read_manifest(no_manifest)
+    request = BenchRequest(library, "127.0.0.1:1", "local", out=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="cannot reach the RPC tracker"):
+        run_bench(request)
+
+
+def test_profile_categories():
+    assert categorize("b3_fc1") == "gemm" and categorize("batch_matmul1") == "gemm"
+    assert categorize("softmax2") == "softmax" and categorize("rq7") == "requantize"
+    assert categorize("layer_norm") == "layernorm" and categorize("gelu") == "gelu"
+    assert categorize("transpose3") == "other"
