@@ -88,16 +88,35 @@ def compile_relax(
 
 
 def compile_int_model(
-    model: IntModel, preset: TargetPreset | str = "host", batch: int = 1, profile: bool = False
+    model: IntModel,
+    preset: TargetPreset | str = "host",
+    batch: int = 1,
+    profile: bool = False,
+    schedules: bool = True,
 ) -> CompiledModel:
-    """The integer-only model for ``preset``: int8 image in, int32 logit accumulators out."""
+    """The integer-only model for ``preset``: int8 image in, int32 logit accumulators out.
+
+    ``schedules``: intvit's schedules (GEMMs tensorized with the target's dot-product
+    instructions, weights pre-packed, requantization in the GEMM epilogue; parallel row
+    kernels). Without them, TVM's default lowering of the same computation."""
+    from intvit.schedules.intrinsics import gemm_kernel_for
+    from intvit.schedules.model import schedule_module
+
+    preset = _as_preset(preset)
     name = model.source or "int model"
-    return compile_relax(build_module(model, batch), preset, "int", name, profile)
+    if not schedules:
+        return compile_relax(build_module(model, batch), preset, "int", name, profile)
+    kernel = gemm_kernel_for(preset.target)
+    mod = build_module(model, batch, kernel)
+    mod = schedule_module(mod, kernel, int(preset.target.get("num-cores", 1)))
+    return compile_relax(mod, preset, "int", name, profile)
 
 
-def compile_model(model: IntModel, preset: TargetPreset | str = "host", batch: int = 1):
-    """The Relax VM executable of ``model`` for ``preset`` (default pipeline)."""
-    return compile_int_model(model, preset, batch).executable
+def compile_model(
+    model: IntModel, preset: TargetPreset | str = "host", batch: int = 1, schedules: bool = True
+):
+    """The Relax VM executable of ``model`` for ``preset``."""
+    return compile_int_model(model, preset, batch, schedules=schedules).executable
 
 
 def float_module(torch_model, image_shape: tuple[int, ...]) -> tvm.IRModule:

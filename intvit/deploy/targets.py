@@ -62,7 +62,11 @@ def host_preset(num_cores: int | None = None) -> TargetPreset:
     import os
 
     cpu, feats = host_cpu()
-    cores = num_cores or os.cpu_count() or 1
+    try:
+        usable = len(os.sched_getaffinity(0))  # the cores this process may run on
+    except AttributeError:  # not Linux
+        usable = os.cpu_count() or 1
+    cores = num_cores or usable
     target = {"kind": "llvm", "mcpu": cpu, "num-cores": int(cores)}
     return TargetPreset("host", target, f"this machine ({cpu}: {', '.join(feats)})", features=feats)
 

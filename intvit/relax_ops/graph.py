@@ -12,10 +12,17 @@ from intvit.quant.int_vit import IntModel
 from intvit.relax_ops import ops
 
 
-def build_module(model: IntModel, batch: int = 1) -> tvm.IRModule:
-    """The Relax module of ``model`` for a fixed batch size."""
+def build_module(model: IntModel, batch: int = 1, gemm_kernel=None) -> tvm.IRModule:
+    """The Relax module of ``model`` for a fixed batch size; with ``gemm_kernel`` (a
+    :class:`~intvit.schedules.intrinsics.GemmKernel`), GEMMs take weights packed for it and
+    requantize in their epilogue."""
     if batch < 1:
         raise ValueError(f"batch={batch} must be >= 1")
+    with ops.gemm_kernel(gemm_kernel):
+        return _build(model, batch)
+
+
+def _build(model: IntModel, batch: int) -> tvm.IRModule:
     a = model.arch
     image = relax.Var(
         "image", relax.TensorType((batch, a["in_chans"], a["img_size"], a["img_size"]), "int8")
@@ -47,8 +54,8 @@ def _attention(bb, t, p, bp, h, b, n, dim, heads, score_bias=None, mask=None, nw
     parts = []
     for j, rq in enumerate((bp.rq_q, bp.rq_k, bp.rq_v)):
         sl = slice(j * dim, (j + 1) * dim)
-        acc = ops.dense(bb, h, w[sl], bias[sl], name=f"{p}qkv{j}")
-        parts.append(_heads(bb, ops.requantize(bb, acc, rq), b, n, heads, d))
+        out = ops.dense(bb, h, w[sl], bias[sl], name=f"{p}qkv{j}", rq=rq)
+        parts.append(_heads(bb, out, b, n, heads, d))
     q, k, v = parts
     scores = ops.batch_matmul(bb, q, k)
     if score_bias is not None:
@@ -63,8 +70,8 @@ def _attention(bb, t, p, bp, h, b, n, dim, heads, score_bias=None, mask=None, nw
 
 def _mlp(bb, t, p, bp, x, lo, hi):
     h = ops.layernorm(bb, x, bp.ln2)
-    f = ops.requantize(bb, ops.dense(bb, h, t[p + "fc1.w"], t[p + "fc1.b"]), bp.rq_fc1)
-    acc = ops.dense(bb, ops.gelu(bb, f, bp.gelu), t[p + "fc2.w"], t[p + "fc2.b"])
+    f = ops.dense(bb, h, t[p + "fc1.w"], t[p + "fc1.b"], name=f"{p}fc1", rq=bp.rq_fc1)
+    acc = ops.dense(bb, ops.gelu(bb, f, bp.gelu), t[p + "fc2.w"], t[p + "fc2.b"], f"{p}fc2")
     return ops.residual_add(bb, x, acc, bp.rq_skip2, bp.rq_fc2, lo, hi)
 
 
@@ -73,7 +80,7 @@ def _vit(bb, model: IntModel, image, batch: int):
     lo, hi = plan.residual_range
     dim, heads, n = a["dim"], a["heads"], model.tokens
     x = ops.im2col(bb, image, a["patch_size"])
-    x = ops.requantize(bb, ops.dense(bb, x, t["pe.w"], t["pe.b"]), plan.rq_patch)
+    x = ops.dense(bb, x, t["pe.w"], t["pe.b"], name="patch_embed", rq=plan.rq_patch)
     x = ops.add_tokens(bb, x, t["cls_q"], t["pos_q"], lo, hi)
     for i, bp in enumerate(plan.blocks):
         p = f"b{i}."
@@ -93,7 +100,7 @@ def _swin(bb, model: IntModel, image, batch: int):
     lo, hi = plan.residual_range
     grid = a["img_size"] // a["patch_size"]
     x = ops.im2col(bb, image, a["patch_size"])
-    x = ops.requantize(bb, ops.dense(bb, x, t["pe.w"], t["pe.b"]), plan.rq_patch)
+    x = ops.dense(bb, x, t["pe.w"], t["pe.b"], name="patch_embed", rq=plan.rq_patch)
     x = ops.layernorm(bb, x, plan.ln_patch)
     x = bb.emit(relax.op.astype(x, "int32"))
     i = 0
@@ -105,8 +112,9 @@ def _swin(bb, model: IntModel, image, batch: int):
             m = ops.permute(bb, m, (0, 1, 3, 4, 2, 5))
             grid //= 2
             m = ops.layernorm(bb, ops.reshape(bb, m, (batch, grid * grid, 4 * c)), sp.ln_merge)
-            acc = ops.dense(bb, m, t[f"st{s}.reduce.w"], t[f"st{s}.reduce.b"])
-            x = ops.requantize(bb, acc, sp.rq_reduce)
+            x = ops.dense(
+                bb, m, t[f"st{s}.reduce.w"], t[f"st{s}.reduce.b"], f"st{s}_merge", sp.rq_reduce
+            )
         for blk, bp in zip(st["blocks"], sp.blocks, strict=True):
             p = f"b{i}."
             ws, sh = blk["window"], blk["shift"]

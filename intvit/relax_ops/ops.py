@@ -5,6 +5,9 @@ weights, biases) become Relax constants passed to the kernel.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
 from tvm import relax
 
@@ -15,6 +18,19 @@ from intvit.topi import softmax as softmax_te
 from intvit.topi.requantize import ChannelTables
 from intvit.topi.requantize import requantize as requantize_te
 from intvit.topi.requantize_params import RequantParams
+
+#: The dot-product micro-kernel GEMMs are packed for (None: TVM's default int8 GEMM).
+_GEMM_KERNEL: contextvars.ContextVar = contextvars.ContextVar("gemm_kernel", default=None)
+
+
+@contextlib.contextmanager
+def gemm_kernel(kernel):
+    """Emit GEMMs with weights packed for ``kernel`` (a :class:`GemmKernel`) inside."""
+    token = _GEMM_KERNEL.set(kernel)
+    try:
+        yield
+    finally:
+        _GEMM_KERNEL.reset(token)
 
 
 def _tables(params: RequantParams) -> list[relax.Constant]:
@@ -37,7 +53,42 @@ def requantize(bb: relax.BlockBuilder, x: relax.Expr, params: RequantParams, nam
     return bb.emit_te(fn, x, *_tables(params), primfunc_name_hint=name)
 
 
-def dense(bb, x, weight: np.ndarray, bias: np.ndarray | None, name="dense"):
+def _packed_kernel(x, weight: np.ndarray):
+    kernel = _GEMM_KERNEL.get()
+    if kernel is None:
+        return None
+    dtype = str(x.ty.dtype)
+    return kernel if kernel.accepts(dtype, weight.shape[0], weight.shape[1]) else None
+
+
+def dense(bb, x, weight: np.ndarray, bias: np.ndarray | None, name="dense", rq=None):
+    """int32 GEMM (+bias); with ``rq``, requantized in the same kernel when it is packed."""
+    kernel = _packed_kernel(x, weight)
+    if kernel is not None:
+        from intvit.schedules.gemm import PACKED_FUNC
+        from intvit.topi.dense_packed import dense_packed, pack_weights
+
+        b = np.zeros(weight.shape[0], np.int32) if bias is None else bias.astype(np.int32)
+        args = [x, relax.const(pack_weights(weight, kernel)), relax.const(b)]
+        if rq is None:
+            return bb.emit_te(
+                lambda q, w, c: dense_packed(q, w, c, kernel, name),
+                *args,
+                primfunc_name_hint=name + PACKED_FUNC,
+            )
+        tables = _tables(rq) if rq.channels > 1 else []
+
+        def fused(q, w, c, *t):
+            acc = dense_packed(q, w, c, kernel, name)
+            ct = ChannelTables(*t, rq) if t else None
+            return requantize_te(acc, rq, f"{name}_rq", ct)[0]
+
+        return bb.emit_te(fused, *args, *tables, primfunc_name_hint=name + PACKED_FUNC)
+    acc = _dense_default(bb, x, weight, bias, name)
+    return acc if rq is None else requantize(bb, acc, rq)
+
+
+def _dense_default(bb, x, weight: np.ndarray, bias: np.ndarray | None, name="dense"):
     args = [x, relax.const(np.ascontiguousarray(weight))]
     if bias is not None:
         args.append(relax.const(np.ascontiguousarray(bias.astype(np.int32))))

@@ -1,0 +1,47 @@
+"""Benchmark: intvit's packed, tensorized int8 GEMM vs TVM's default int8 and FP32 GEMMs.
+
+    .venv/bin/python benchmarks/gemm.py
+
+Shapes of DeiT-tiny and DeiT-small at batch 1 (197 tokens). Prints a table and writes
+benchmarks/results/gemm.json (records: case, ours, baseline, ours_ms, baseline_ms, speedup,
+gmacs, baseline_gmacs, machine, threads), written as they are measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from intvit.api.gemm_bench import run_gemm_bench
+from intvit.deploy.benchrecord import format_table, machine_info, write_records
+from intvit.deploy.targets import get_preset
+
+RESULTS = Path(__file__).resolve().parent / "results" / "gemm.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    machine = machine_info()
+    print(f"machine: {machine}", flush=True)
+    records = []
+
+    def keep(record):
+        records.append(record)
+        write_records(args.out, records, machine)
+        print(
+            f"  {record.case:<14} {record.baseline:<18} {record.speedup:6.2f}x "
+            f"({record.extra['gmacs']:.1f} vs {record.extra['baseline_gmacs']:.1f} GMAC/s)",
+            flush=True,
+        )
+
+    run_gemm_bench(get_preset("host").target, on_record=keep)
+    print(format_table(records))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

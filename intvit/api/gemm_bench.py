@@ -1,0 +1,105 @@
+"""The int8 GEMM benchmark: intvit's packed, tensorized GEMM against TVM's default int8 and
+FP32 GEMMs of the same shape, on the host. Ratios from one run; GMAC/s recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import tvm
+from tvm import te
+
+from intvit.deploy.benchrecord import BenchRecord
+from intvit.schedules.gemm import schedule_packed_gemm
+from intvit.schedules.intrinsics import GemmKernel, gemm_kernel_for
+from intvit.topi.dense_packed import dense_packed, pack_weights
+from intvit.topi.matmul import dense
+
+#: (M tokens, K, N): DeiT-tiny qkv (the issue's 197x192x576), fc1, fc2; DeiT-small qkv, fc1.
+SHAPES = ((197, 192, 576), (197, 192, 768), (197, 768, 192), (197, 384, 1152), (197, 384, 1536))
+
+
+def _time(mod, args, min_repeat_ms: int) -> float:
+    timer = mod.time_evaluator("main", tvm.cpu(), number=5, repeat=7, min_repeat_ms=min_repeat_ms)
+    return float(np.median(timer(*args).results)) * 1e3
+
+
+def _build(tensors, target, schedule: Callable | None = None):
+    func = te.create_prim_func(tensors)
+    if schedule is not None:
+        func = schedule(func)
+    return tvm.compile(tvm.IRModule({"main": func}), target=target).jit()
+
+
+def gemm_case(
+    m: int, k: int, n: int, kernel: GemmKernel, target, min_repeat_ms: int = 50
+) -> tuple[list[BenchRecord], bool]:
+    """Records (ours vs TVM default int8, ours vs TVM FP32) and whether ours was exact."""
+    rng = np.random.default_rng(0)
+    xn = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    wn = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    bn = rng.integers(-1000, 1000, n, dtype=np.int32)
+    x = te.placeholder((m, k), "int8", name="x")
+    b = te.placeholder((n,), "int32", name="b")
+    wp = te.placeholder(pack_weights(wn, kernel).shape, kernel.operand, name="wp")
+    ours = _build(
+        [x, wp, b, dense_packed(x, wp, b, kernel)],
+        target,
+        lambda f: schedule_packed_gemm(f, kernel, parallel=tvm.runtime.num_threads() > 1),
+    )
+    out = tvm.runtime.tensor(np.zeros((m, n), np.int32))
+    args = [tvm.runtime.tensor(a) for a in (xn, pack_weights(wn, kernel), bn)] + [out]
+    ours(*args)
+    exact = bool(np.array_equal(out.numpy(), xn.astype(np.int32) @ wn.astype(np.int32).T + bn))
+    ours_ms = _time(ours, args, min_repeat_ms)
+
+    w = te.placeholder((n, k), "int8", name="w")
+    base = _build([x, w, b, dense(x, w, b)], target)
+    base_ms = _time(base, [tvm.runtime.tensor(a) for a in (xn, wn, bn)] + [out], min_repeat_ms)
+    xf = te.placeholder((m, k), "float32", name="xf")
+    wf = te.placeholder((n, k), "float32", name="wf")
+    rk = te.reduce_axis((0, k), name="k")
+    yf = te.compute((m, n), lambda i, j: te.sum(xf[i, rk] * wf[j, rk], axis=rk))
+    fp32 = _build([xf, wf, yf], target)
+    f_args = [tvm.runtime.tensor(a.astype(np.float32)) for a in (xn, wn)]
+    f_args.append(tvm.runtime.tensor(np.zeros((m, n), np.float32)))
+    fp32_ms = _time(fp32, f_args, min_repeat_ms)
+
+    macs = m * n * k
+    case = f"{m}x{k}x{n}"
+    extra = {"gmacs": macs / ours_ms / 1e6, "micro_kernel": kernel.name, "exact": exact}
+    return [
+        BenchRecord(
+            case,
+            f"intvit {kernel.name}",
+            "TVM int8 default",
+            ours_ms,
+            base_ms,
+            extra=dict(extra, baseline_gmacs=macs / base_ms / 1e6),
+        ),
+        BenchRecord(
+            case,
+            f"intvit {kernel.name}",
+            "TVM FP32 default",
+            ours_ms,
+            fp32_ms,
+            extra=dict(extra, baseline_gmacs=macs / fp32_ms / 1e6),
+        ),
+    ], exact
+
+
+def run_gemm_bench(target: dict, shapes=SHAPES, on_record=None) -> list[BenchRecord]:
+    kernel = gemm_kernel_for(target)
+    if kernel is None:
+        raise ValueError(f"no dot-product micro-kernel for target {target}")
+    records = []
+    tvm_target = tvm.target.Target(target)
+    for m, k, n in shapes:
+        new, exact = gemm_case(m, k, n, kernel, tvm_target)
+        if not exact:
+            raise AssertionError(f"packed GEMM {m}x{k}x{n} is not bit-exact")
+        for r in new:
+            records.append(r)
+            if on_record:
+                on_record(r)
+    return records

@@ -1,0 +1,40 @@
+"""Schedules for the packed int8 GEMM: register-blocked and tensorized with a dot-product
+intrinsic, weights streamed from L1 across row tiles, epilogue (bias, requantization) in the
+same kernel, parallel over column tiles.
+
+Loop nest of the accumulation: ``n_tile (parallel) / m_tile / k (kpack steps) / m_in x
+n_vec (unrolled) / intrinsic``. The k loop is outside the unrolled register tile so that LLVM
+keeps the ``m_tile * n_vectors`` accumulator vectors in registers for the whole reduction
+(their addresses do not change with k); with k inside, they go through memory every step.
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir, tirx
+
+from intvit.schedules.intrinsics import GemmKernel
+
+PACKED_ACC = "_packed_acc"
+#: Relax ops name the PrimFuncs of packed GEMMs with this in their name.
+PACKED_FUNC = "_packed"
+
+
+def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool = True):
+    """Schedule every packed GEMM block of ``func`` (from :func:`dense_packed`)."""
+    sch = s_tir.Schedule(func)
+    root = sch.get_sblock("root")
+    for block in sch.get_child_blocks(root):
+        if not sch.get(block).name_hint.endswith(PACKED_ACC):
+            continue
+        m, n, k = sch.get_loops(block)
+        mo, mi = sch.split(m, [None, kernel.m_tile])
+        no, nv, ni = sch.split(n, [None, kernel.n_vectors, kernel.lanes])
+        ko, ki = sch.split(k, [None, kernel.kpack])
+        sch.reorder(no, mo, ko, mi, nv, ni, ki)
+        if parallel and int(sch.get(no).extent) > 1:
+            sch.parallel(no)  # before tensorize: parallel needs the block's affine bindings
+        sch.decompose_reduction(block, ko)
+        sch.tensorize(ni, kernel.intrin)
+        sch.unroll(mi)
+        sch.unroll(nv)
+    return sch.mod["main"].with_attr("tir.is_scheduled", True)

@@ -1,0 +1,74 @@
+"""The int8 GEMM with weights pre-packed for a dot-product micro-kernel
+(:mod:`intvit.schedules.intrinsics`), its bias, and an optional requantization in the same
+kernel. Same integer contract as :func:`intvit.topi.matmul.dense`: int8/uint8 ``x [..., K]``,
+int8 weights (packed here at compile time), int32 bias; int32 out (or the requantized dtype).
+
+Rows are padded to the register tile (``m_tile``) inside the kernel: the widening copy of
+``x`` writes zeros there, and the epilogue reads only the real rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import te, tirx
+
+from intvit.schedules.intrinsics import GemmKernel
+from intvit.topi.contract import check_dtype
+
+
+def pack_weights(w: np.ndarray, kernel: GemmKernel) -> np.ndarray:
+    """int8 ``[N, K]`` -> ``[N/lanes, K/kpack, lanes, kpack]`` in the kernel's operand dtype."""
+    n, k = w.shape
+    lanes, kp = kernel.lanes, kernel.kpack
+    packed = w.reshape(n // lanes, lanes, k // kp, kp).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(packed.astype(kernel.operand))
+
+
+def dense_packed(
+    x: te.Tensor,
+    wp: te.Tensor,
+    bias: te.Tensor,
+    kernel: GemmKernel,
+    name: str = "dense",
+) -> te.Tensor:
+    """``out[..., n] = sum_k x[..., k] * w[n, k] + bias[n]`` (int32) from packed ``wp``."""
+    check_dtype("x", x.dtype, ("int8", "uint8"))
+    check_dtype("bias", bias.dtype, ("int32",))
+    lead = [int(s) for s in x.shape[:-1]]
+    k_dim = int(x.shape[-1])
+    n_dim = int(wp.shape[0]) * kernel.lanes
+    m = int(np.prod(lead))
+    mp = -(-m // kernel.m_tile) * kernel.m_tile
+    lanes, kp = kernel.lanes, kernel.kpack
+
+    def row(flat):
+        idx, rest = [], flat
+        for size in reversed(lead):
+            idx.append(rest % size)
+            rest = rest // size
+        return list(reversed(idx))
+
+    def widen(r, k):
+        inside = r < m
+        value = x[(*row(tirx.min(r, m - 1)), k)].astype(kernel.operand)
+        return tirx.if_then_else(inside, value, tirx.const(0, kernel.operand))
+
+    xw = te.compute((mp, k_dim), widen, name=f"{name}_packed_x")
+    rk = te.reduce_axis((0, k_dim), name="k")
+    acc = te.compute(
+        (mp, n_dim),
+        lambda r, n: te.sum(
+            xw[r, rk].astype("int32")
+            * wp[n // lanes, rk // kp, n % lanes, rk % kp].astype("int32"),
+            axis=rk,
+        ),
+        name=f"{name}_packed_acc",
+    )
+
+    def out(*i):
+        flat = 0
+        for j, size in zip(i[:-1], lead, strict=True):
+            flat = flat * size + j
+        return acc[flat, i[-1]] + bias[i[-1]]
+
+    return te.compute((*lead, n_dim), out, name=f"{name}_packed_bias")
