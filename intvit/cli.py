@@ -53,17 +53,41 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from intvit.deploy.compile import apple_link_command, compile_model, export
+    from intvit.deploy.compile import apple_link_command, compile_int_model, export
     from intvit.deploy.targets import get_preset
     from intvit.quant.artifact import load_int_model
 
     preset = get_preset(args.target)
     model = load_int_model(args.artifact)
     print(f"compiling {args.artifact} for {preset.name} ({preset.description}) ...", flush=True)
-    path = export(compile_model(model, preset, args.batch), preset, args.output)
+    compiled = compile_int_model(
+        model, preset, args.batch, profile=args.profile, schedules=args.schedules, db=args.db
+    )
+    path = export(compiled, preset, args.output)
     print(f"library written to {path}")
     if not preset.linkable_here:
         print(f"link it on a Mac with: {apple_link_command(path, path.with_suffix('.dylib'))}")
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from intvit.quant.artifact import load_int_model
+    from intvit.tune.job import TuneConfig, tune
+
+    cfg = TuneConfig(
+        args.target,
+        args.trials,
+        args.db,
+        args.tracker,
+        args.key,
+        args.trials_per_task,
+        batch=args.batch,
+        ops=tuple(args.ops.split(",")) if args.ops else None,
+    )
+    if (cfg.tracker is None) != (cfg.key is None):
+        raise ValueError("--tracker and --device go together (measure on that RPC device)")
+    tune(load_int_model(args.artifact), cfg)
+    print(f"apply it with: intvit compile {args.artifact} --target {args.target} --db {args.db}")
     return 0
 
 
@@ -291,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--target", default="host", help="a preset (intvit targets lists them)")
     comp.add_argument("--batch", type=int, default=1)
     comp.add_argument("-o", "--output", type=Path, required=True, help="the library (.so)")
+    comp.add_argument("--db", type=Path, default=None, help="tuning database (intvit tune)")
+    comp.add_argument("--profile", action="store_true", help="also the kernel library")
+    comp.add_argument(
+        "--no-schedules", dest="schedules", action="store_false", help="TVM default lowering"
+    )
     comp.set_defaults(func=_cmd_compile)
 
     dev = sub.add_parser("device", help="RPC tracker, device servers, the emulated ARM device")
@@ -301,6 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--key", default="emu-aarch64", help="device key to register under")
     dev.add_argument("--cpu", default=None, help="emulated core (QEMU_CPU), e.g. cortex-a72")
     dev.set_defaults(func=_cmd_device)
+
+    tun = sub.add_parser("tune", help="MetaSchedule tuning job with a resumable database")
+    tun.add_argument("artifact", help="an integer model (.safetensors)")
+    tun.add_argument("--target", default="host", help="a preset (intvit targets lists them)")
+    tun.add_argument("--trials", type=int, default=64, help="trials in all")
+    tun.add_argument("--trials-per-task", type=int, default=None)
+    tun.add_argument("--db", type=Path, default=Path("tune-db"), help="database folder")
+    tun.add_argument("--tracker", default=None, help="measure on an RPC device: HOST:PORT")
+    tun.add_argument("--device", dest="key", default=None, help="its key")
+    tun.add_argument("--ops", default=None, help="only kernels with these name prefixes (a,b)")
+    tun.add_argument("--batch", type=int, default=1)
+    tun.set_defaults(func=_cmd_tune)
 
     bench = sub.add_parser("bench", help="latency on an RPC device, vs FP32 and peers")
     bench.add_argument("source", help="an integer model (.safetensors) or an exported .so")

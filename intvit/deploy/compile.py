@@ -93,6 +93,7 @@ def compile_int_model(
     batch: int = 1,
     profile: bool = False,
     schedules: bool = True,
+    db: str | Path | None = None,
 ) -> CompiledModel:
     """The integer-only model for ``preset``: int8 image in, int32 logit accumulators out.
 
@@ -109,6 +110,10 @@ def compile_int_model(
     kernel = gemm_kernel_for(preset.target)
     mod = build_module(model, batch, kernel)
     mod = schedule_module(mod, kernel, int(preset.target.get("num-cores", 1)))
+    if db is not None:
+        from intvit.tune.job import apply_database
+
+        mod = apply_database(mod, db, preset.tvm_target())
     return compile_relax(mod, preset, "int", name, profile)
 
 

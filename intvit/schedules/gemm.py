@@ -37,4 +37,4 @@ def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool
         sch.tensorize(ni, kernel.intrin)
         sch.unroll(mi)
         sch.unroll(nv)
-    return sch.mod["main"].with_attr("tir.is_scheduled", True)
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)

@@ -27,5 +27,5 @@ def schedule_module(mod: tvm.IRModule, kernel: GemmKernel | None, cores: int) ->
         if kernel is not None and PACKED_FUNC in name:
             out[gv] = schedule_packed_gemm(func, kernel, parallel=cores > 1)
         elif name.startswith(ROW_KERNELS) and cores > 1 and ROW_SCHEDULES:
-            out[gv] = schedule_rowwise(func).with_attr("tir.is_scheduled", True)
+            out[gv] = schedule_rowwise(func).with_attr("tirx.is_scheduled", True)
     return out

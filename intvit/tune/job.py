@@ -1,0 +1,167 @@
+"""``intvit tune``: MetaSchedule over the integer model's kernels.
+
+The database (``DIR/database_workload.json``, ``DIR/database_tuning_record.json``) is
+MetaSchedule's JSON database: records are appended as candidates are measured, so an
+interrupted job keeps them, and a rerun with the same ``DIR`` starts from them (a task whose
+budget is already spent costs nothing). Kernels intvit schedules itself (packed GEMMs) are
+marked ``tirx.is_scheduled`` and skipped. ``intvit compile --db DIR`` applies the database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tvm
+from tvm import relax
+
+from intvit.deploy.targets import TargetPreset, get_preset
+from intvit.quant.int_vit import IntModel
+
+RECORDS = "database_tuning_record.json"
+WORKLOADS = "database_workload.json"
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """A tuning job. ``tracker``/``key``: measure on that RPC device (else locally)."""
+
+    preset: str = "host"
+    trials: int = 64
+    db: Path = Path("tune-db")
+    tracker: str | None = None
+    key: str | None = None
+    trials_per_task: int | None = None
+    trials_per_iter: int = 16
+    batch: int = 1
+    seed: int = 0
+    ops: tuple[str, ...] | None = None  # only kernels whose name starts with one of these
+
+
+def count_records(db: str | Path) -> int:
+    path = Path(db) / RECORDS
+    if not path.is_file():
+        return 0
+    return sum(1 for line in path.read_text().splitlines() if line.strip())
+
+
+def check_database(db: str | Path) -> Path:
+    """``db`` as a usable database folder; ValueError naming a missing or corrupt file."""
+    db = Path(db)
+    for name in (WORKLOADS, RECORDS):
+        path = db / name
+        if not path.is_file():
+            raise ValueError(f"tuning database {str(db)!r} has no {name}")
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError:
+                    raise ValueError(f"{str(path)!r} line {n} is corrupt") from None
+    return db
+
+
+def tunable_module(model: IntModel, preset: TargetPreset, batch: int) -> tvm.IRModule:
+    """The integer model as compiled (intvit's schedules applied), legalized for tuning."""
+    from intvit.relax_ops.graph import build_module
+    from intvit.schedules.intrinsics import gemm_kernel_for
+    from intvit.schedules.model import schedule_module
+
+    kernel = gemm_kernel_for(preset.target)
+    mod = build_module(model, batch, kernel)
+    return schedule_module(mod, kernel, int(preset.target.get("num-cores", 1)))
+
+
+def _runner(cfg: TuneConfig):
+    from tvm.s_tir import meta_schedule as ms
+
+    if cfg.tracker is None:
+        return "local"
+    from intvit.deploy.rpc import connect_tracker, parse_address
+
+    host, port = parse_address(cfg.tracker)
+    connect_tracker(host, port)  # a clear error now if the tracker is not there
+    rpc = ms.runner.RPCConfig(
+        tracker_host=host, tracker_port=port, tracker_key=cfg.key, session_timeout_sec=120
+    )
+    return ms.runner.RPCRunner(rpc, max_workers=1)
+
+
+def _builder(preset: TargetPreset):
+    """MetaSchedule's builder, exporting a ``.so`` linked here (with the preset's cross
+    compiler), so the device never has to link a ``.tar`` itself."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if preset.cross_compiler is None:
+        return "local"
+    import tempfile
+
+    from tvm.support import cc
+
+    fcompile = cc.cross_compiler(preset.cross_compiler)
+
+    def export(mod) -> str:
+        path = Path(tempfile.mkdtemp(prefix="intvit-ms-")) / "candidate.so"
+        mod.export_library(str(path), fcompile=fcompile)
+        return str(path)
+
+    return ms.builder.LocalBuilder(f_export=export)
+
+
+def tune(model: IntModel, cfg: TuneConfig, log=print) -> dict:
+    """Run (or resume) a tuning job; returns a summary with the record counts."""
+    from tvm.s_tir import meta_schedule as ms
+
+    preset = get_preset(cfg.preset)
+    target = preset.tvm_target()
+    db = Path(cfg.db)
+    db.mkdir(parents=True, exist_ok=True)
+    before = count_records(db)
+    mod = tunable_module(model, preset, cfg.batch)
+    with target:
+        mod = relax.transform.LegalizeOps()(mod)
+    # Kernels intvit scheduled itself are left out (MetaSchedule cannot even estimate the
+    # FLOPs of a tensorized kernel: "Do not have a default for prim.Broadcast").
+    op_names = [
+        gv.name_hint
+        for gv, f in mod.functions_items()
+        if isinstance(f, tvm.tirx.PrimFunc)
+        and not f.attrs.get("tirx.is_scheduled", False)
+        and (cfg.ops is None or gv.name_hint.startswith(cfg.ops))
+    ]
+    if not op_names:
+        raise ValueError(f"no kernel to tune (ops={cfg.ops})")
+    start = time.monotonic()
+    log(f"tuning {cfg.trials} trials for {preset.name}; database {db} ({before} records)")
+    ms.relax_integration.tune_relax(
+        mod,
+        params={},
+        target=target,
+        work_dir=str(db),
+        max_trials_global=cfg.trials,
+        max_trials_per_task=cfg.trials_per_task,
+        op_names=op_names,
+        num_trials_per_iter=cfg.trials_per_iter,
+        builder=_builder(preset),
+        runner=_runner(cfg),
+        seed=cfg.seed,
+    )
+    after = count_records(db)
+    summary = {
+        "preset": preset.name,
+        "db": str(db),
+        "records_before": before,
+        "records_after": after,
+        "seconds": time.monotonic() - start,
+    }
+    log(f"{after - before} new records in {summary['seconds']:.0f}s; database holds {after}")
+    return summary
+
+
+def apply_database(mod: tvm.IRModule, db: str | Path, target) -> tvm.IRModule:
+    """``mod`` with the best tuned schedule of every kernel the database knows."""
+    db = check_database(db)
+    with target:
+        return relax.transform.MetaScheduleApplyDatabase(str(db))(mod)

@@ -1,0 +1,140 @@
+"""The packed, tensorized int8 GEMM (bit-exact against the reference over swept shapes and
+edge values, fused requantization) and MetaSchedule tuning jobs (database written, resumed
+after an interruption, applied bit-exactly)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import tvm
+from tvm import relax, te
+
+from intvit.deploy.compile import compile_int_model
+from intvit.deploy.targets import get_preset
+from intvit.models.data import digits
+from intvit.models.zoo import create_float_model
+from intvit.quant.artifact import save_int_model
+from intvit.quant.calibrate import calibrate
+from intvit.quant.reference import reference_forward
+from intvit.schedules.gemm import schedule_packed_gemm
+from intvit.schedules.intrinsics import KERNELS, gemm_kernel_for
+from intvit.topi.dense_packed import dense_packed, pack_weights
+from intvit.topi.matmul_ref import dense_ref
+from intvit.tune.job import TuneConfig, check_database, count_records, tune
+
+HOST = get_preset("host")
+KERNEL = gemm_kernel_for(HOST.target)
+needs_kernel = pytest.mark.skipif(KERNEL is None, reason="no dot-product micro-kernel here")
+
+
+def _run_packed(x: np.ndarray, w: np.ndarray, b: np.ndarray, kernel) -> np.ndarray:
+    xt = te.placeholder(x.shape, str(x.dtype), name="x")
+    wp_np = pack_weights(w, kernel)
+    wp = te.placeholder(wp_np.shape, kernel.operand, name="wp")
+    bt = te.placeholder(b.shape, "int32", name="b")
+    func = te.create_prim_func([xt, wp, bt, dense_packed(xt, wp, bt, kernel)])
+    func = schedule_packed_gemm(func, kernel, parallel=True)
+    mod = tvm.compile(tvm.IRModule({"main": func}), target=HOST.tvm_target()).jit()
+    out = tvm.runtime.tensor(np.zeros((*x.shape[:-1], w.shape[0]), np.int32))
+    mod["main"](*(tvm.runtime.tensor(a) for a in (x, wp_np, b)), out)
+    return out.numpy()
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("lead", "k", "n"),
+    [((1,), 2, 16), ((7,), 64, 32), ((197,), 192, 576), ((3, 17), 768, 16), ((1, 197), 96, 32)],
+)
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_packed_gemm_bit_exact(lead, k, n, x_dtype):
+    rng = np.random.default_rng(k + n)
+    info = np.iinfo(x_dtype)
+    x = rng.integers(info.min, info.max, (*lead, k), endpoint=True).astype(x_dtype)
+    w = rng.integers(-128, 127, (n, k), endpoint=True).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, n).astype(np.int32)
+    if not KERNEL.accepts(x_dtype, n, k):
+        pytest.skip(f"{KERNEL.name} does not take {x_dtype} {n}x{k}")
+    np.testing.assert_array_equal(_run_packed(x, w, b, KERNEL), dense_ref(x, w, b))
+
+
+@needs_kernel
+def test_packed_gemm_extreme_values():
+    """All -128 (the largest products, 128*128 per term) at a K that fills int32 headroom."""
+    x = np.full((5, 4096), -128, np.int8)
+    w = np.full((16, 4096), -128, np.int8)
+    b = np.full(16, 7, np.int32)
+    np.testing.assert_array_equal(_run_packed(x, w, b, KERNEL), dense_ref(x, w, b))
+
+
+def test_kernel_choice_per_target():
+    assert gemm_kernel_for(get_preset("aarch64-dotprod").target) is KERNELS["arm-sdot"]
+    assert gemm_kernel_for(get_preset("rpi4").target) is None  # see intrinsics.py
+    assert not KERNELS["arm-sdot"].accepts("uint8", 64, 64)
+
+
+@pytest.fixture(scope="module")
+def vit():
+    torch.manual_seed(6)
+    return calibrate(create_float_model("digits_vit"), digits("calib").images[:24])
+
+
+def test_scheduled_model_is_bit_exact_and_has_no_separate_requantize(vit):
+    compiled = compile_int_model(vit, "host", batch=2)
+    x = np.random.default_rng(0).integers(-128, 128, (2, 1, 32, 32), dtype=np.int8)
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    np.testing.assert_array_equal(
+        vm["main"](tvm.runtime.tensor(x)).numpy(), reference_forward(vit, x)
+    )
+    funcs = [c.func for c in compiled.manifest.calls]
+    if KERNEL is not None:
+        # qkv and fc1 requantize inside their GEMM: 3 + 1 fewer rq calls per block than GEMMs
+        assert sum("_packed" in f for f in funcs) == 4 * (3 + 1 + 1 + 1) + 1
+        assert not any(f.startswith("rq") and "qkv" in f for f in funcs)
+
+
+@pytest.mark.slow
+def test_tuning_database_written_resumed_and_applied(vit, tmp_path):
+    db = tmp_path / "db"
+    cfg = TuneConfig(trials=4, db=db, trials_per_iter=4, ops=("softmax",))
+    summary = tune(vit, cfg, log=lambda *_: None)
+    first = count_records(db)
+    assert summary["records_after"] == first > 0
+    check_database(db)
+    # An interrupted job (killed mid-run) loses nothing already recorded.
+    art = save_int_model(vit, tmp_path / "vit.int.safetensors")
+    cmd = [sys.executable, "-m", "intvit.cli", "tune", str(art), "--db", str(db)]
+    job = subprocess.Popen(
+        [*cmd, "--trials", "64", "--ops", "softmax,layernorm"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(25)
+    job.kill()
+    job.wait(timeout=30)
+    assert count_records(db) >= first
+    check_database(db)
+    # A rerun extends the same database; compiling with it stays bit-exact.
+    tune(vit, TuneConfig(trials=8, db=db, trials_per_iter=4, ops=("softmax",)), log=lambda *_: None)
+    assert count_records(db) >= first
+    compiled = compile_int_model(vit, "host", db=db)
+    x = np.random.default_rng(1).integers(-128, 128, (1, 1, 32, 32), dtype=np.int8)
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    np.testing.assert_array_equal(
+        vm["main"](tvm.runtime.tensor(x)).numpy(), reference_forward(vit, x)
+    )
+
+
+def test_corrupt_database_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"has no database_workload\.json"):
+        check_database(tmp_path)
+    (tmp_path / "database_workload.json").write_text("{}\n")
+    (tmp_path / "database_tuning_record.json").write_text("[1, 2\n")
+    with pytest.raises(ValueError, match="line 1 is corrupt"):
+        check_database(tmp_path)
+    assert json.loads((tmp_path / "database_workload.json").read_text()) == {}
