@@ -27,12 +27,16 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The default run first, then the checks marked slow or device (CI runs both).
 test: lint system-deps
 	$(BIN)/python -m pytest --collect-only -q > /dev/null
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow and not device"
+	$(BIN)/python -m pytest -q -m "slow or device"
 
 bench: install
 	$(BIN)/python benchmarks/kernels.py
+	$(BIN)/python benchmarks/gemm.py
+	$(BIN)/python benchmarks/e2e.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -26,7 +26,7 @@ from intvit.models.zoo import create_float_model
 from intvit.quant.artifact import save_int_model
 from intvit.quant.calibrate import calibrate
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 FAST = BenchConfig(warmup=1, number=3, repeat=5, profile_repeat=2, step_timeout_s=120)
 

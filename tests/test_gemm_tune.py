@@ -24,8 +24,8 @@ from intvit.quant.calibrate import calibrate
 from intvit.quant.reference import reference_forward
 from intvit.schedules.gemm import schedule_packed_gemm
 from intvit.schedules.intrinsics import KERNELS, gemm_kernel_for
-from intvit.topi.dense_packed import dense_packed, pack_weights
-from intvit.topi.matmul_ref import dense_ref
+from intvit.topi.dense_packed import batch_matmul_packed, dense_packed, pack_weights
+from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
 from intvit.tune.job import TuneConfig, check_database, count_records, tune
 
 HOST = get_preset("host")
@@ -72,6 +72,33 @@ def test_packed_gemm_extreme_values():
     np.testing.assert_array_equal(_run_packed(x, w, b, KERNEL), dense_ref(x, w, b))
 
 
+@needs_kernel
+@pytest.mark.parametrize(
+    ("g", "m", "n", "k", "a_dtype"),
+    [
+        (1, 1, 1, 1, "int8"),
+        (2, 7, 5, 3, "uint8"),
+        (3, 197, 197, 64, "int8"),
+        (3, 197, 64, 197, "uint8"),
+    ],
+)
+def test_packed_batch_matmul_bit_exact(g, m, n, k, a_dtype):
+    if KERNEL.operand != "int16":
+        pytest.skip("attention GEMMs are packed only for int16-operand micro-kernels")
+    rng = np.random.default_rng(g * m + n)
+    info = np.iinfo(a_dtype)
+    a = rng.integers(info.min, info.max, (g, m, k), endpoint=True).astype(a_dtype)
+    b = rng.integers(-128, 127, (g, n, k), endpoint=True).astype(np.int8)
+    at = te.placeholder(a.shape, a_dtype, name="a")
+    bt = te.placeholder(b.shape, "int8", name="b")
+    func = te.create_prim_func([at, bt, batch_matmul_packed(at, bt, KERNEL)])
+    func = schedule_packed_gemm(func, KERNEL)
+    mod = tvm.compile(tvm.IRModule({"main": func}), target=HOST.tvm_target()).jit()
+    out = tvm.runtime.tensor(np.zeros((g, m, n), np.int32))
+    mod["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b), out)
+    np.testing.assert_array_equal(out.numpy(), batch_matmul_ref(a, b))
+
+
 def test_kernel_choice_per_target():
     assert gemm_kernel_for(get_preset("aarch64-dotprod").target) is KERNELS["arm-sdot"]
     assert gemm_kernel_for(get_preset("rpi4").target) is None  # see intrinsics.py
@@ -93,8 +120,9 @@ def test_scheduled_model_is_bit_exact_and_has_no_separate_requantize(vit):
     )
     funcs = [c.func for c in compiled.manifest.calls]
     if KERNEL is not None:
-        # qkv and fc1 requantize inside their GEMM: 3 + 1 fewer rq calls per block than GEMMs
-        assert sum("_packed" in f for f in funcs) == 4 * (3 + 1 + 1 + 1) + 1
+        # per block: qkv (3, requantized inside), proj, fc1 (requantized inside), fc2 and the
+        # two attention batch matmuls; plus the patch embedding
+        assert sum("_packed" in f for f in funcs) == 4 * (3 + 1 + 1 + 1 + 2) + 1
         assert not any(f.startswith("rq") and "qkv" in f for f in funcs)
 
 

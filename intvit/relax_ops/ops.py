@@ -96,6 +96,17 @@ def _dense_default(bb, x, weight: np.ndarray, bias: np.ndarray | None, name="den
 
 
 def batch_matmul(bb, a, b, name="batch_matmul"):
+    kernel = _GEMM_KERNEL.get()
+    if kernel is not None and kernel.operand == "int16":  # int8-operand kernels: no uint8
+        from intvit.schedules.gemm import PACKED_FUNC
+        from intvit.topi.dense_packed import batch_matmul_packed
+
+        return bb.emit_te(
+            lambda x, y: batch_matmul_packed(x, y, kernel, name),
+            a,
+            b,
+            primfunc_name_hint=name + PACKED_FUNC,
+        )
     return bb.emit_te(matmul.batch_matmul, a, b, primfunc_name_hint=name)
 
 

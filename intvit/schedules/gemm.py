@@ -26,11 +26,13 @@ def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool
     for block in sch.get_child_blocks(root):
         if not sch.get(block).name_hint.endswith(PACKED_ACC):
             continue
-        m, n, k = sch.get_loops(block)
+        *batch, m, n, k = sch.get_loops(block)
         mo, mi = sch.split(m, [None, kernel.m_tile])
         no, nv, ni = sch.split(n, [None, kernel.n_vectors, kernel.lanes])
         ko, ki = sch.split(k, [None, kernel.kpack])
-        sch.reorder(no, mo, ko, mi, nv, ni, ki)
+        sch.reorder(*batch, no, mo, ko, mi, nv, ni, ki)
+        if batch:  # batched (attention): one parallel loop over groups and column tiles
+            no = sch.fuse(*batch, no)
         if parallel and int(sch.get(no).extent) > 1:
             sch.parallel(no)  # before tensorize: parallel needs the block's affine bindings
         sch.decompose_reduction(block, ko)

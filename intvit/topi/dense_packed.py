@@ -72,3 +72,42 @@ def dense_packed(
         return acc[flat, i[-1]] + bias[i[-1]]
 
     return te.compute((*lead, n_dim), out, name=f"{name}_packed_bias")
+
+
+def batch_matmul_packed(a: te.Tensor, b: te.Tensor, kernel: GemmKernel, name="batch_matmul"):
+    """``out[g, i, j] = sum_k a[g, i, k] * b[g, j, k]`` (int32), same contract as
+    :func:`intvit.topi.matmul.batch_matmul`. Both operands are runtime tensors: ``b`` is
+    packed inside the kernel, and M, N, K are zero-padded to the micro-kernel's tile."""
+    check_dtype("a", a.dtype, ("int8", "uint8"))
+    check_dtype("b", b.dtype, ("int8", "uint8"))
+    g, m, k_dim = (int(s) for s in a.shape)
+    n = int(b.shape[1])
+    lanes, kp = kernel.lanes, kernel.kpack
+    mp = -(-m // kernel.m_tile) * kernel.m_tile
+    n_tile = lanes * kernel.n_vectors
+    np_ = -(-n // n_tile) * n_tile
+    kpad = -(-k_dim // kp) * kp
+    zero = tirx.const(0, kernel.operand)
+
+    def widen(t, rows, gi, r, k):
+        inside = tirx.all(r < rows, k < k_dim)
+        value = t[gi, tirx.min(r, rows - 1), tirx.min(k, k_dim - 1)].astype(kernel.operand)
+        return tirx.if_then_else(inside, value, zero)
+
+    aw = te.compute((g, mp, kpad), lambda gi, r, k: widen(a, m, gi, r, k), name=f"{name}_packed_x")
+    bw = te.compute(
+        (g, np_ // lanes, kpad // kp, lanes, kp),
+        lambda gi, no, ko, ni, ki: widen(b, n, gi, no * lanes + ni, ko * kp + ki),
+        name=f"{name}_packed_w",
+    )
+    rk = te.reduce_axis((0, kpad), name="k")
+    acc = te.compute(
+        (g, mp, np_),
+        lambda gi, r, j: te.sum(
+            aw[gi, r, rk].astype("int32")
+            * bw[gi, j // lanes, rk // kp, j % lanes, rk % kp].astype("int32"),
+            axis=rk,
+        ),
+        name=f"{name}_packed_acc",
+    )
+    return te.compute((g, m, n), lambda gi, i, j: acc[gi, i, j], name=f"{name}_packed_out")
