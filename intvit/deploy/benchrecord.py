@@ -68,11 +68,11 @@ def write_records(path: str | Path, records: list[BenchRecord], machine: dict) -
 
 
 def format_table(records: list[BenchRecord]) -> str:
-    header = f"{'case':<16}{'ours':<22}{'baseline':<22}{'ours ms':>10}{'base ms':>10}{'speedup':>9}"
+    header = f"{'case':<24}{'ours':<22}{'baseline':<27}{'ours ms':>10}{'base ms':>10}{'speedup':>9}"
     lines = [header, "-" * len(header)]
     for r in records:
         lines.append(
-            f"{r.case:<16}{r.ours:<22}{r.baseline:<22}{r.ours_ms:>10.3f}{r.baseline_ms:>10.3f}"
+            f"{r.case:<24}{r.ours:<22}{r.baseline:<27}{r.ours_ms:>10.3f}{r.baseline_ms:>10.3f}"
             f"{r.speedup:>8.2f}x"
         )
     return "\n".join(lines)
