@@ -59,11 +59,14 @@ def host_cpu() -> tuple[str, tuple[str, ...]]:
 
 
 def host_preset(num_cores: int | None = None) -> TargetPreset:
+    import os
 
     cpu, feats = host_cpu()
-    # The threads TVM's runtime will use here (its pool follows the usable cores and
-    # TVM_NUM_THREADS): parallel loops beyond that only cost (one thread on these machines).
-    cores = num_cores or max(int(tvm.runtime.num_threads()), 1)
+    try:
+        usable = len(os.sched_getaffinity(0))  # the cores this process may run on
+    except AttributeError:  # not Linux
+        usable = os.cpu_count() or 1
+    cores = num_cores or usable
     target = {"kind": "llvm", "mcpu": cpu, "num-cores": int(cores)}
     return TargetPreset("host", target, f"this machine ({cpu}: {', '.join(feats)})", features=feats)
 
