@@ -25,7 +25,7 @@ import tvm
 from tvm import relax
 
 from intvit.deploy.bench import BenchConfig, Latency
-from intvit.deploy.benchrecord import BenchRecord, format_table, machine_info, write_records
+from intvit.deploy.benchrecord import BenchRecord, RecordLog, format_table, machine_info
 from intvit.deploy.compile import compile_float_model, compile_int_model
 from intvit.deploy.peers import onnxruntime_peers, torch_eager
 from intvit.models.zoo import create_float_model
@@ -99,11 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     machine = machine_info()
     print(f"machine: {machine}", flush=True)
-    records: list[BenchRecord] = []
+    log = RecordLog(args.out, machine)
 
     def keep(record: BenchRecord) -> None:
-        records.append(record)
-        write_records(args.out, records, machine)
+        log.add(record)
         print(
             f"  vs {record.baseline:<26} {record.baseline_ms:9.2f} ms  {record.speedup:6.2f}x",
             flush=True,
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for name in args.models.split(","):
         bench_model(name, args.trials, keep)
-    print(format_table(records))
+    print(format_table(log.records))
     print(f"wrote {args.out}")
     return 0
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from intvit.api.gemm_bench import run_gemm_bench
-from intvit.deploy.benchrecord import format_table, machine_info, write_records
+from intvit.deploy.benchrecord import RecordLog, format_table, machine_info
 from intvit.deploy.targets import get_preset
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gemm.json"
@@ -26,11 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     machine = machine_info()
     print(f"machine: {machine}", flush=True)
-    records = []
+    log = RecordLog(args.out, machine)
 
     def keep(record):
-        records.append(record)
-        write_records(args.out, records, machine)
+        log.add(record)
         print(
             f"  {record.case:<14} {record.baseline:<18} {record.speedup:6.2f}x "
             f"({record.extra['gmacs']:.1f} vs {record.extra['baseline_gmacs']:.1f} GMAC/s)",
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     run_gemm_bench(get_preset("host").target, on_record=keep)
-    print(format_table(records))
+    print(format_table(log.records))
     print(f"wrote {args.out}")
     return 0
 

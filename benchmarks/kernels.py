@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from intvit.api.kernel_bench import run_kernel_bench
-from intvit.deploy.benchrecord import format_table, machine_info, write_records
+from intvit.deploy.benchrecord import RecordLog, format_table, machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results" / "kernels.json"
 
@@ -26,11 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     machine = machine_info()
     print(f"machine: {machine}", flush=True)
-    records = []
+    log = RecordLog(args.out, machine)
 
     def keep(record):
-        records.append(record)
-        write_records(args.out, records, machine)
+        log.add(record)
         print(
             f"  {record.case:<14} {record.ours:<18} vs {record.baseline:<18} "
             f"{record.speedup:6.2f}x",
@@ -42,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         min_repeat_ms=30 if args.quick else 100,
         on_record=keep,
     )
-    print(format_table(records))
+    print(format_table(log.records))
     print(f"wrote {args.out}")
     return 0
 

@@ -37,8 +37,14 @@ class BenchRequest:
     progress: bool = True
 
 
-def detect_preset(session: DeviceSession, tracker_host: str) -> tuple[str, bool]:
-    """(preset name, emulated?) from what the device reports about itself."""
+def is_emulated(device_arch: str | None, tracker_host: str) -> bool:
+    """An ARM device behind a tracker on this x86 machine can only be the emulated one."""
+    local = tracker_host in LOCAL_HOSTS
+    return local and device_arch in ("aarch64", "arm64") and platform.machine() == "x86_64"
+
+
+def detect_preset(session: DeviceSession) -> str:
+    """The preset for what the device reports about itself."""
     from intvit.deploy.targets import host_cpu
 
     if session.arch is None:
@@ -46,12 +52,10 @@ def detect_preset(session: DeviceSession, tracker_host: str) -> tuple[str, bool]
             f"device {session.key!r} does not say what CPU it has (no LLVM in its runtime): "
             "pass --target (intvit targets lists the presets)"
         )
-    here = platform.machine()
-    local = tracker_host in LOCAL_HOSTS
-    if session.arch == here and session.cpu == host_cpu()[0]:
-        return "host", False
+    if session.arch == platform.machine() and session.cpu == host_cpu()[0]:
+        return "host"
     if session.arch in ("aarch64", "arm64"):
-        return "aarch64-linux", local and here == "x86_64"
+        return "aarch64-linux"
     raise ValueError(
         f"device {session.key!r} is {session.arch} ({session.cpu}); pass --target to pick a preset"
     )
@@ -103,10 +107,8 @@ def run_bench(req: BenchRequest) -> tuple[BenchReport, dict[str, Path]]:
         steps.start(f"waiting for device {req.key!r}")
         with DeviceSession(tracker, req.key, req.config) as session:
             report.device_info = {"arch": session.arch, "cpu": session.cpu}
-            preset, emulated = (req.target, False) if req.target else detect_preset(session, host)
-            if req.target and session.arch in ("aarch64", "arm64") and host in LOCAL_HOSTS:
-                emulated = platform.machine() == "x86_64"
-            report.preset, report.emulated = preset, emulated
+            report.preset = req.target or detect_preset(session)
+            report.emulated = is_emulated(session.arch, host)
             _bench_on(session, req, source, report, steps, stem)
         report.status = "complete"
     except DeviceError as err:

@@ -133,6 +133,16 @@ def _input_array(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarra
     return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
 
 
+def _stateful_vm(lib, dev, image: np.ndarray):
+    """A Relax VM on ``dev`` with ``image`` set as ``main``'s input (``invoke_stateful``)."""
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(lib, dev)
+    vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(image), dev))
+    return vm
+
+
 @dataclass
 class DeviceSession:
     """One RPC session with a device from the tracker, held for several measurements."""
@@ -199,16 +209,12 @@ class DeviceSession:
 
     def run(self, library: str | Path, image: np.ndarray) -> np.ndarray:
         """The outputs of ``main`` on ``image`` (for checking results on the device)."""
-        import tvm
-        from tvm import relax
 
         library = Path(library)
         lib = self.load(library)
 
         def run():
-            dev = self.session.cpu()
-            vm = relax.VirtualMachine(lib, dev)
-            vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(image), dev))
+            vm = _stateful_vm(lib, self.session.cpu(), image)
             vm.invoke_stateful("main")
             return vm.get_outputs("main").numpy()
 
@@ -216,8 +222,6 @@ class DeviceSession:
 
     def measure(self, library: str | Path, manifest: LibraryManifest, label: str) -> Latency:
         """Median latency of ``main`` (input from the manifest) over ``repeat`` samples."""
-        import tvm
-        from tvm import relax
 
         cfg, library = self.config, Path(library)
         lib = self.load(library)
@@ -225,9 +229,8 @@ class DeviceSession:
 
         def run():
             dev = self.session.cpu()
-            vm = relax.VirtualMachine(lib, dev)
             image = _input_array(manifest.input_shape, manifest.input_dtype)
-            vm.set_input("main", tvm.runtime.tensor(image, dev))
+            vm = _stateful_vm(lib, dev, image)
             for _ in range(cfg.warmup):
                 vm.invoke_stateful("main")
             timer = vm.time_evaluator(

@@ -67,6 +67,20 @@ def write_records(path: str | Path, records: list[BenchRecord], machine: dict) -
     return path
 
 
+@dataclass
+class RecordLog:
+    """Benchmark records as they are measured, rewritten to ``path`` after each one (an
+    interrupted run keeps what it finished)."""
+
+    path: Path
+    machine: dict
+    records: list[BenchRecord] = field(default_factory=list)
+
+    def add(self, record: BenchRecord) -> None:
+        self.records.append(record)
+        write_records(self.path, self.records, self.machine)
+
+
 def format_table(records: list[BenchRecord]) -> str:
     header = f"{'case':<24}{'ours':<22}{'baseline':<27}{'ours ms':>10}{'base ms':>10}{'speedup':>9}"
     lines = [header, "-" * len(header)]

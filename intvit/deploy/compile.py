@@ -87,6 +87,16 @@ def compile_relax(
     return CompiledModel(executable, manifest, kernels)
 
 
+def scheduled_module(model: IntModel, preset: TargetPreset, batch: int) -> tvm.IRModule:
+    """The model's Relax module with intvit's schedules applied (what is compiled and tuned)."""
+    from intvit.schedules.intrinsics import gemm_kernel_for
+    from intvit.schedules.model import schedule_module
+
+    kernel = gemm_kernel_for(preset.target)
+    mod = build_module(model, batch, kernel)
+    return schedule_module(mod, kernel, int(preset.target.get("num-cores", 1)))
+
+
 def compile_int_model(
     model: IntModel,
     preset: TargetPreset | str = "host",
@@ -100,16 +110,11 @@ def compile_int_model(
     ``schedules``: intvit's schedules (GEMMs tensorized with the target's dot-product
     instructions, weights pre-packed, requantization in the GEMM epilogue; parallel row
     kernels). Without them, TVM's default lowering of the same computation."""
-    from intvit.schedules.intrinsics import gemm_kernel_for
-    from intvit.schedules.model import schedule_module
-
     preset = _as_preset(preset)
     name = model.source or "int model"
     if not schedules:
         return compile_relax(build_module(model, batch), preset, "int", name, profile)
-    kernel = gemm_kernel_for(preset.target)
-    mod = build_module(model, batch, kernel)
-    mod = schedule_module(mod, kernel, int(preset.target.get("num-cores", 1)))
+    mod = scheduled_module(model, preset, batch)
     if db is not None:
         from intvit.tune.job import apply_database
 

@@ -144,12 +144,13 @@ class BenchReport:
         ax.set_title(f"{self.model} on {self.device}" + (" (emulated)" if self.emulated else ""))
         if self.per_op:
             ax = axes[0][1]
+            totals = [category_totals(ops) for ops in self.per_op.values()]
             cats: list[str] = []
-            for ops in self.per_op.values():
-                cats += [c for c in category_totals(ops) if c not in cats]
+            for per_cat in totals:
+                cats += [c for c in per_cat if c not in cats]
             left = [0.0] * len(self.per_op)
             for cat in cats:
-                vals = [category_totals(ops).get(cat, 0.0) for ops in self.per_op.values()]
+                vals = [per_cat.get(cat, 0.0) for per_cat in totals]
                 ax.barh(list(self.per_op), vals, left=left, label=cat)
                 left = [a + b for a, b in zip(left, vals, strict=True)]
             ax.invert_yaxis()

@@ -17,6 +17,7 @@ from pathlib import Path
 import tvm
 from tvm import relax
 
+from intvit.deploy.compile import scheduled_module
 from intvit.deploy.targets import TargetPreset, get_preset
 from intvit.quant.int_vit import IntModel
 
@@ -61,17 +62,6 @@ def check_database(db: str | Path) -> Path:
                 except json.JSONDecodeError:
                     raise ValueError(f"{str(path)!r} line {n} is corrupt") from None
     return db
-
-
-def tunable_module(model: IntModel, preset: TargetPreset, batch: int) -> tvm.IRModule:
-    """The integer model as compiled (intvit's schedules applied), legalized for tuning."""
-    from intvit.relax_ops.graph import build_module
-    from intvit.schedules.intrinsics import gemm_kernel_for
-    from intvit.schedules.model import schedule_module
-
-    kernel = gemm_kernel_for(preset.target)
-    mod = build_module(model, batch, kernel)
-    return schedule_module(mod, kernel, int(preset.target.get("num-cores", 1)))
 
 
 def _runner(cfg: TuneConfig):
@@ -119,7 +109,7 @@ def tune(model: IntModel, cfg: TuneConfig, log=print) -> dict:
     db = Path(cfg.db)
     db.mkdir(parents=True, exist_ok=True)
     before = count_records(db)
-    mod = tunable_module(model, preset, cfg.batch)
+    mod = scheduled_module(model, preset, cfg.batch)
     with target:
         mod = relax.transform.LegalizeOps()(mod)
     # Kernels intvit scheduled itself are left out (MetaSchedule cannot even estimate the
