@@ -219,7 +219,10 @@ def _config(args: argparse.Namespace):
     from intvit.quant.config import QuantConfig
 
     return QuantConfig(
-        softmax=args.softmax, gelu=args.gelu, layernorm=args.layernorm, observer=args.observer
+        softmax=args.softmax,
+        gelu=args.gelu or "edge",
+        layernorm=args.layernorm,
+        observer=args.observer,
     )
 
 
@@ -227,9 +230,48 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     from intvit.api.model_eval import quantize
     from intvit.quant.artifact import save_int_model
 
-    _, int_model = quantize(_spec(args), _config(args), progress=not args.quiet)
+    fit = args.gelu is None  # GELU-less checkpoints default to the relu variant
+    _, int_model = quantize(_spec(args), _config(args), progress=not args.quiet, fit=fit)
     path = save_int_model(int_model, args.output)
     print(f"integer model ({int_model.config.label}) written to {path}")
+    return 0
+
+
+def _cmd_relu_distill(args: argparse.Namespace) -> int:
+    from intvit.api.model_eval import ModelSpec
+    from intvit.api.relu_distill import DistillRequest, format_report, run_relu_distill
+    from intvit.models.gelu_less import DistillConfig
+
+    spec = ModelSpec(
+        args.model, args.checkpoint, args.pretrained, args.data, args.calib, args.limit
+    )
+    distill = DistillConfig(
+        epochs_per_block=args.epochs_per_block,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    out = args.out or Path("out") / f"{args.model}_gelu_less.pt"
+    request = DistillRequest(
+        spec,
+        out,
+        distill,
+        args.train_data,
+        args.train_limit,
+        args.ablation,
+        not args.no_eval,
+        not args.quiet,
+    )
+    report = run_relu_distill(request)
+    if report["results"]:
+        print(format_report(report))
+    print(
+        f"GELU-less checkpoint: {out} (quantize it: intvit quantize {args.model} "
+        f"--checkpoint {out} -o model.safetensors); report: {report['report']}"
+    )
     return 0
 
 
@@ -267,7 +309,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib", type=int, default=97, help="calibration images from --data")
     p.add_argument("--limit", type=int, default=None, help="test images from --data")
     p.add_argument("--softmax", default="edge")
-    p.add_argument("--gelu", default="edge")
+    p.add_argument(
+        "--gelu", default=None, help="GELU variant (default: edge; relu for GELU-less models)"
+    )
     p.add_argument("--layernorm", default="edge")
     p.add_argument("--observer", default="minmax", choices=["minmax", "percentile", "mse"])
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -302,6 +346,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(quant)
     quant.add_argument("-o", "--output", type=Path, required=True, help="a .safetensors file")
     quant.set_defaults(func=_cmd_quantize)
+
+    rd = sub.add_parser(
+        "relu-distill",
+        help="GELU-less model: GELU -> ReLU block by block with distillation (seed 002)",
+    )
+    rd.add_argument("model", help="timm name or a small config (digits_vit, digits_swin, ...)")
+    rd.add_argument("--checkpoint", help="the float (teacher) model's weights")
+    rd.add_argument("--pretrained", action="store_true", help="timm's weights as the teacher")
+    rd.add_argument("--data", help="ImageFolder for calibration and test (default: digits)")
+    rd.add_argument("--train-data", help="ImageFolder of distillation images (default: digits)")
+    rd.add_argument("--train-limit", type=int, default=None, help="distil on the first N images")
+    rd.add_argument("--calib", type=int, default=97, help="calibration images from --data")
+    rd.add_argument("--limit", type=int, default=None, help="test images from --data")
+    rd.add_argument("--epochs-per-block", type=int, default=1)
+    rd.add_argument("--lr", type=float, default=1e-2)
+    rd.add_argument("--momentum", type=float, default=0.9)
+    rd.add_argument("--weight-decay", type=float, default=0.0)
+    rd.add_argument("--batch-size", type=int, default=32)
+    rd.add_argument("--temperature", type=float, default=1.0)
+    rd.add_argument("--seed", type=int, default=0)
+    rd.add_argument(
+        "-o", "--out", type=Path, default=None, help="checkpoint (default out/<model>_gelu_less.pt)"
+    )
+    rd.add_argument(
+        "--ablation", action="store_true", help="also swap all blocks at once, without/with KD"
+    )
+    rd.add_argument("--no-eval", action="store_true", help="distil only, no accuracy table")
+    rd.add_argument("--quiet", action="store_true", help="no progress bars")
+    rd.set_defaults(func=_cmd_relu_distill)
 
     ev = sub.add_parser("eval", help="FP32 vs integer-only top-1, agreement, truncation")
     _add_model_args(ev)

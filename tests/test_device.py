@@ -14,7 +14,7 @@ import torch
 
 from intvit.api.bench import BenchRequest, run_bench
 from intvit.deploy.bench import BenchConfig, DeviceError, DeviceSession
-from intvit.deploy.compile import compile_model, export
+from intvit.deploy.compile import compile_int_model, compile_model, export
 from intvit.deploy.emulator import EmulatorError, default_root, start_emulated_server
 from intvit.deploy.rpc import (
     Supervisor,
@@ -24,11 +24,13 @@ from intvit.deploy.rpc import (
     wait_for_device,
 )
 from intvit.models.data import digits
+from intvit.models.gelu_less import swap_all
 from intvit.models.zoo import create_float_model
 from intvit.quant.artifact import save_int_model
 from intvit.quant.calibrate import calibrate
 from intvit.quant.config import QuantConfig
 from intvit.quant.reference import quantize_input, reference_forward
+from intvit.schedules.gemm import PACKED_FUNC
 
 pytestmark = [pytest.mark.device, pytest.mark.timeout(900)]
 
@@ -73,13 +75,19 @@ def arm_device(arm_devices):
         ("digits_deit", QuantConfig()),
         ("digits_swin", QuantConfig()),
         ("digits_vit", QuantConfig(softmax="shiftmax", gelu="shiftgelu", layernorm="ilayernorm")),
+        ("digits_swin", QuantConfig(gelu="relu")),
     ],
-    ids=["vit", "deit", "swin", "vit-ivit"],
+    ids=["vit", "deit", "swin", "vit-ivit", "swin-gelu-less"],
 )
 @pytest.mark.parametrize("preset", ["aarch64-linux", "aarch64-dotprod"])
 def test_model_bit_exact_on_emulated_arm(name, config, preset, arm_device, tmp_path):
+    """Every model on the NEON and the sdot micro-kernels; the GELU-less one feeds its fc2
+    uint8 activations (offset by -128 for the int8 dot products)."""
     torch.manual_seed(2)
-    model = calibrate(create_float_model(name), digits("calib").images[:24], config)
+    float_model = create_float_model(name)
+    if config.gelu == "relu":
+        float_model = swap_all(float_model)
+    model = calibrate(float_model, digits("calib").images[:24], config)
     lib = export(compile_model(model, preset, batch=2), preset, tmp_path / f"{name}.so")
     q = quantize_input(model, digits("test").images[:2])
     result = run_remote(arm_device, "emu-a76", lib, q)
@@ -87,10 +95,13 @@ def test_model_bit_exact_on_emulated_arm(name, config, preset, arm_device, tmp_p
 
 
 def test_rpi4_preset_runs_on_a_cortex_a72(arm_device, tmp_path):
-    """The rpi4 preset uses only the A72's features: it runs where dotprod does not exist."""
+    """The rpi4 preset uses only the A72's features (its GEMMs: the NEON micro-kernel): it
+    runs bit-exactly where dotprod does not exist."""
     torch.manual_seed(3)
     model = calibrate(create_float_model("digits_vit"), digits("calib").images[:24])
-    lib = export(compile_model(model, "rpi4"), "rpi4", tmp_path / "rpi4.so")
+    compiled = compile_int_model(model, "rpi4")
+    assert any(PACKED_FUNC in call.func for call in compiled.manifest.calls)
+    lib = export(compiled, "rpi4", tmp_path / "rpi4.so")
     q = quantize_input(model, digits("test").images[:1])
     result = run_remote(arm_device, "emu-a72", lib, q)
     np.testing.assert_array_equal(result.outputs, reference_forward(model, q))

@@ -101,8 +101,9 @@ def test_packed_batch_matmul_bit_exact(g, m, n, k, a_dtype):
 
 def test_kernel_choice_per_target():
     assert gemm_kernel_for(get_preset("aarch64-dotprod").target) is KERNELS["arm-sdot"]
-    assert gemm_kernel_for(get_preset("rpi4").target) is None  # see intrinsics.py
-    assert not KERNELS["arm-sdot"].accepts("uint8", 64, 64)
+    assert gemm_kernel_for(get_preset("rpi4").target) is KERNELS["arm-neon"]
+    assert KERNELS["arm-sdot"].accepts("uint8", 64, 64)  # offset by -128, see pack_bias
+    assert not KERNELS["arm-sdot"].accepts("int16", 64, 64)
 
 
 @pytest.fixture(scope="module")

@@ -46,9 +46,19 @@ class ModelSpec:
         return image_folder(self.data, img_size, limit)
 
 
-def quantize(spec: ModelSpec, config: QuantConfig, progress: bool = True):
-    """Calibrate ``spec``'s float model on its calibration split; returns (float, integer)."""
+def fit_config(model, config: QuantConfig) -> QuantConfig:
+    """``config`` for ``model``: a GELU-less model (ReLU MLPs, see ``intvit relu-distill``)
+    has no GELU to approximate, so its GELU variant is ``relu`` whatever else was asked."""
+    from intvit.models.gelu_less import mlp_activation
+
+    return replace(config, gelu="relu") if mlp_activation(model) == "relu" else config
+
+
+def quantize(spec: ModelSpec, config: QuantConfig, progress: bool = True, fit: bool = True):
+    """Calibrate ``spec``'s float model on its calibration split; returns (float, integer).
+    ``fit``: switch GELU-less models to the ``relu`` variant (else a mismatch is an error)."""
     model = spec.load_float(progress)
+    config = fit_config(model, config) if fit else config
     img = int(model.patch_embed.img_size[0])
     calib = spec.split("calib", img)
     source = spec.checkpoint or (spec.name if spec.pretrained else f"{spec.name} (digits)")
@@ -132,7 +142,12 @@ def evaluate_variants(spec: ModelSpec, configs: list[QuantConfig], progress: boo
         from tqdm import tqdm
 
         iterator = tqdm(configs, desc=f"eval {spec.name}", unit="config")
+    seen = set()
     for cfg in iterator:
+        cfg = fit_config(model, cfg)
+        if cfg in seen:  # a GELU-less model collapses the GELU alternatives into one
+            continue
+        seen.add(cfg)
         int_model = calibrate(model, calib.images, cfg)
         results.append(evaluate(model, int_model, test, spec.name))
     return results

@@ -56,8 +56,7 @@ def digits(split: str, size: int = 32, seed: int = 0) -> ArraySplit:
     return ArraySplit(images.astype(np.float32), data.target[idx].astype(np.int64))
 
 
-def image_folder(root: str, size: int = 224, limit: int | None = None) -> ArraySplit:
-    """Images from ``root/<class>/<file>`` resized and centre-cropped, ImageNet-normalized."""
+def _folder_dataset(root: str, size: int):
     from pathlib import Path
 
     from torchvision import datasets, transforms
@@ -74,8 +73,35 @@ def image_folder(root: str, size: int = 224, limit: int | None = None) -> ArrayS
         ]
     )
     ds = datasets.ImageFolder(str(path), transform=tf)
-    n = len(ds) if limit is None else min(limit, len(ds))
-    if n == 0:
+    if len(ds) == 0:
         raise ValueError(f"data folder {root!r} holds no images")
+    return ds
+
+
+def image_folder(root: str, size: int = 224, limit: int | None = None) -> ArraySplit:
+    """Images from ``root/<class>/<file>`` resized and centre-cropped, ImageNet-normalized."""
+    ds = _folder_dataset(root, size)
+    n = len(ds) if limit is None else min(limit, len(ds))
     xs, ys = zip(*(ds[i] for i in range(n)), strict=True)
     return ArraySplit(np.stack([x.numpy() for x in xs]), np.asarray(ys, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class FolderImages:
+    """An ImageFolder streamed batch by batch (training sets too large to hold in memory),
+    transformed as :func:`image_folder`; the first ``limit`` images when given."""
+
+    root: str
+    size: int = 224
+    limit: int | None = None
+
+    def epoch(self, batch_size: int, seed: int):
+        import torch
+        from torch.utils.data import DataLoader, Subset
+
+        ds = _folder_dataset(self.root, self.size)
+        if self.limit is not None:
+            ds = Subset(ds, range(min(self.limit, len(ds))))
+        order = torch.Generator().manual_seed(seed)
+        for x, _ in DataLoader(ds, batch_size=batch_size, shuffle=True, generator=order):
+            yield x.numpy()

@@ -1,8 +1,10 @@
 """Load a float timm ViT / DeiT / Swin by name, or one of the small built-in configurations.
 
 ``pretrained=True`` downloads weights where the user's machine can; ``checkpoint`` loads a
-local state dict. Small configurations (``digits_vit``, ``digits_deit``, ``digits_swin``)
-are 32x32 single-channel models for the built-in digits data.
+local state dict (or an intvit checkpoint ``{"model": ..., "intvit": ...}``: a GELU-less one
+gets its ReLU MLPs back, see :mod:`intvit.models.gelu_less`). Small configurations
+(``digits_vit``, ``digits_deit``, ``digits_swin``) are 32x32 single-channel models for the
+built-in digits data.
 """
 
 from __future__ import annotations
@@ -98,9 +100,14 @@ def create_float_model(
             raise ValueError(
                 f"checkpoint {str(path)!r} is not a PyTorch state dict: {err}"
             ) from None
+        relu = state.get("intvit", {}).get("relu_blocks", []) if isinstance(state, dict) else []
         state = state.get("model", state) if isinstance(state, dict) else state
         if not isinstance(state, dict):
             raise ValueError(f"checkpoint {str(path)!r} does not hold a state dict")
+        if relu:  # a GELU-less checkpoint (intvit relu-distill): ReLU MLPs, fc1 bias zero
+            from intvit.models.gelu_less import apply_relu_blocks
+
+            apply_relu_blocks(model, relu)
         own = model.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))

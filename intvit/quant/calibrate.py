@@ -51,6 +51,13 @@ def calibrate(
         arch, forward = swin_arch(model), shadow_forward_swin
     else:
         arch, forward = vit_arch(model), shadow_forward
+    from intvit.models.gelu_less import mlp_activation
+
+    if mlp_activation(model) == "relu" and config.gelu != "relu":
+        raise ValueError(
+            f"the model is GELU-less (ReLU MLPs); its integer model needs gelu='relu', "
+            f"not {config.gelu!r}"
+        )
     images = np.asarray(images, dtype=np.float32)
     if images.shape[0] == 0:
         raise ValueError("the calibration set is empty; give at least one image")
@@ -79,10 +86,13 @@ def calibrate(
             forward(model, torch.from_numpy(images[s : s + batch_size]), observe)
 
     res_qmax = 2 ** (config.residual_bits - 1) - 1
+    # GELU-less models feed fc2 uint8 (the ReLU output is never negative).
+    act_qmax = 255 if config.gelu == "relu" else 127
     scales = {}
     for name, obs in observers.items():
         last = name.split(".")[-1]
         qmax = res_qmax if last.startswith("res") or last == "pe" else 127
+        qmax = act_qmax if last == "gelu" else qmax
         scales[name] = max(obs.amax(qmax), 1e-8) / qmax
 
     if arch["family"] == "swin":

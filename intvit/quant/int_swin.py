@@ -17,7 +17,6 @@ import numpy as np
 
 from intvit.quant.plan_common import BlockPlan, PlanBuilder
 from intvit.topi.dyadic import bit_length
-from intvit.topi.gelu_ref import gelu_ref
 from intvit.topi.layernorm_ref import layernorm_ref
 from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
 from intvit.topi.requantize_params import RequantParams
@@ -98,7 +97,7 @@ class SwinPlan:
 
 def swin_reference_forward(model, q_in: np.ndarray, tracer=None) -> np.ndarray:
     """int8 images -> int32 logit accumulators ``[B, 1, classes]`` at ``S_pool * S_w``."""
-    from intvit.quant.reference import _nonlinear
+    from intvit.quant.reference import _nonlinear, mlp_hidden
 
     a, t, plan = model.arch, model.tensors, model.plan
     lo, hi = plan.residual_range
@@ -146,8 +145,7 @@ def swin_reference_forward(model, q_in: np.ndarray, tracer=None) -> np.ndarray:
             acc = unwindows_ref(dense_ref(ctx, t[p + "proj.w"], t[p + "proj.b"]), grid, ws, sh)
             x = residual_add_ref(x, acc, bp.rq_skip1, bp.rq_proj, lo, hi)
             h = _nonlinear(tracer, "layernorm", layernorm_ref, x, bp.ln2)
-            f = requantize_ref(dense_ref(h, t[p + "fc1.w"], t[p + "fc1.b"]), bp.rq_fc1)
-            g = _nonlinear(tracer, "gelu", gelu_ref, f, bp.gelu)
+            g = mlp_hidden(model, i, h, bp, tracer)
             acc = dense_ref(g, t[p + "fc2.w"], t[p + "fc2.b"])
             x = residual_add_ref(x, acc, bp.rq_skip2, bp.rq_fc2, lo, hi)
             i += 1

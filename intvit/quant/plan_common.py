@@ -20,7 +20,13 @@ def acc_bits(k: int, a_max: int = 128, w_max: int = 127) -> int:
 @dataclass
 class BlockPlan:
     """One transformer block's constants. ``score_bias`` (Swin): int32 ``[heads, n, n]`` added
-    to the score accumulator before its requantization."""
+    to the score accumulator before its requantization.
+
+    ``gelu`` is ``None`` for GELU-less models (the ``relu`` variant): then ``rq_fc1`` takes
+    the fc1 accumulator straight to uint8 at the fc2 input scale, and its saturation at 0 is
+    the ReLU (``requantize(max(acc, 0)) == requantize(acc)`` clamped to ``[0, 255]``, as the
+    requantization is monotone with no offset), so no activation kernel runs at all.
+    """
 
     ln1: object
     rq_q: RequantParams
@@ -33,7 +39,7 @@ class BlockPlan:
     rq_proj: RequantParams
     ln2: object
     rq_fc1: RequantParams
-    gelu: object
+    gelu: object | None
     rq_skip2: RequantParams
     rq_fc2: RequantParams
     score_bias: np.ndarray | None = None
@@ -97,6 +103,12 @@ class PlanBuilder:
             sc[p + "scores"], tokens, self.model.config.softmax_bits, **kw
         )
         s_in = sc[p + "ln1"]
+        if self.gelu.name == "relu":  # GELU-less: ReLU is the uint8 saturation of rq_fc1
+            rq_fc1 = self.linear_rq(p + "fc1", sc[p + "ln2"], sc[p + "gelu"], dim, "uint8")
+            gelu = None
+        else:
+            rq_fc1 = self.linear_rq(p + "fc1", sc[p + "ln2"], sc[p + "fc1"], dim)
+            gelu = self.gelu.make_params(sc[p + "fc1"], sc[p + "gelu"], in_bits=7)
         return BlockPlan(
             ln1=self.ln(p + "ln1", p + "ln1", dim),
             rq_q=self.linear_rq(p + "qkv", s_in, sc[p + "q"], dim, sl=slice(0, dim)),
@@ -115,8 +127,8 @@ class PlanBuilder:
             rq_skip1=self.res_rq(prev, p + "res1"),
             rq_proj=self.linear_rq(p + "proj", sc[p + "ctx"], sc[p + "res1"], dim, "int32"),
             ln2=self.ln(p + "ln2", p + "ln2", dim),
-            rq_fc1=self.linear_rq(p + "fc1", sc[p + "ln2"], sc[p + "fc1"], dim),
-            gelu=self.gelu.make_params(sc[p + "fc1"], sc[p + "gelu"], in_bits=7),
+            rq_fc1=rq_fc1,
+            gelu=gelu,
             rq_skip2=self.res_rq(p + "res1", p + "res2"),
             rq_fc2=self.linear_rq(p + "fc2", sc[p + "gelu"], sc[p + "res2"], mlp_hidden, "int32"),
             score_bias=score_bias,

@@ -65,6 +65,15 @@ def attention(model: IntModel, i: int, h: np.ndarray, tracer: Tracer | None = No
     return _linear(model, f"b{i}.proj", ctx)
 
 
+def mlp_hidden(model: IntModel, i: int, h: np.ndarray, bp, tracer: Tracer | None = None):
+    """Block ``i``'s fc1 and activation on int8 ``h``: int8 GELU output, or for GELU-less
+    models (``bp.gelu is None``) ``requantize(relu(acc))`` in uint8 at the fc2 input scale."""
+    acc = _linear(model, f"b{i}.fc1", h)
+    if bp.gelu is None:
+        return requantize_ref(np.maximum(acc, 0), bp.rq_fc1)
+    return _nonlinear(tracer, "gelu", gelu_ref, requantize_ref(acc, bp.rq_fc1), bp.gelu)
+
+
 def reference_forward(
     model: IntModel, q_in: np.ndarray, tracer: Tracer | None = None
 ) -> np.ndarray:
@@ -86,8 +95,7 @@ def reference_forward(
         acc = attention(model, i, h, tracer)
         x = residual_add_ref(x, acc, bp.rq_skip1, bp.rq_proj, lo, hi)
         h = _nonlinear(tracer, "layernorm", layernorm_ref, x, bp.ln2)
-        f = requantize_ref(_linear(model, f"b{i}.fc1", h), bp.rq_fc1)
-        acc = _linear(model, f"b{i}.fc2", _nonlinear(tracer, "gelu", gelu_ref, f, bp.gelu))
+        acc = _linear(model, f"b{i}.fc2", mlp_hidden(model, i, h, bp, tracer))
         x = residual_add_ref(x, acc, bp.rq_skip2, bp.rq_fc2, lo, hi)
     h = _nonlinear(tracer, "layernorm", layernorm_ref, x, plan.lnf)
     outs = [_linear(model, "head", h[:, 0])]

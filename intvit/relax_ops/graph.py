@@ -71,7 +71,9 @@ def _attention(bb, t, p, bp, h, b, n, dim, heads, score_bias=None, mask=None, nw
 def _mlp(bb, t, p, bp, x, lo, hi):
     h = ops.layernorm(bb, x, bp.ln2)
     f = ops.dense(bb, h, t[p + "fc1.w"], t[p + "fc1.b"], name=f"{p}fc1", rq=bp.rq_fc1)
-    acc = ops.dense(bb, ops.gelu(bb, f, bp.gelu), t[p + "fc2.w"], t[p + "fc2.b"], f"{p}fc2")
+    if bp.gelu is not None:  # GELU-less models: ReLU is rq_fc1's uint8 saturation
+        f = ops.gelu(bb, f, bp.gelu)
+    acc = ops.dense(bb, f, t[p + "fc2.w"], t[p + "fc2.b"], f"{p}fc2")
     return ops.residual_add(bb, x, acc, bp.rq_skip2, bp.rq_fc2, lo, hi)
 
 

@@ -66,9 +66,9 @@ def dense(bb, x, weight: np.ndarray, bias: np.ndarray | None, name="dense", rq=N
     kernel = _packed_kernel(x, weight)
     if kernel is not None:
         from intvit.schedules.gemm import PACKED_FUNC
-        from intvit.topi.dense_packed import dense_packed, pack_weights
+        from intvit.topi.dense_packed import dense_packed, pack_bias, pack_weights
 
-        b = np.zeros(weight.shape[0], np.int32) if bias is None else bias.astype(np.int32)
+        b = pack_bias(weight, bias, str(x.ty.dtype), kernel)
         args = [x, relax.const(pack_weights(weight, kernel)), relax.const(b)]
         if rq is None:
             return bb.emit_te(

@@ -7,8 +7,14 @@ weight block:
 - ``intvit_avx2_pmaddwd_8x2``: x86 AVX2 ``vpmaddwd`` on int16 operands (int8 values widened):
   exact, since an int8 x int8 product and a sum of two fit int32. ``vpmaddubsw`` is not used:
   it saturates u8 x s8 pair sums at int16, which would break bit-exactness.
-- ``dot_4x4_i8i8s32_sdot`` (TVM's): ARM ``sdot`` (+dotprod), int8 operands.
-- ``dot_4x4_i8i8s32_neon`` (TVM's): ARM NEON ``smull``/``saddlp`` for cores without dotprod.
+- ``intvit_arm_sdot_4x4``: ARM ``sdot`` (+dotprod), int8 operands (uint8 activations go in
+  offset by -128, see :func:`intvit.topi.dense_packed.pack_bias`).
+- ``intvit_arm_neon_4x4``: ARM NEON ``smull`` + ``saddlp`` + ``addp`` for cores without
+  dotprod (Cortex-A72), same layout.
+
+TVM ships ``sdot``/NEON intrinsics of this shape in ``tvm.s_tir.tensor_intrin.arm_cpu``, but
+importing that package parses every CUDA intrinsic too, which takes 90 s or more (TVMScript
+calls ``inspect.stack()`` per function), so the project registers its own.
 
 TVM 0.27's own x86 ``dot_16x4_vnni`` passes int32x16 operands to ``vpdpbusd.512``, which the
 LLVM in the wheel rejects; AVX-512 VNNI is not used here (this machine has AVX2 only), see
@@ -60,6 +66,84 @@ AVX2_PMADDWD = "intvit_avx2_pmaddwd_8x2"
 TensorIntrin.register(AVX2_PMADDWD, _pmaddwd_desc, _pmaddwd_impl, override=True)
 
 
+@T.prim_func(s_tir=True)
+def _arm_4x4_desc(
+    A: T.Buffer((4,), "int8", offset_factor=1),
+    B: T.Buffer((4, 4), "int8", offset_factor=1),
+    C: T.Buffer((4,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+        T.writes(C[0:4])
+        for i in T.serial(0, 4):
+            for k in T.serial(0, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+
+@T.prim_func(s_tir=True)
+def _arm_sdot_impl(
+    A: T.Buffer((4,), "int8", offset_factor=1),
+    B: T.Buffer((4, 4), "int8", offset_factor=1),
+    C: T.Buffer((4,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+        T.writes(C[0:4])
+        word = T.reinterpret(A.vload([0], "int8x4"), dtype="int32")
+        a8 = T.reinterpret(T.broadcast(word, 4), dtype="int8x16")
+        b8 = B.vload([0, 0], dtype="int8x16")
+        C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
+            C.vload([0], dtype="int32x4"),
+            a8,
+            b8,
+            dtype="int32x4",
+        )
+
+
+_SADDLP = "llvm.aarch64.neon.saddlp.v4i32.v8i16"  # pairwise widening add
+
+
+@T.prim_func(s_tir=True)
+def _arm_neon_impl(
+    A: T.Buffer((4,), "int8", offset_factor=1),
+    B: T.Buffer((4, 4), "int8", offset_factor=1),
+    C: T.Buffer((4,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+        T.writes(C[0:4])
+        word = T.reinterpret(A.vload([0], "int8x4"), dtype="int32")
+        a8 = T.reinterpret(T.broadcast(word, 2), dtype="int8x8")
+        b8 = B.vload([0, 0], dtype="int8x16")
+        lo = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
+            a8,
+            T.vectorlow(b8, dtype="int8x8"),
+            dtype="int16x8",
+        )
+        hi = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
+            a8,
+            T.vectorhigh(b8, dtype="int8x8"),
+            dtype="int16x8",
+        )
+        C[T.ramp(T.int32(0), 1, 4)] = C[T.ramp(T.int32(0), 1, 4)] + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v4i32"),
+            T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(_SADDLP), lo, dtype="int32x4"),
+            T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(_SADDLP), hi, dtype="int32x4"),
+            dtype="int32x4",
+        )
+
+
+ARM_SDOT = "intvit_arm_sdot_4x4"
+ARM_NEON = "intvit_arm_neon_4x4"
+TensorIntrin.register(ARM_SDOT, _arm_4x4_desc, _arm_sdot_impl, override=True)
+TensorIntrin.register(ARM_NEON, _arm_4x4_desc, _arm_neon_impl, override=True)
+
+
 @dataclass(frozen=True)
 class GemmKernel:
     """A dot-product micro-kernel and the register tile around it.
@@ -72,12 +156,14 @@ class GemmKernel:
     intrin: str
     lanes: int
     kpack: int
-    operand: str  # int16: activations widened first (uint8 fine); int8: activations as is
+    operand: str  # int16: activations widened first; int8: uint8 ones offset by -128
     m_tile: int
     n_vectors: int
 
     def accepts(self, x_dtype: str, n: int, k: int) -> bool:
-        if self.operand == "int8" and x_dtype != "int8":
+        """Whether a constant-weight GEMM ``[.., K] x [N, K]`` fits the packed layout (int8 or
+        uint8 activations: see :func:`intvit.topi.dense_packed.pack_bias`)."""
+        if x_dtype not in ("int8", "uint8"):
             return False
         return n % (self.lanes * self.n_vectors) == 0 and k % self.kpack == 0
 
@@ -86,22 +172,18 @@ KERNELS = {
     k.name: k
     for k in (
         GemmKernel("avx2-pmaddwd", AVX2_PMADDWD, 8, 2, "int16", 6, 2),
-        GemmKernel("arm-sdot", "dot_4x4_i8i8s32_sdot", 4, 4, "int8", 4, 4),
-        GemmKernel("arm-neon", "dot_4x4_i8i8s32_neon", 4, 4, "int8", 4, 4),
+        GemmKernel("arm-sdot", ARM_SDOT, 4, 4, "int8", 4, 4),
+        GemmKernel("arm-neon", ARM_NEON, 4, 4, "int8", 4, 4),
     )
 }
 
 
 def gemm_kernel_for(target: dict) -> GemmKernel | None:
     """The micro-kernel a target dict supports (None: TVM's default lowering)."""
-    import tvm.s_tir.tensor_intrin.arm_cpu  # noqa: F401  (registers TVM's ARM intrinsics)
-
     triple = target.get("mtriple", "")
     attrs = {a.lstrip("+") for a in target.get("mattr", [])}
     if triple.startswith(("aarch64", "arm64")):
-        # arm-neon is bit-exact but LLVM takes ~150 s to build the digits ViT with it (3 s
-        # with sdot): cores without dotprod keep TVM's default GEMM until that is solved.
-        return KERNELS["arm-sdot"] if "dotprod" in attrs else None
+        return KERNELS["arm-sdot" if "dotprod" in attrs else "arm-neon"]
     from intvit.deploy.targets import host_cpu
 
     if not triple and "avx2" in host_cpu()[1]:

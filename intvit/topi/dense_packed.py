@@ -5,6 +5,11 @@ int8 weights (packed here at compile time), int32 bias; int32 out (or the requan
 
 Rows are padded to the register tile (``m_tile``) inside the kernel: the widening copy of
 ``x`` writes zeros there, and the epilogue reads only the real rows.
+
+uint8 activations on an int8-operand micro-kernel (ARM ``sdot``) go in as ``x - 128`` (int8),
+and the bias made by :func:`pack_bias` adds back ``128 * sum_k w[n, k]``: exact, as the
+weights are constants, and ``|sum (x - 128) w| <= 128 * 128 * K`` keeps int32 for
+``K < 2**17``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,22 @@ def pack_weights(w: np.ndarray, kernel: GemmKernel) -> np.ndarray:
     return np.ascontiguousarray(packed.astype(kernel.operand))
 
 
+def uint8_offset(x_dtype: str, kernel: GemmKernel) -> int:
+    """What the kernel subtracts from ``x`` before its int8 dot products (128 or 0)."""
+    return 128 if x_dtype == "uint8" and kernel.operand == "int8" else 0
+
+
+def pack_bias(w: np.ndarray, bias: np.ndarray | None, x_dtype: str, kernel: GemmKernel):
+    """The int32 bias :func:`dense_packed` takes: ``bias`` plus the uint8-offset compensation
+    ``offset * sum_k w[n, k]``."""
+    n = w.shape[0]
+    b = np.zeros(n, np.int64) if bias is None else np.asarray(bias, np.int64)
+    folded = b + uint8_offset(x_dtype, kernel) * w.astype(np.int64).sum(axis=1)
+    if np.abs(folded).max(initial=0) >= 2**31:
+        raise ValueError("the bias with the uint8 offset folded in does not fit int32")
+    return folded.astype(np.int32)
+
+
 def dense_packed(
     x: te.Tensor,
     wp: te.Tensor,
@@ -31,7 +52,8 @@ def dense_packed(
     kernel: GemmKernel,
     name: str = "dense",
 ) -> te.Tensor:
-    """``out[..., n] = sum_k x[..., k] * w[n, k] + bias[n]`` (int32) from packed ``wp``."""
+    """``out[..., n] = sum_k x[..., k] * w[n, k] + bias[n]`` (int32) from packed ``wp`` and
+    ``bias`` from :func:`pack_bias` (which folds in the uint8 offset where there is one)."""
     check_dtype("x", x.dtype, ("int8", "uint8"))
     check_dtype("bias", bias.dtype, ("int32",))
     lead = [int(s) for s in x.shape[:-1]]
@@ -48,9 +70,14 @@ def dense_packed(
             rest = rest // size
         return list(reversed(idx))
 
+    offset = uint8_offset(str(x.dtype), kernel)
+
     def widen(r, k):
         inside = r < m
-        value = x[(*row(tirx.min(r, m - 1)), k)].astype(kernel.operand)
+        value = x[(*row(tirx.min(r, m - 1)), k)]
+        if offset:
+            value = value.astype("int16") - tirx.const(offset, "int16")
+        value = value.astype(kernel.operand)
         return tirx.if_then_else(inside, value, tirx.const(0, kernel.operand))
 
     xw = te.compute((mp, k_dim), widen, name=f"{name}_packed_x")

@@ -1,0 +1,120 @@
+"""``intvit relu-distill``: make a GELU-less model (seed 002), then measure what it costs:
+float and integer-only top-1 of the original, the distilled GELU-less model and the
+ablations (all blocks swapped at once, without and with distillation)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from intvit.api.model_eval import ModelSpec, evaluate, fit_config
+from intvit.models.gelu_less import (
+    ArrayImages,
+    DistillConfig,
+    distill_all_at_once,
+    relu_distill,
+    swap_all,
+)
+from intvit.quant.calibrate import calibrate
+from intvit.quant.config import QuantConfig
+
+
+@dataclass(frozen=True)
+class DistillRequest:
+    """What to distil and where: ``train_data`` an ImageFolder root (None: the digits train
+    split, for the built-in models); ``spec`` gives the teacher, calibration and test data."""
+
+    spec: ModelSpec
+    out: Path
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    train_data: str | None = None
+    train_limit: int | None = None
+    ablation: bool = False
+    evaluate: bool = True
+    progress: bool = True
+
+
+@dataclass
+class VariantAccuracy:
+    """Top-1 (fraction) of one model, float and integer-only, on the test split."""
+
+    name: str
+    float_top1: float
+    int_top1: float
+    int_variant: str
+
+
+def _train_images(req: DistillRequest, img_size: int):
+    if req.train_data is not None:
+        from intvit.models.data import FolderImages
+
+        return FolderImages(req.train_data, img_size, req.train_limit)
+    if req.spec.data is not None:
+        raise ValueError("--data is set: give the distillation images with --train-data too")
+    from intvit.models.data import digits
+
+    return ArrayImages(digits("train").images[: req.train_limit])
+
+
+def _accuracy(name: str, model, spec: ModelSpec, calib, test) -> VariantAccuracy:
+    config = fit_config(model, QuantConfig())
+    result = evaluate(model, calibrate(model, calib.images, config), test, spec.name)
+    return VariantAccuracy(name, result.fp32_top1, result.int_top1, config.gelu)
+
+
+def run_relu_distill(req: DistillRequest) -> dict:
+    """Distil (resuming ``req.out`` if it holds a partial run), evaluate, write the report
+    ``<out>.json``; returns it."""
+    teacher = req.spec.load_float(req.progress)
+    img = int(teacher.patch_embed.img_size[0])
+    data = _train_images(req, img)
+    started = time.perf_counter()
+    student = relu_distill(
+        teacher, data, req.distill, req.out, req.spec.name, progress=req.progress
+    )
+    report = {
+        "model": req.spec.name,
+        "checkpoint": str(req.out),
+        "distill": asdict(req.distill),
+        "distill_s": round(time.perf_counter() - started, 1),
+        "results": [],
+    }
+    if req.evaluate:
+        calib, test = req.spec.split("calib", img), req.spec.split("test", img)
+        models = [("original (GELU)", teacher), ("GELU-less, block by block + KD", student)]
+        if req.ablation:
+            models.append(("ablation: all at once, no KD", swap_all(teacher)))
+            models.append(
+                ("ablation: all at once + KD", distill_all_at_once(teacher, data, req.distill))
+            )
+        results = [_accuracy(n, m, req.spec, calib, test) for n, m in models]
+        report["results"] = [asdict(r) for r in results]
+        report["test_images"] = len(test)
+        gelu_less = results[1].int_top1
+        report["int_gelu_less_minus_float_gelu_points"] = round(
+            100 * (gelu_less - results[0].float_top1), 2
+        )
+    path = Path(f"{req.out}.json")
+    path.write_text(json.dumps(report, indent=1))
+    report["report"] = str(path)
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [
+        f"{'model':<34}{'float top-1':>12}{'int top-1':>11}  int GELU variant",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"{r['name']:<34}{100 * r['float_top1']:>11.1f}%{100 * r['int_top1']:>10.1f}%"
+            f"  {r['int_variant']}"
+        )
+    if "int_gelu_less_minus_float_gelu_points" in report:
+        lines.append(
+            f"GELU-less integer-only vs original float: "
+            f"{report['int_gelu_less_minus_float_gelu_points']:+.2f} points "
+            f"({report['test_images']} test images)"
+        )
+    return "\n".join(lines)
