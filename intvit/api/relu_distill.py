@@ -9,6 +9,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from intvit.api.model_eval import ModelSpec, evaluate, fit_config
 from intvit.models.gelu_less import (
     ArrayImages,
@@ -38,12 +40,16 @@ class DistillRequest:
 
 @dataclass
 class VariantAccuracy:
-    """Top-1 (fraction) of one model, float and integer-only, on the test split."""
+    """One model on the test split: top-1 (fractions), float and integer-only; and how close
+    its float outputs stay to the original's (argmax agreement, mean KL divergence), the
+    finer measure where top-1 saturates."""
 
     name: str
     float_top1: float
     int_top1: float
     int_variant: str
+    agreement_with_original: float
+    kl_to_original: float
 
 
 def _train_images(req: DistillRequest, img_size: int):
@@ -58,10 +64,24 @@ def _train_images(req: DistillRequest, img_size: int):
     return ArrayImages(digits("train").images[: req.train_limit])
 
 
-def _accuracy(name: str, model, spec: ModelSpec, calib, test) -> VariantAccuracy:
+def _logits(model, images: np.ndarray):
+    import torch
+
+    with torch.no_grad():
+        return torch.cat(
+            [model(torch.from_numpy(images[s : s + 128])) for s in range(0, len(images), 128)]
+        )
+
+
+def _accuracy(name: str, model, original, spec: ModelSpec, calib, test) -> VariantAccuracy:
+    import torch.nn.functional as F
+
     config = fit_config(model, QuantConfig())
     result = evaluate(model, calibrate(model, calib.images, config), test, spec.name)
-    return VariantAccuracy(name, result.fp32_top1, result.int_top1, config.gelu)
+    ours, ref = _logits(model, test.images), _logits(original, test.images)
+    kl = F.kl_div(ours.log_softmax(-1), ref.log_softmax(-1), log_target=True, reduction="batchmean")
+    agree = float((ours.argmax(-1) == ref.argmax(-1)).float().mean())
+    return VariantAccuracy(name, result.fp32_top1, result.int_top1, config.gelu, agree, float(kl))
 
 
 def run_relu_distill(req: DistillRequest) -> dict:
@@ -89,7 +109,7 @@ def run_relu_distill(req: DistillRequest) -> dict:
             models.append(
                 ("ablation: all at once + KD", distill_all_at_once(teacher, data, req.distill))
             )
-        results = [_accuracy(n, m, req.spec, calib, test) for n, m in models]
+        results = [_accuracy(n, m, teacher, req.spec, calib, test) for n, m in models]
         report["results"] = [asdict(r) for r in results]
         report["test_images"] = len(test)
         gelu_less = results[1].int_top1
@@ -104,12 +124,14 @@ def run_relu_distill(req: DistillRequest) -> dict:
 
 def format_report(report: dict) -> str:
     lines = [
-        f"{'model':<34}{'float top-1':>12}{'int top-1':>11}  int GELU variant",
+        f"{'model':<34}{'float top-1':>12}{'int top-1':>11}{'int GELU':>10}"
+        f"{'agree w/ orig':>15}{'KL to orig':>12}",
     ]
     for r in report["results"]:
         lines.append(
             f"{r['name']:<34}{100 * r['float_top1']:>11.1f}%{100 * r['int_top1']:>10.1f}%"
-            f"  {r['int_variant']}"
+            f"{r['int_variant']:>10}{100 * r['agreement_with_original']:>14.1f}%"
+            f"{r['kl_to_original']:>12.4f}"
         )
     if "int_gelu_less_minus_float_gelu_points" in report:
         lines.append(
