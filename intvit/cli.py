@@ -83,6 +83,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         args.trials_per_task,
         batch=args.batch,
         ops=tuple(args.ops.split(",")) if args.ops else None,
+        progress=not args.quiet,
     )
     if (cfg.tracker is None) != (cfg.key is None):
         raise ValueError("--tracker and --device go together (measure on that RPC device)")
@@ -414,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--device", dest="key", default=None, help="its key")
     tun.add_argument("--ops", default=None, help="only kernels with these name prefixes (a,b)")
     tun.add_argument("--batch", type=int, default=1)
+    tun.add_argument("--quiet", action="store_true", help="no progress bar")
     tun.set_defaults(func=_cmd_tune)
 
     bench = sub.add_parser("bench", help="latency on an RPC device, vs FP32 and peers")

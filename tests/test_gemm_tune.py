@@ -130,10 +130,12 @@ def test_scheduled_model_is_bit_exact_and_has_no_separate_requantize(vit):
 @pytest.mark.slow
 def test_tuning_database_written_resumed_and_applied(vit, tmp_path):
     db = tmp_path / "db"
-    cfg = TuneConfig(trials=4, db=db, trials_per_iter=4, ops=("softmax",))
+    cfg = TuneConfig(trials=4, db=db, trials_per_iter=4, ops=("softmax",), progress=False)
     summary = tune(vit, cfg, log=lambda *_: None)
     first = count_records(db)
     assert summary["records_after"] == first > 0
+    assert summary["measured"] == first  # the progress callback saw every measured trial
+    assert summary["failed"] == 0, summary["last_error"]  # candidates build and run
     check_database(db)
     # An interrupted job (killed mid-run) loses nothing already recorded.
     art = save_int_model(vit, tmp_path / "vit.int.safetensors")

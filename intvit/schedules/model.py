@@ -12,8 +12,10 @@ from intvit.schedules.intrinsics import GemmKernel
 from intvit.schedules.rowwise import schedule_rowwise
 
 ROW_KERNELS = ("softmax", "gelu", "layernorm")
-#: Off: with the row schedule's parallel loop, building the digits ViT took 180 s instead of
-#: 3 s (one core: no gain either). The kernel benchmarks use the row schedule directly.
+#: Off: no gain measured with TVM's one runtime thread here (DeiT-tiny 41.9 vs 42.5 ms), and
+#: unscheduled row kernels stay in MetaSchedule's tuning space (it skips scheduled ones). The
+#: kernel benchmarks use the row schedule directly. (A 180 s build once blamed on it was the
+#: import of TVM's tensor intrinsics, see intrinsics.py.)
 ROW_SCHEDULES = False
 
 

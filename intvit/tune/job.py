@@ -20,6 +20,8 @@ from tvm import relax
 from intvit.deploy.compile import scheduled_module
 from intvit.deploy.targets import TargetPreset, get_preset
 from intvit.quant.int_vit import IntModel
+from intvit.schedules.tvm_intrinsics import import_tvm_tensor_intrinsics
+from intvit.tune.progress import TrialProgress
 
 RECORDS = "database_tuning_record.json"
 WORKLOADS = "database_workload.json"
@@ -39,6 +41,7 @@ class TuneConfig:
     batch: int = 1
     seed: int = 0
     ops: tuple[str, ...] | None = None  # only kernels whose name starts with one of these
+    progress: bool = True  # a bar over the trials with the time left
 
 
 def count_records(db: str | Path) -> int:
@@ -80,12 +83,15 @@ def _runner(cfg: TuneConfig):
 
 
 def _builder(preset: TargetPreset):
-    """MetaSchedule's builder, exporting a ``.so`` linked here (with the preset's cross
-    compiler), so the device never has to link a ``.tar`` itself."""
+    """MetaSchedule's builder with intvit's build step (:mod:`intvit.tune.build`), exporting
+    a ``.so`` linked here (with the preset's cross compiler) for cross targets, so the device
+    never has to link a ``.tar`` itself."""
     from tvm.s_tir import meta_schedule as ms
 
+    from intvit.tune.build import build_candidate
+
     if preset.cross_compiler is None:
-        return "local"
+        return ms.builder.LocalBuilder(f_build=build_candidate)
     import tempfile
 
     from tvm.support import cc
@@ -97,7 +103,7 @@ def _builder(preset: TargetPreset):
         mod.export_library(str(path), fcompile=fcompile)
         return str(path)
 
-    return ms.builder.LocalBuilder(f_export=export)
+    return ms.builder.LocalBuilder(f_build=build_candidate, f_export=export)
 
 
 def tune(model: IntModel, cfg: TuneConfig, log=print) -> dict:
@@ -125,6 +131,34 @@ def tune(model: IntModel, cfg: TuneConfig, log=print) -> dict:
         raise ValueError(f"no kernel to tune (ops={cfg.ops})")
     start = time.monotonic()
     log(f"tuning {cfg.trials} trials for {preset.name}; database {db} ({before} records)")
+    import_tvm_tensor_intrinsics()  # TuneContext imports it: minutes, unless done this way
+    progress = TrialProgress(cfg.trials, enabled=cfg.progress)
+    callbacks = [*ms.measure_callback.MeasureCallback.create("default"), progress]
+    try:
+        _tune_relax(mod, target, db, cfg, op_names, preset, callbacks)
+    finally:
+        progress.close()
+    after = count_records(db)
+    summary = {
+        "preset": preset.name,
+        "db": str(db),
+        "records_before": before,
+        "records_after": after,
+        "measured": progress.measured,
+        "failed": progress.failed,
+        "last_error": progress.last_error,
+        "seconds": time.monotonic() - start,
+    }
+    log(f"{after - before} new records in {summary['seconds']:.0f}s; database holds {after}")
+    if progress.failed:
+        first_line = (progress.last_error or "").strip().splitlines()[-1:] or [""]
+        log(f"{progress.failed} of {progress.measured} candidates failed; last: {first_line[0]}")
+    return summary
+
+
+def _tune_relax(mod, target, db: Path, cfg: TuneConfig, op_names, preset, callbacks) -> None:
+    from tvm.s_tir import meta_schedule as ms
+
     ms.relax_integration.tune_relax(
         mod,
         params={},
@@ -136,18 +170,9 @@ def tune(model: IntModel, cfg: TuneConfig, log=print) -> dict:
         num_trials_per_iter=cfg.trials_per_iter,
         builder=_builder(preset),
         runner=_runner(cfg),
+        measure_callbacks=callbacks,
         seed=cfg.seed,
     )
-    after = count_records(db)
-    summary = {
-        "preset": preset.name,
-        "db": str(db),
-        "records_before": before,
-        "records_after": after,
-        "seconds": time.monotonic() - start,
-    }
-    log(f"{after - before} new records in {summary['seconds']:.0f}s; database holds {after}")
-    return summary
 
 
 def apply_database(mod: tvm.IRModule, db: str | Path, target) -> tvm.IRModule:
