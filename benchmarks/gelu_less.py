@@ -54,7 +54,7 @@ def _libraries(name: str, tmp: Path) -> dict[str, Path]:
         int_model = calibrate(float_model, calib, config)
         stem = "gelu_less" if config.gelu == "relu" else "gelu"
         path = export(
-            compile_int_model(int_model, "host", profile=True), "host", tmp / f"{stem}.so"
+            compile_int_model(int_model, "host", profile=True), "host", tmp / f"{name}_{stem}.so"
         )
         if not np.array_equal(run(load(str(path)), q), reference_forward(int_model, q)):
             raise AssertionError(f"{name} {label}: the library differs from the reference")
