@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/kernels.py
 	$(BIN)/python benchmarks/gemm.py
 	$(BIN)/python benchmarks/e2e.py
+	$(BIN)/python benchmarks/gelu_less.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis
