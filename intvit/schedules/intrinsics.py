@@ -29,20 +29,25 @@ from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
 
-@T.prim_func(s_tir=True)
-def _pmaddwd_desc(
-    A: T.Buffer((2,), "int16", offset_factor=1),
-    B: T.Buffer((8, 2), "int16", offset_factor=1),
-    C: T.Buffer((8,), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:8], A[0:2], B[0:8, 0:2])
-        T.writes(C[0:8])
-        for i in T.serial(0, 8):
-            for k in T.serial(0, 2):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+def _dot_desc(lanes: int, kpack: int, operand: str):
+    """The computation every micro-kernel here implements: ``C[i] += sum_k A[k] * B[i, k]``
+    for ``lanes`` int32 accumulators of ``kpack`` products each, ``operand`` inputs."""
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (kpack,), operand, offset_factor=1)
+        B = T.match_buffer(b, (lanes, kpack), operand, offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:kpack], B[0:lanes, 0:kpack])
+            T.writes(C[0:lanes])
+            for i in T.serial(0, lanes):
+                for k in T.serial(0, kpack):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    return desc
 
 
 @T.prim_func(s_tir=True)
@@ -63,23 +68,7 @@ def _pmaddwd_impl(
 
 
 AVX2_PMADDWD = "intvit_avx2_pmaddwd_8x2"
-TensorIntrin.register(AVX2_PMADDWD, _pmaddwd_desc, _pmaddwd_impl, override=True)
-
-
-@T.prim_func(s_tir=True)
-def _arm_4x4_desc(
-    A: T.Buffer((4,), "int8", offset_factor=1),
-    B: T.Buffer((4, 4), "int8", offset_factor=1),
-    C: T.Buffer((4,), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-        T.writes(C[0:4])
-        for i in T.serial(0, 4):
-            for k in T.serial(0, 4):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+TensorIntrin.register(AVX2_PMADDWD, _dot_desc(8, 2, "int16"), _pmaddwd_impl, override=True)
 
 
 @T.prim_func(s_tir=True)
@@ -140,8 +129,8 @@ def _arm_neon_impl(
 
 ARM_SDOT = "intvit_arm_sdot_4x4"
 ARM_NEON = "intvit_arm_neon_4x4"
-TensorIntrin.register(ARM_SDOT, _arm_4x4_desc, _arm_sdot_impl, override=True)
-TensorIntrin.register(ARM_NEON, _arm_4x4_desc, _arm_neon_impl, override=True)
+TensorIntrin.register(ARM_SDOT, _dot_desc(4, 4, "int8"), _arm_sdot_impl, override=True)
+TensorIntrin.register(ARM_NEON, _dot_desc(4, 4, "int8"), _arm_neon_impl, override=True)
 
 
 @dataclass(frozen=True)
