@@ -25,7 +25,7 @@ import tvm
 from tvm import relax
 
 from intvit.deploy.bench import BenchConfig, Latency
-from intvit.deploy.benchrecord import BenchRecord, RecordLog, format_table, machine_info
+from intvit.deploy.benchrecord import BenchRecord, RecordLog
 from intvit.deploy.compile import compile_float_model, compile_int_model
 from intvit.deploy.peers import onnxruntime_peers, torch_eager
 from intvit.models.zoo import create_float_model
@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=0, help="MetaSchedule trials per build")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    machine = machine_info()
-    print(f"machine: {machine}", flush=True)
-    log = RecordLog(args.out, machine)
+    log = RecordLog.on_this_machine(args.out)
 
     def keep(record: BenchRecord) -> None:
         log.add(record)
@@ -110,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for name in args.models.split(","):
         bench_model(name, args.trials, keep)
-    print(format_table(log.records))
-    print(f"wrote {args.out}")
+    print(log.summary())
     return 0
 
 

@@ -24,7 +24,7 @@ import tvm
 
 from intvit.deploy import rpc
 from intvit.deploy.bench import BenchConfig, DeviceSession, Latency, category_totals
-from intvit.deploy.benchrecord import BenchRecord, RecordLog, format_table, machine_info
+from intvit.deploy.benchrecord import BenchRecord, RecordLog
 from intvit.deploy.compile import compile_int_model, export
 from intvit.deploy.manifest import read_manifest
 from intvit.deploy.runner import load, run
@@ -110,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=DEFAULT_MODELS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    machine = machine_info()
-    print(f"machine: {machine}", flush=True)
-    log = RecordLog(args.out, machine)
+    log = RecordLog.on_this_machine(args.out)
 
     def keep(record: BenchRecord) -> None:
         log.add(record)
@@ -130,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 with DeviceSession(client, "local", CFG) as session:
                     for name in args.models.split(","):
                         bench_model(name, session, keep)
-    print(format_table(log.records))
-    print(f"wrote {args.out}")
+    print(log.summary())
     return 0
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from intvit.api.gemm_bench import run_gemm_bench
-from intvit.deploy.benchrecord import RecordLog, format_table, machine_info
+from intvit.deploy.benchrecord import RecordLog
 from intvit.deploy.targets import get_preset
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gemm.json"
@@ -24,9 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    machine = machine_info()
-    print(f"machine: {machine}", flush=True)
-    log = RecordLog(args.out, machine)
+    log = RecordLog.on_this_machine(args.out)
 
     def keep(record):
         log.add(record)
@@ -37,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     run_gemm_bench(get_preset("host").target, on_record=keep)
-    print(format_table(log.records))
-    print(f"wrote {args.out}")
+    print(log.summary())
     return 0
 
 

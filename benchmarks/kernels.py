@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from intvit.api.kernel_bench import run_kernel_bench
-from intvit.deploy.benchrecord import RecordLog, format_table, machine_info
+from intvit.deploy.benchrecord import RecordLog
 
 RESULTS = Path(__file__).resolve().parent / "results" / "kernels.json"
 
@@ -24,9 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="batch 1 only, shorter timing")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    machine = machine_info()
-    print(f"machine: {machine}", flush=True)
-    log = RecordLog(args.out, machine)
+    log = RecordLog.on_this_machine(args.out)
 
     def keep(record):
         log.add(record)
@@ -41,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         min_repeat_ms=30 if args.quick else 100,
         on_record=keep,
     )
-    print(format_table(log.records))
-    print(f"wrote {args.out}")
+    print(log.summary())
     return 0
 
 

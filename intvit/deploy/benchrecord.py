@@ -76,9 +76,20 @@ class RecordLog:
     machine: dict
     records: list[BenchRecord] = field(default_factory=list)
 
+    @classmethod
+    def on_this_machine(cls, path: str | Path) -> RecordLog:
+        """A log for a benchmark script: the machine it runs on, measured and printed once."""
+        machine = machine_info()
+        print(f"machine: {machine}", flush=True)
+        return cls(Path(path), machine)
+
     def add(self, record: BenchRecord) -> None:
         self.records.append(record)
         write_records(self.path, self.records, self.machine)
+
+    def summary(self) -> str:
+        """The table of every record and where they were written."""
+        return f"{format_table(self.records)}\nwrote {self.path}"
 
 
 def format_table(records: list[BenchRecord]) -> str:
