@@ -239,13 +239,10 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_relu_distill(args: argparse.Namespace) -> int:
-    from intvit.api.model_eval import ModelSpec
     from intvit.api.relu_distill import DistillRequest, format_report, run_relu_distill
     from intvit.models.gelu_less import DistillConfig
 
-    spec = ModelSpec(
-        args.model, args.checkpoint, args.pretrained, args.data, args.calib, args.limit
-    )
+    spec = _spec(args)
     distill = DistillConfig(
         epochs_per_block=args.epochs_per_block,
         lr=args.lr,

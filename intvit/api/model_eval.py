@@ -97,13 +97,18 @@ def int_logits_with_truncation(int_model: IntModel, images: np.ndarray, batch: i
     return np.concatenate(outs), ratios
 
 
-def evaluate(float_model, int_model: IntModel, test: ArraySplit, model_name: str) -> EvalResult:
+def float_logits(float_model, split: ArraySplit, batch: int = 128) -> np.ndarray:
+    """The float model's logits on every image of ``split``."""
     import torch
 
     with torch.no_grad():
-        fp = np.concatenate(
-            [float_model(torch.from_numpy(x)).numpy() for x, _ in test.batches(128)]
+        return np.concatenate(
+            [float_model(torch.from_numpy(x)).numpy() for x, _ in split.batches(batch)]
         )
+
+
+def evaluate(float_model, int_model: IntModel, test: ArraySplit, model_name: str) -> EvalResult:
+    fp = float_logits(float_model, test)
     il, trunc = int_logits_with_truncation(int_model, test.images)
     fp_pred, int_pred = fp.argmax(1), il.argmax(1)
     label = "default" if int_model.config == QuantConfig() else int_model.config.label

@@ -9,13 +9,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from intvit.api.model_eval import ModelSpec, evaluate, fit_config
+from intvit.api.model_eval import ModelSpec, evaluate, fit_config, float_logits
 from intvit.models.gelu_less import (
     ArrayImages,
     DistillConfig,
     distill_all_at_once,
+    kd_loss,
     relu_distill,
     swap_all,
 )
@@ -64,24 +63,15 @@ def _train_images(req: DistillRequest, img_size: int):
     return ArrayImages(digits("train").images[: req.train_limit])
 
 
-def _logits(model, images: np.ndarray):
+def _accuracy(name: str, model, original_logits, spec: ModelSpec, calib, test) -> VariantAccuracy:
     import torch
-
-    with torch.no_grad():
-        return torch.cat(
-            [model(torch.from_numpy(images[s : s + 128])) for s in range(0, len(images), 128)]
-        )
-
-
-def _accuracy(name: str, model, original, spec: ModelSpec, calib, test) -> VariantAccuracy:
-    import torch.nn.functional as F
 
     config = fit_config(model, QuantConfig())
     result = evaluate(model, calibrate(model, calib.images, config), test, spec.name)
-    ours, ref = _logits(model, test.images), _logits(original, test.images)
-    kl = F.kl_div(ours.log_softmax(-1), ref.log_softmax(-1), log_target=True, reduction="batchmean")
+    ours, ref = (torch.from_numpy(a) for a in (float_logits(model, test), original_logits))
+    kl = float(kd_loss(ours, ref, temperature=1.0))
     agree = float((ours.argmax(-1) == ref.argmax(-1)).float().mean())
-    return VariantAccuracy(name, result.fp32_top1, result.int_top1, config.gelu, agree, float(kl))
+    return VariantAccuracy(name, result.fp32_top1, result.int_top1, config.gelu, agree, kl)
 
 
 def run_relu_distill(req: DistillRequest) -> dict:
@@ -109,7 +99,8 @@ def run_relu_distill(req: DistillRequest) -> dict:
             models.append(
                 ("ablation: all at once + KD", distill_all_at_once(teacher, data, req.distill))
             )
-        results = [_accuracy(n, m, teacher, req.spec, calib, test) for n, m in models]
+        reference = float_logits(teacher, test)
+        results = [_accuracy(n, m, reference, req.spec, calib, test) for n, m in models]
         report["results"] = [asdict(r) for r in results]
         report["test_images"] = len(test)
         gelu_less = results[1].int_top1

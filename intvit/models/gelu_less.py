@@ -230,17 +230,15 @@ def relu_distill(
     student = clone_student(teacher)
     out = Path(out)
     if out.is_file():
-        done = _resume_meta(out, base, cfg)
-        apply_relu_blocks(student, done)
         state = torch.load(out, map_location="cpu", weights_only=True)
+        done = _resume_blocks(state, out, base, cfg)
+        apply_relu_blocks(student, done)
         student.load_state_dict(state["model"])
         meta["relu_blocks"] = done
     blocks = transformer_blocks(student)
     todo = [i for i in range(len(blocks)) if i not in meta["relu_blocks"]]
     if todo and todo[0] != len(meta["relu_blocks"]):
         raise ValueError(f"{out}: blocks {meta['relu_blocks']} are not a prefix; start afresh")
-    for p in teacher.parameters():
-        p.requires_grad_(False)
     stages = todo
     if progress:
         from tqdm import tqdm
@@ -264,9 +262,10 @@ def relu_distill(
     return student.eval()
 
 
-def _resume_meta(out: Path, base: str, cfg: DistillConfig) -> list[int]:
-    meta = read_meta(out)
-    if not meta or "relu_blocks" not in meta:
+def _resume_blocks(state, out: Path, base: str, cfg: DistillConfig) -> list[int]:
+    """The blocks a saved run (``state``, loaded from ``out``) finished, if it is this run."""
+    meta = state.get(META_KEY, {}) if isinstance(state, dict) else {}
+    if "relu_blocks" not in meta:
         raise ValueError(f"{out} exists and is not a relu-distill checkpoint; move it away")
     if meta.get("base") != base:
         raise ValueError(f"{out} is a run for {meta.get('base')!r}, not {base!r}")
@@ -280,7 +279,7 @@ def _resume_meta(out: Path, base: str, cfg: DistillConfig) -> list[int]:
 
 def clone_student(teacher):
     """A trainable copy of ``teacher`` (line 1 of Algorithm 1), whatever the teacher's own
-    ``requires_grad`` flags are (distillation freezes the teacher)."""
+    ``requires_grad`` flags are (the teacher only ever runs under ``no_grad``)."""
     student = copy.deepcopy(teacher)
     for p in student.parameters():
         p.requires_grad_(True)
@@ -299,8 +298,6 @@ def distill_all_at_once(teacher, data: TrainImages, cfg: DistillConfig):
     """The second ablation: every block swapped at once, then distilled for as many epochs
     as the block-by-block run takes in all (``blocks * epochs_per_block``)."""
     student = swap_all(teacher)
-    for p in teacher.parameters():
-        p.requires_grad_(False)
     epochs = len(transformer_blocks(student)) * cfg.epochs_per_block
     kd_epochs(student, teacher, data, cfg, cfg.seed, epochs)
     return student.eval()

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from intvit.models.gelu_less import META_KEY, apply_relu_blocks
+
 #: Model families intvit converts, by timm name prefix.
 SUPPORTED_PREFIXES = ("vit_", "deit_", "deit3_", "swin_")
 
@@ -100,13 +102,11 @@ def create_float_model(
             raise ValueError(
                 f"checkpoint {str(path)!r} is not a PyTorch state dict: {err}"
             ) from None
-        relu = state.get("intvit", {}).get("relu_blocks", []) if isinstance(state, dict) else []
+        relu = state.get(META_KEY, {}).get("relu_blocks", []) if isinstance(state, dict) else []
         state = state.get("model", state) if isinstance(state, dict) else state
         if not isinstance(state, dict):
             raise ValueError(f"checkpoint {str(path)!r} does not hold a state dict")
         if relu:  # a GELU-less checkpoint (intvit relu-distill): ReLU MLPs, fc1 bias zero
-            from intvit.models.gelu_less import apply_relu_blocks
-
             apply_relu_blocks(model, relu)
         own = model.state_dict()
         missing = sorted(set(own) - set(state))
