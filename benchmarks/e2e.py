@@ -1,22 +1,24 @@
 """Benchmark: integer-only DeiT end to end on the host against every peer, in one run.
 
     .venv/bin/python benchmarks/e2e.py [--models deit_tiny_patch16_224,deit_small_patch16_224]
-                                       [--trials N]
+                                       [--trials N] [--db-root DIR]
 
 Batch 1, the same thread count for all (TVM's runtime threads). Random weights (speed does not
-depend on them), calibrated on random images. Peers: TVM FP32 of the same model (same
-tuning budget: untuned, or ``--trials`` MetaSchedule trials each), PyTorch eager FP32, ONNX
-Runtime FP32, ONNX Runtime int8 (static QDQ and dynamic). The integer library is checked
-bit-exact against the reference forward before it is timed. Writes
-benchmarks/results/e2e.json (one record per peer: case, ours, baseline, ours_ms,
-baseline_ms, speedup), as it goes.
+depend on them), calibrated on random images. Peers: TVM FP32 of the same model (TVM's
+tuning flow: legalized, constants folded, fused), PyTorch eager FP32, ONNX Runtime FP32, ONNX
+Runtime int8 (static QDQ and dynamic). With ``--trials N`` both TVM builds, intvit's integer
+model and the FP32 baseline, are tuned by the same MetaSchedule job with the same budget of N
+trials each (databases kept under ``--db-root``: a rerun reuses them and costs nothing), and
+the untuned builds are reported too. Every integer library is checked bit-exact against the
+reference forward before it is timed. Writes benchmarks/results/e2e.json (one record per
+peer: case, ours, baseline, ours_ms, baseline_ms, speedup), as it goes.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +30,13 @@ from intvit.deploy.bench import BenchConfig, Latency
 from intvit.deploy.benchrecord import BenchRecord, RecordLog
 from intvit.deploy.compile import compile_float_model, compile_int_model
 from intvit.deploy.peers import onnxruntime_peers, torch_eager
+from intvit.deploy.targets import host_cpu
 from intvit.models.zoo import create_float_model
 from intvit.quant.calibrate import calibrate
 from intvit.quant.reference import reference_forward
 
 RESULTS = Path(__file__).resolve().parent / "results" / "e2e.json"
+DB_ROOT = Path(__file__).resolve().parent.parent / "cache" / "tune"
 CFG = BenchConfig(warmup=2, number=3, repeat=7)
 
 
@@ -44,7 +48,9 @@ def _vm_latency(executable, image: np.ndarray, label: str) -> Latency:
     return Latency(label, "host", [float(s) * 1e3 for s in timer(x).results])
 
 
-def bench_model(name: str, trials: int, keep) -> None:
+def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
+    from intvit.tune.job import TuneConfig, tune, tune_float_model
+
     torch.manual_seed(0)
     model = create_float_model(name)
     img = int(model.patch_embed.img_size[0])
@@ -53,48 +59,78 @@ def bench_model(name: str, trials: int, keep) -> None:
     int_model = calibrate(model, calib, progress=False)
     threads = int(tvm.runtime.num_threads())
     q = np.random.default_rng(0).integers(-128, 128, (1, 3, img, img), dtype=np.int8)
-    budget = f"{trials} trials" if trials else "untuned"
-    with tempfile.TemporaryDirectory() as tmp:
-        db = None
-        if trials:
-            from intvit.tune.job import TuneConfig, tune
+    image = np.random.default_rng(0).standard_normal((1, 3, img, img)).astype(np.float32)
+    extra = {"threads": threads, "batch": 1}
 
-            db = Path(tmp) / "int-db"
-            tune(int_model, TuneConfig(trials=trials, db=db))
-        print(f"{name}: compiling integer-only ({budget}) ...", flush=True)
+    def integer(db: Path | None, label: str) -> Latency:
+        print(f"{name}: compiling integer-only ({label}) ...", flush=True)
         compiled = compile_int_model(int_model, "host", db=db)
         vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
         if not np.array_equal(
             vm["main"](tvm.runtime.tensor(q)).numpy(), reference_forward(int_model, q)
         ):
             raise AssertionError(f"{name}: the integer library differs from the reference")
-        ours = _vm_latency(compiled.executable, q, f"intvit int ({budget})")
-        print(f"  intvit integer-only: {ours.median_ms:.2f} ms", flush=True)
-        image = np.random.default_rng(0).standard_normal((1, 3, img, img)).astype(np.float32)
-        print(f"{name}: compiling TVM FP32 ({budget}) ...", flush=True)
-        fp32 = compile_float_model(model, image.shape, "host", name)
-        if trials:
-            print("  (TVM FP32 tuning with the same budget is not wired yet: untuned)")
-        peers = [_vm_latency(fp32.executable, image, "TVM FP32 (untuned)")]
-        peers.append(torch_eager(model, image, threads, CFG))
-        peers.extend(onnxruntime_peers(model, image, threads, CFG, int8=True))
-    for peer in peers:
-        keep(
-            BenchRecord(
-                name,
-                ours.label,
-                peer.label,
-                ours.median_ms,
-                peer.median_ms,
-                extra={"threads": threads, "batch": 1},
-            )
+        latency = _vm_latency(compiled.executable, q, f"intvit int ({label})")
+        print(f"  intvit integer-only ({label}): {latency.median_ms:.2f} ms", flush=True)
+        return latency
+
+    def fp32(db: Path | None, label: str) -> Latency:
+        print(f"{name}: compiling TVM FP32 ({label}) ...", flush=True)
+        compiled = compile_float_model(model, image.shape, "host", name, db=db)
+        latency = _vm_latency(compiled.executable, image, f"TVM FP32 ({label})")
+        print(f"  TVM FP32 ({label}): {latency.median_ms:.2f} ms", flush=True)
+        return latency
+
+    ours = integer(None, "untuned")
+    fp32_untuned = fp32(None, "untuned")
+    keep(
+        BenchRecord(
+            name,
+            ours.label,
+            fp32_untuned.label,
+            ours.median_ms,
+            fp32_untuned.median_ms,
+            extra=extra,
         )
+    )
+    if trials:
+        label = f"tuned, {trials} trials"
+        cfg = TuneConfig(trials=trials, progress=False)
+        cpu = host_cpu()[0]  # a database holds timings of one machine
+        int_db, fp32_db = db_root / f"{name}-int-{cpu}", db_root / f"{name}-fp32-{cpu}"
+        print(f"{name}: tuning integer-only ({trials} trials) ...", flush=True)
+        int_tune = tune(int_model, replace(cfg, db=int_db))
+        print(f"{name}: tuning TVM FP32 ({trials} trials) ...", flush=True)
+        fp32_tune = tune_float_model(model, image.shape, replace(cfg, db=fp32_db))
+        ours = integer(int_db, label)
+        tuned = fp32(fp32_db, label)
+        extra = dict(
+            extra,
+            trials=trials,
+            ours_tune_s=int_tune["seconds"],
+            baseline_tune_s=fp32_tune["seconds"],
+            ours_trials_recorded=int_tune["already_done"] + int_tune["measured"],
+            baseline_trials_recorded=fp32_tune["already_done"] + fp32_tune["measured"],
+        )
+        keep(
+            BenchRecord(name, ours.label, tuned.label, ours.median_ms, tuned.median_ms, extra=extra)
+        )
+        extra = {"threads": threads, "batch": 1, "trials": trials}
+    peers = [torch_eager(model, image, threads, CFG)]
+    peers.extend(onnxruntime_peers(model, image, threads, CFG, int8=True))
+    for peer in peers:
+        keep(BenchRecord(name, ours.label, peer.label, ours.median_ms, peer.median_ms, extra=extra))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="deit_tiny_patch16_224,deit_small_patch16_224")
-    parser.add_argument("--trials", type=int, default=0, help="MetaSchedule trials per build")
+    parser.add_argument(
+        "--trials", type=int, default=0, help="MetaSchedule trials for each TVM build (0: none)"
+    )
+    parser.add_argument(
+        "--db-root", type=Path, default=DB_ROOT, help="tuning databases (reused by a rerun)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     log = RecordLog.on_this_machine(args.out)
@@ -107,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     for name in args.models.split(","):
-        bench_model(name, args.trials, keep)
+        bench_model(name, args.trials, args.db_root, keep)
     print(log.summary())
     return 0
 

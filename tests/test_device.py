@@ -6,15 +6,17 @@ Marked ``device``; ``.ci/run`` runs it (it sets the device up itself: needs root
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import numpy as np
 import pytest
 import torch
+import tvm
 
 from intvit.api.bench import BenchRequest, run_bench
 from intvit.deploy.bench import BenchConfig, DeviceError, DeviceSession
-from intvit.deploy.compile import compile_int_model, compile_model, export
+from intvit.deploy.compile import compile_int_model, compile_model, cross_compiler, export
 from intvit.deploy.emulator import EmulatorError, default_root, start_emulated_server
 from intvit.deploy.rpc import (
     Supervisor,
@@ -23,6 +25,7 @@ from intvit.deploy.rpc import (
     start_tracker,
     wait_for_device,
 )
+from intvit.deploy.targets import get_preset
 from intvit.models.data import digits
 from intvit.models.gelu_less import swap_all
 from intvit.models.zoo import create_float_model
@@ -30,7 +33,10 @@ from intvit.quant.artifact import save_int_model
 from intvit.quant.calibrate import calibrate
 from intvit.quant.config import QuantConfig
 from intvit.quant.reference import quantize_input, reference_forward
-from intvit.schedules.gemm import PACKED_FUNC
+from intvit.schedules.gemm import PACKED_FUNC, packed_gemm_func
+from intvit.schedules.intrinsics import gemm_kernel_for
+from intvit.topi.dense_packed import pack_bias, pack_weights
+from intvit.topi.matmul_ref import dense_ref
 
 pytestmark = [pytest.mark.device, pytest.mark.timeout(900)]
 
@@ -79,9 +85,9 @@ def arm_device(arm_devices):
     ],
     ids=["vit", "deit", "swin", "vit-ivit", "swin-gelu-less"],
 )
-@pytest.mark.parametrize("preset", ["aarch64-linux", "aarch64-dotprod"])
+@pytest.mark.parametrize("preset", ["aarch64-linux", "aarch64-dotprod", "graviton3"])
 def test_model_bit_exact_on_emulated_arm(name, config, preset, arm_device, tmp_path):
-    """Every model on the NEON and the sdot micro-kernels; the GELU-less one feeds its fc2
+    """Every model on the NEON, sdot and smmla micro-kernels; the GELU-less one feeds its fc2
     uint8 activations (offset by -128 for the int8 dot products)."""
     torch.manual_seed(2)
     float_model = create_float_model(name)
@@ -92,6 +98,62 @@ def test_model_bit_exact_on_emulated_arm(name, config, preset, arm_device, tmp_p
     q = quantize_input(model, digits("test").images[:2])
     result = run_remote(arm_device, "emu-a76", lib, q)
     np.testing.assert_array_equal(result.outputs, reference_forward(model, q))
+
+
+#: (leading dims, K, N): one row, odd rows (padded to the tile), DeiT-tiny's qkv, a batch.
+ARM_GEMM_SHAPES = [((1,), 8, 16), ((7,), 64, 32), ((197,), 192, 576), ((3, 17), 768, 16)]
+
+
+@pytest.mark.parametrize(
+    ("preset", "kernel_name", "instruction"),
+    [
+        ("aarch64-linux", "arm-neon", "smull"),
+        ("aarch64-dotprod", "arm-sdot", "sdot"),
+        ("graviton3", "arm-smmla", "smmla"),
+    ],
+)
+def test_packed_gemms_bit_exact_on_emulated_arm(
+    preset, kernel_name, instruction, arm_device, tmp_path
+):
+    """Each ARM micro-kernel over swept shapes, int8 and uint8 activations and the extreme
+    values (all -128 at K = 4096), in one library run on the emulated device; the library
+    holds the instruction it is named for."""
+    target = get_preset(preset)
+    kernel = gemm_kernel_for(target.target)
+    assert kernel.name == kernel_name
+    rng = np.random.default_rng(11)
+    cases, funcs = {}, {}
+    for i, (lead, k, n) in enumerate(ARM_GEMM_SHAPES):
+        for dtype in ("int8", "uint8"):
+            info = np.iinfo(dtype)
+            x = rng.integers(info.min, info.max, (*lead, k), endpoint=True).astype(dtype)
+            w = rng.integers(-128, 127, (n, k), endpoint=True).astype(np.int8)
+            b = rng.integers(-(2**20), 2**20, n).astype(np.int32)
+            cases[f"gemm{i}_{dtype}"] = (x, w, b)
+    cases["extreme"] = (
+        np.full((5, 4096), -128, np.int8),
+        np.full((16, 4096), -128, np.int8),
+        np.full(16, 7, np.int32),
+    )
+    for name, (x, w, _) in cases.items():
+        func = packed_gemm_func(x.shape, str(x.dtype), w.shape[0], kernel)
+        funcs[name] = func.with_attr("global_symbol", name)
+    lib = tvm.compile(tvm.IRModule(funcs), target=target.tvm_target())
+    path = tmp_path / f"{preset}-gemms.so"
+    lib.export_library(str(path), fcompile=cross_compiler(target))
+    disassembly = subprocess.run(
+        ["aarch64-linux-gnu-objdump", "-d", str(path)], capture_output=True, text=True
+    ).stdout
+    assert f"\t{instruction}\t" in disassembly
+    remote = arm_device.request("emu-a76", session_timeout=600)
+    remote.upload(str(path))
+    rlib = remote.load_module(path.name)
+    dev = remote.cpu()
+    for name, (x, w, b) in cases.items():
+        args = [x, pack_weights(w, kernel), pack_bias(w, b, str(x.dtype), kernel)]
+        out = tvm.runtime.tensor(np.zeros((*x.shape[:-1], w.shape[0]), np.int32), dev)
+        rlib[name](*(tvm.runtime.tensor(a, dev) for a in args), out)
+        np.testing.assert_array_equal(out.numpy(), dense_ref(x, w, b), err_msg=name)
 
 
 def test_rpi4_preset_runs_on_a_cortex_a72(arm_device, tmp_path):

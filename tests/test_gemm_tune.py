@@ -22,9 +22,9 @@ from intvit.models.zoo import create_float_model
 from intvit.quant.artifact import save_int_model
 from intvit.quant.calibrate import calibrate
 from intvit.quant.reference import reference_forward
-from intvit.schedules.gemm import schedule_packed_gemm
+from intvit.schedules.gemm import packed_gemm_func, schedule_packed_gemm
 from intvit.schedules.intrinsics import KERNELS, gemm_kernel_for
-from intvit.topi.dense_packed import batch_matmul_packed, dense_packed, pack_weights
+from intvit.topi.dense_packed import batch_matmul_packed, pack_bias, pack_weights
 from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
 from intvit.tune.job import TuneConfig, check_database, count_records, tune
 
@@ -34,15 +34,11 @@ needs_kernel = pytest.mark.skipif(KERNEL is None, reason="no dot-product micro-k
 
 
 def _run_packed(x: np.ndarray, w: np.ndarray, b: np.ndarray, kernel) -> np.ndarray:
-    xt = te.placeholder(x.shape, str(x.dtype), name="x")
-    wp_np = pack_weights(w, kernel)
-    wp = te.placeholder(wp_np.shape, kernel.operand, name="wp")
-    bt = te.placeholder(b.shape, "int32", name="b")
-    func = te.create_prim_func([xt, wp, bt, dense_packed(xt, wp, bt, kernel)])
-    func = schedule_packed_gemm(func, kernel, parallel=True)
+    func = packed_gemm_func(x.shape, str(x.dtype), w.shape[0], kernel)
     mod = tvm.compile(tvm.IRModule({"main": func}), target=HOST.tvm_target()).jit()
     out = tvm.runtime.tensor(np.zeros((*x.shape[:-1], w.shape[0]), np.int32))
-    mod["main"](*(tvm.runtime.tensor(a) for a in (x, wp_np, b)), out)
+    bias = pack_bias(w, b, str(x.dtype), kernel)
+    mod["main"](*(tvm.runtime.tensor(a) for a in (x, pack_weights(w, kernel), bias)), out)
     return out.numpy()
 
 
@@ -102,6 +98,9 @@ def test_packed_batch_matmul_bit_exact(g, m, n, k, a_dtype):
 def test_kernel_choice_per_target():
     assert gemm_kernel_for(get_preset("aarch64-dotprod").target) is KERNELS["arm-sdot"]
     assert gemm_kernel_for(get_preset("rpi4").target) is KERNELS["arm-neon"]
+    assert gemm_kernel_for(get_preset("graviton3").target) is KERNELS["arm-smmla"]
+    assert KERNELS["arm-smmla"].accepts("uint8", 8, 8)
+    assert not KERNELS["arm-smmla"].accepts("int8", 8, 12)  # K in steps of 8
     assert KERNELS["arm-sdot"].accepts("uint8", 64, 64)  # offset by -128, see pack_bias
     assert not KERNELS["arm-sdot"].accepts("int16", 64, 64)
 
@@ -137,6 +136,10 @@ def test_tuning_database_written_resumed_and_applied(vit, tmp_path):
     assert summary["measured"] == first  # the progress callback saw every measured trial
     assert summary["failed"] == 0, summary["last_error"]  # candidates build and run
     check_database(db)
+    # The budget is the database's: the same job again measures nothing.
+    again = tune(vit, cfg, log=lambda *_: None)
+    assert again["already_done"] >= 4 - summary["failed"] and again["measured"] == 0
+    assert count_records(db) == first
     # An interrupted job (killed mid-run) loses nothing already recorded.
     art = save_int_model(vit, tmp_path / "vit.int.safetensors")
     cmd = [sys.executable, "-m", "intvit.cli", "tune", str(art), "--db", str(db)]
@@ -151,8 +154,11 @@ def test_tuning_database_written_resumed_and_applied(vit, tmp_path):
     assert count_records(db) >= first
     check_database(db)
     # A rerun extends the same database; compiling with it stays bit-exact.
-    tune(vit, TuneConfig(trials=8, db=db, trials_per_iter=4, ops=("softmax",)), log=lambda *_: None)
-    assert count_records(db) >= first
+    before = count_records(db)
+    bigger = TuneConfig(trials=before + 4, db=db, trials_per_iter=4, ops=("softmax",))
+    extended = tune(vit, bigger, log=lambda *_: None)
+    assert 0 < extended["measured"] <= before + 4 - extended["already_done"]
+    assert count_records(db) > before
     compiled = compile_int_model(vit, "host", db=db)
     x = np.random.default_rng(1).integers(-128, 128, (1, 1, 32, 32), dtype=np.int8)
     vm = relax.VirtualMachine(compiled.executable, tvm.cpu())

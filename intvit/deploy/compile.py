@@ -140,15 +140,41 @@ def float_module(torch_model, image_shape: tuple[int, ...]) -> tvm.IRModule:
     return from_exported_program(program, keep_params_as_input=False)
 
 
+def fused_float_module(
+    torch_model, image_shape: tuple[int, ...], preset: TargetPreset | str
+) -> tvm.IRModule:
+    """The FP32 baseline as TVM's own tuning flow prepares it (its ``zero`` pipeline: legalize,
+    fold the constant weight transposes, fuse elementwise ops into their producers): what
+    the baseline's tuning job tunes and its build compiles, so it is TVM at its best."""
+    mod = float_module(torch_model, image_shape)
+    with _as_preset(preset).tvm_target():
+        return tvm.transform.Sequential(
+            [
+                relax.transform.LegalizeOps(),
+                relax.transform.AnnotateTIROpPattern(),
+                relax.transform.FoldConstant(),
+                relax.transform.FuseOps(),
+                relax.transform.FuseTIR(),
+            ]
+        )(mod)
+
+
 def compile_float_model(
     torch_model,
     image_shape: tuple[int, ...],
     preset: TargetPreset | str,
     name: str,
     profile: bool = False,
+    db: str | Path | None = None,
 ) -> CompiledModel:
-    """TVM's FP32 build of the float model (the baseline of every speed comparison)."""
-    mod = float_module(torch_model, image_shape)
+    """TVM's FP32 build of the float model (the baseline of every speed comparison), with the
+    best schedules of a tuning database (:func:`intvit.tune.job.tune_float_model`) if given."""
+    preset = _as_preset(preset)
+    mod = fused_float_module(torch_model, image_shape, preset)
+    if db is not None:
+        from intvit.tune.job import apply_database
+
+        mod = apply_database(mod, db, preset.tvm_target())
     return compile_relax(mod, preset, "fp32", name, profile)
 
 

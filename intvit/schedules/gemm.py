@@ -3,9 +3,10 @@ intrinsic, weights streamed from L1 across row tiles, epilogue (bias, requantiza
 same kernel, parallel over column tiles.
 
 Loop nest of the accumulation: ``n_tile (parallel) / m_tile / k (kpack steps) / m_in x
-n_vec (unrolled) / intrinsic``. The k loop is outside the unrolled register tile so that LLVM
-keeps the ``m_tile * n_vectors`` accumulator vectors in registers for the whole reduction
-(their addresses do not change with k); with k inside, they go through memory every step.
+n_vec (unrolled) / intrinsic (rows x lanes x kpack)``. The k loop is outside the unrolled
+register tile so that LLVM keeps the ``m_tile / rows * n_vectors`` accumulator vectors in
+registers for the whole reduction (their addresses do not change with k); with k inside,
+they go through memory every step.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool
     for block in sch.get_child_blocks(root):
         if not sch.get(block).name_hint.endswith(PACKED_ACC):
             continue
-        *batch, m, n, k = sch.get_loops(block)
-        mo, mi = sch.split(m, [None, kernel.m_tile])
-        no, nv, ni = sch.split(n, [None, kernel.n_vectors, kernel.lanes])
+        # acc[..., M/rows, N/lanes, rows, lanes] (see dense_packed): the micro-kernel covers
+        # the (rows, lanes, kpack) block.
+        *batch, m, n, r, lane, k = sch.get_loops(block)
+        mo, mi = sch.split(m, [None, kernel.m_tile // kernel.rows])
+        no, nv = sch.split(n, [None, kernel.n_vectors])
         ko, ki = sch.split(k, [None, kernel.kpack])
-        sch.reorder(*batch, no, mo, ko, mi, nv, ni, ki)
+        sch.reorder(*batch, no, mo, ko, mi, nv, r, lane, ki)
         macs = 1
         for loop in sch.get_loops(block):
             macs *= int(sch.get(loop).extent)
@@ -42,7 +45,30 @@ def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool
         if parallel and macs >= MIN_PARALLEL_MACS and int(sch.get(no).extent) > 1:
             sch.parallel(no)  # before tensorize: parallel needs the block's affine bindings
         sch.decompose_reduction(block, ko)
-        sch.tensorize(ni, kernel.intrin)
+        # one row: the unit row loop stays outside (see intrinsics._dot_desc)
+        sch.tensorize(r if kernel.rows > 1 else lane, kernel.intrin)
         sch.unroll(mi)
         sch.unroll(nv)
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def packed_gemm_func(
+    x_shape: tuple[int, ...], x_dtype: str, n: int, kernel: GemmKernel, parallel: bool = True
+) -> tirx.PrimFunc:
+    """A standalone scheduled packed GEMM ``main(x, wp, bias, out)``: ``x [..., K]`` int8 or
+    uint8, ``wp`` from :func:`~intvit.topi.dense_packed.pack_weights`, ``bias`` from
+    :func:`~intvit.topi.dense_packed.pack_bias` (int32), ``out [..., N]`` int32."""
+    from tvm import te
+
+    from intvit.topi.dense_packed import dense_packed
+
+    k = int(x_shape[-1])
+    x = te.placeholder(x_shape, x_dtype, name="x")
+    wp = te.placeholder(
+        (n // kernel.lanes, k // kernel.kpack, kernel.lanes, kernel.kpack),
+        kernel.operand,
+        name="wp",
+    )
+    bias = te.placeholder((n,), "int32", name="bias")
+    func = te.create_prim_func([x, wp, bias, dense_packed(x, wp, bias, kernel)])
+    return schedule_packed_gemm(func, kernel, parallel=parallel)

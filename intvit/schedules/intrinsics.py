@@ -1,8 +1,9 @@
 """Dot-product micro-kernels as TensorIR tensor intrinsics, and which one a target gets.
 
-Each intrinsic computes ``C[i] += sum_k A[k] * B[i, k]`` for one vector of int32 accumulators
-(``lanes`` outputs, ``kpack`` products each) from a broadcast activation word and a packed
-weight block:
+Each intrinsic computes ``C[i, j] += sum_k A[i, k] * B[j, k]`` for a ``rows x lanes`` block of
+int32 accumulators (``kpack`` products each) from a block of packed activations (``rows x
+kpack``) and of packed weights (``lanes x kpack``). The broadcast kernels take one row (its
+activation word broadcast across the vector); ``smmla`` takes two:
 
 - ``intvit_avx2_pmaddwd_8x2``: x86 AVX2 ``vpmaddwd`` on int16 operands (int8 values widened):
   exact, since an int8 x int8 product and a sum of two fit int32. ``vpmaddubsw`` is not used:
@@ -11,6 +12,9 @@ weight block:
   offset by -128, see :func:`intvit.topi.dense_packed.pack_bias`).
 - ``intvit_arm_neon_4x4``: ARM NEON ``smull`` + ``saddlp`` + ``addp`` for cores without
   dotprod (Cortex-A72), same layout.
+- ``intvit_arm_smmla_2x2x8``: ARM ``smmla`` (+i8mm: Graviton3, Apple M2 and later): a 2x8 by
+  8x2 int8 matrix product into a 2x2 int32 block, twice the products of ``sdot`` per
+  instruction. Activations and accumulators are packed in row pairs for it.
 
 TVM ships ``sdot``/NEON intrinsics of this shape in ``tvm.s_tir.tensor_intrin.arm_cpu``, but
 importing that package parses every CUDA intrinsic too, which takes 90 s or more (TVMScript
@@ -29,66 +33,88 @@ from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
 
-def _dot_desc(lanes: int, kpack: int, operand: str):
-    """The computation every micro-kernel here implements: ``C[i] += sum_k A[k] * B[i, k]``
-    for ``lanes`` int32 accumulators of ``kpack`` products each, ``operand`` inputs."""
+def _dot_desc(rows: int, lanes: int, kpack: int, operand: str):
+    """The computation every micro-kernel here implements: ``C[i, j] += sum_k A[i, k] *
+    B[j, k]`` for ``rows x lanes`` int32 accumulators of ``kpack`` products each, ``operand``
+    inputs (each buffer a contiguous block of the packed layouts). With one row, the row loop
+    is left out: a scheduled block binds its unit row axis to 0, and tensorize compares the
+    bindings."""
+
+    @T.prim_func(s_tir=True)
+    def desc_one_row(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (1, kpack), operand, offset_factor=1)
+        B = T.match_buffer(b, (lanes, kpack), operand, offset_factor=1)
+        C = T.match_buffer(c, (1, lanes), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0, 0:lanes], A[0, 0:kpack], B[0:lanes, 0:kpack])
+            T.writes(C[0, 0:lanes])
+            for j, k in T.grid(lanes, kpack):
+                with T.sblock("update"):
+                    vj, vk = T.axis.remap("SR", [j, k])
+                    C[0, vj] = C[0, vj] + T.cast(A[0, vk], "int32") * T.cast(B[vj, vk], "int32")
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (kpack,), operand, offset_factor=1)
+        A = T.match_buffer(a, (rows, kpack), operand, offset_factor=1)
         B = T.match_buffer(b, (lanes, kpack), operand, offset_factor=1)
-        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1)
+        C = T.match_buffer(c, (rows, lanes), "int32", offset_factor=1)
         with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:kpack], B[0:lanes, 0:kpack])
-            T.writes(C[0:lanes])
-            for i in T.serial(0, lanes):
-                for k in T.serial(0, kpack):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+            T.reads(C[0:rows, 0:lanes], A[0:rows, 0:kpack], B[0:lanes, 0:kpack])
+            T.writes(C[0:rows, 0:lanes])
+            for i, j, k in T.grid(rows, lanes, kpack):
+                with T.sblock("update"):
+                    vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                    C[vi, vj] = C[vi, vj] + T.cast(A[vi, vk], "int32") * T.cast(B[vj, vk], "int32")
 
-    return desc
+    return desc_one_row if rows == 1 else desc
 
 
 @T.prim_func(s_tir=True)
 def _pmaddwd_impl(
-    A: T.Buffer((2,), "int16", offset_factor=1),
+    A: T.Buffer((1, 2), "int16", offset_factor=1),
     B: T.Buffer((8, 2), "int16", offset_factor=1),
-    C: T.Buffer((8,), "int32", offset_factor=1),
+    C: T.Buffer((1, 8), "int32", offset_factor=1),
 ) -> None:
     with T.sblock("root"):
-        T.reads(C[0:8], A[0:2], B[0:8, 0:2])
-        T.writes(C[0:8])
-        word = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
+        T.reads(C[0, 0:8], A[0, 0:2], B[0:8, 0:2])
+        T.writes(C[0, 0:8])
+        word = T.reinterpret(A.vload([0, 0], "int16x2"), dtype="int32")
         a16 = T.reinterpret(T.broadcast(word, 8), dtype="int16x16")
         b16 = B.vload([0, 0], dtype="int16x16")
-        C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), a16, b16, dtype="int32x8"
+        C.vstore(
+            [0, 0],
+            C.vload([0, 0], dtype="int32x8")
+            + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), a16, b16, dtype="int32x8"
+            ),
         )
 
 
 AVX2_PMADDWD = "intvit_avx2_pmaddwd_8x2"
-TensorIntrin.register(AVX2_PMADDWD, _dot_desc(8, 2, "int16"), _pmaddwd_impl, override=True)
+TensorIntrin.register(AVX2_PMADDWD, _dot_desc(1, 8, 2, "int16"), _pmaddwd_impl, override=True)
 
 
 @T.prim_func(s_tir=True)
 def _arm_sdot_impl(
-    A: T.Buffer((4,), "int8", offset_factor=1),
+    A: T.Buffer((1, 4), "int8", offset_factor=1),
     B: T.Buffer((4, 4), "int8", offset_factor=1),
-    C: T.Buffer((4,), "int32", offset_factor=1),
+    C: T.Buffer((1, 4), "int32", offset_factor=1),
 ) -> None:
     with T.sblock("root"):
-        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-        T.writes(C[0:4])
-        word = T.reinterpret(A.vload([0], "int8x4"), dtype="int32")
+        T.reads(C[0, 0:4], A[0, 0:4], B[0:4, 0:4])
+        T.writes(C[0, 0:4])
+        word = T.reinterpret(A.vload([0, 0], "int8x4"), dtype="int32")
         a8 = T.reinterpret(T.broadcast(word, 4), dtype="int8x16")
         b8 = B.vload([0, 0], dtype="int8x16")
-        C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
-            C.vload([0], dtype="int32x4"),
-            a8,
-            b8,
-            dtype="int32x4",
+        C.vstore(
+            [0, 0],
+            T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
+                C.vload([0, 0], dtype="int32x4"),
+                a8,
+                b8,
+                dtype="int32x4",
+            ),
         )
 
 
@@ -97,14 +123,14 @@ _SADDLP = "llvm.aarch64.neon.saddlp.v4i32.v8i16"  # pairwise widening add
 
 @T.prim_func(s_tir=True)
 def _arm_neon_impl(
-    A: T.Buffer((4,), "int8", offset_factor=1),
+    A: T.Buffer((1, 4), "int8", offset_factor=1),
     B: T.Buffer((4, 4), "int8", offset_factor=1),
-    C: T.Buffer((4,), "int32", offset_factor=1),
+    C: T.Buffer((1, 4), "int32", offset_factor=1),
 ) -> None:
     with T.sblock("root"):
-        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-        T.writes(C[0:4])
-        word = T.reinterpret(A.vload([0], "int8x4"), dtype="int32")
+        T.reads(C[0, 0:4], A[0, 0:4], B[0:4, 0:4])
+        T.writes(C[0, 0:4])
+        word = T.reinterpret(A.vload([0, 0], "int8x4"), dtype="int32")
         a8 = T.reinterpret(T.broadcast(word, 2), dtype="int8x8")
         b8 = B.vload([0, 0], dtype="int8x16")
         lo = T.call_llvm_pure_intrin(
@@ -119,26 +145,56 @@ def _arm_neon_impl(
             T.vectorhigh(b8, dtype="int8x8"),
             dtype="int16x8",
         )
-        C[T.ramp(T.int32(0), 1, 4)] = C[T.ramp(T.int32(0), 1, 4)] + T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v4i32"),
-            T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(_SADDLP), lo, dtype="int32x4"),
-            T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(_SADDLP), hi, dtype="int32x4"),
-            dtype="int32x4",
+        C.vstore(
+            [0, 0],
+            C.vload([0, 0], dtype="int32x4")
+            + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v4i32"),
+                T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(_SADDLP), lo, dtype="int32x4"),
+                T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(_SADDLP), hi, dtype="int32x4"),
+                dtype="int32x4",
+            ),
+        )
+
+
+@T.prim_func(s_tir=True)
+def _arm_smmla_impl(
+    A: T.Buffer((2, 8), "int8", offset_factor=1),
+    B: T.Buffer((2, 8), "int8", offset_factor=1),
+    C: T.Buffer((2, 2), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:2, 0:2], A[0:2, 0:8], B[0:2, 0:8])
+        T.writes(C[0:2, 0:2])
+        # smmla Vd.4S, Vn.16B, Vm.16B: Vd (2x2, row-major) += Vn (2x8) * Vm (2x8)^T
+        C.vstore(
+            [0, 0],
+            T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smmla.v4i32.v16i8"),
+                C.vload([0, 0], dtype="int32x4"),
+                A.vload([0, 0], dtype="int8x16"),
+                B.vload([0, 0], dtype="int8x16"),
+                dtype="int32x4",
+            ),
         )
 
 
 ARM_SDOT = "intvit_arm_sdot_4x4"
 ARM_NEON = "intvit_arm_neon_4x4"
-TensorIntrin.register(ARM_SDOT, _dot_desc(4, 4, "int8"), _arm_sdot_impl, override=True)
-TensorIntrin.register(ARM_NEON, _dot_desc(4, 4, "int8"), _arm_neon_impl, override=True)
+ARM_SMMLA = "intvit_arm_smmla_2x2x8"
+TensorIntrin.register(ARM_SDOT, _dot_desc(1, 4, 4, "int8"), _arm_sdot_impl, override=True)
+TensorIntrin.register(ARM_NEON, _dot_desc(1, 4, 4, "int8"), _arm_neon_impl, override=True)
+TensorIntrin.register(ARM_SMMLA, _dot_desc(2, 2, 8, "int8"), _arm_smmla_impl, override=True)
 
 
 @dataclass(frozen=True)
 class GemmKernel:
     """A dot-product micro-kernel and the register tile around it.
 
-    Weights are packed ``[N/lanes, K/kpack, lanes, kpack]`` in ``operand`` dtype; the tile is
-    ``m_tile`` rows x ``n_vectors`` accumulator vectors, all kept in registers over K.
+    Weights are packed ``[N/lanes, K/kpack, lanes, kpack]`` in ``operand`` dtype, activations
+    (in the kernel) ``[M/rows, K/kpack, rows, kpack]`` and the accumulators ``[M/rows,
+    N/lanes, rows, lanes]``; the register tile is ``m_tile`` rows x ``n_vectors`` blocks of
+    ``lanes`` columns, all kept in registers over K.
     """
 
     name: str
@@ -146,8 +202,9 @@ class GemmKernel:
     lanes: int
     kpack: int
     operand: str  # int16: activations widened first; int8: uint8 ones offset by -128
-    m_tile: int
+    m_tile: int  # a multiple of rows
     n_vectors: int
+    rows: int = 1  # activation rows per instruction (2 for smmla)
 
     def accepts(self, x_dtype: str, n: int, k: int) -> bool:
         """Whether a constant-weight GEMM ``[.., K] x [N, K]`` fits the packed layout (int8 or
@@ -163,6 +220,8 @@ KERNELS = {
         GemmKernel("avx2-pmaddwd", AVX2_PMADDWD, 8, 2, "int16", 6, 2),
         GemmKernel("arm-sdot", ARM_SDOT, 4, 4, "int8", 4, 4),
         GemmKernel("arm-neon", ARM_NEON, 4, 4, "int8", 4, 4),
+        # 16 accumulator registers (4 row pairs x 4 column pairs), 8 for the operands
+        GemmKernel("arm-smmla", ARM_SMMLA, 2, 8, "int8", 8, 4, rows=2),
     )
 }
 
@@ -172,6 +231,8 @@ def gemm_kernel_for(target: dict) -> GemmKernel | None:
     triple = target.get("mtriple", "")
     attrs = {a.lstrip("+") for a in target.get("mattr", [])}
     if triple.startswith(("aarch64", "arm64")):
+        if "i8mm" in attrs:
+            return KERNELS["arm-smmla"]
         return KERNELS["arm-sdot" if "dotprod" in attrs else "arm-neon"]
     from intvit.deploy.targets import host_cpu
 

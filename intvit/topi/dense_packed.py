@@ -4,7 +4,9 @@ kernel. Same integer contract as :func:`intvit.topi.matmul.dense`: int8/uint8 ``
 int8 weights (packed here at compile time), int32 bias; int32 out (or the requantized dtype).
 
 Rows are padded to the register tile (``m_tile``) inside the kernel: the widening copy of
-``x`` writes zeros there, and the epilogue reads only the real rows.
+``x`` (packed ``[M/rows, K/kpack, rows, kpack]``, the micro-kernel's activation block
+contiguous) writes zeros there, and the epilogue reads only the real rows. Accumulators are
+``[M/rows, N/lanes, rows, lanes]``: one micro-kernel's output block contiguous.
 
 uint8 activations on an int8-operand micro-kernel (ARM ``sdot``) go in as ``x - 128`` (int8),
 and the bias made by :func:`pack_bias` adds back ``128 * sum_k w[n, k]``: exact, as the
@@ -80,25 +82,38 @@ def dense_packed(
         value = value.astype(kernel.operand)
         return tirx.if_then_else(inside, value, tirx.const(0, kernel.operand))
 
-    xw = te.compute((mp, k_dim), widen, name=f"{name}_packed_x")
-    rk = te.reduce_axis((0, k_dim), name="k")
-    acc = te.compute(
-        (mp, n_dim),
-        lambda r, n: te.sum(
-            xw[r, rk].astype("int32")
-            * wp[n // lanes, rk // kp, n % lanes, rk % kp].astype("int32"),
-            axis=rk,
-        ),
-        name=f"{name}_packed_acc",
+    rows = kernel.rows
+    xw = te.compute(
+        (mp // rows, k_dim // kp, rows, kp),
+        lambda mo, ko, mi, ki: widen(mo * rows + mi, ko * kp + ki),
+        name=f"{name}_packed_x",
     )
+    acc = _packed_acc(xw, wp, kernel, name)
 
     def out(*i):
         flat = 0
         for j, size in zip(i[:-1], lead, strict=True):
             flat = flat * size + j
-        return acc[flat, i[-1]] + bias[i[-1]]
+        n = i[-1]
+        return acc[flat // rows, n // lanes, flat % rows, n % lanes] + bias[n]
 
     return te.compute((*lead, n_dim), out, name=f"{name}_packed_bias")
+
+
+def _packed_acc(xw: te.Tensor, wp: te.Tensor, kernel: GemmKernel, name: str) -> te.Tensor:
+    """``acc[..., mo, no, mi, ni] = sum_k x[mo*rows + mi, k] * w[no*lanes + ni, k]`` (int32)
+    from packed activations ``xw [..., M/rows, K/kpack, rows, kpack]`` and weights ``wp
+    [..., N/lanes, K/kpack, lanes, kpack]`` (both with the same leading group axes)."""
+    *group, m_blocks, k_blocks, rows, kp = (int(s) for s in xw.shape)
+    n_blocks, lanes = int(wp.shape[-4]), kernel.lanes
+    rk = te.reduce_axis((0, k_blocks * kp), name="k")
+
+    def dot(*i):
+        *g, mo, no, mi, ni = i
+        a = xw[(*g, mo, rk // kp, mi, rk % kp)].astype("int32")
+        return te.sum(a * wp[(*g, no, rk // kp, ni, rk % kp)].astype("int32"), axis=rk)
+
+    return te.compute((*group, m_blocks, n_blocks, rows, lanes), dot, name=f"{name}_packed_acc")
 
 
 def batch_matmul_packed(a: te.Tensor, b: te.Tensor, kernel: GemmKernel, name="batch_matmul"):
@@ -121,20 +136,20 @@ def batch_matmul_packed(a: te.Tensor, b: te.Tensor, kernel: GemmKernel, name="ba
         value = t[gi, tirx.min(r, rows - 1), tirx.min(k, k_dim - 1)].astype(kernel.operand)
         return tirx.if_then_else(inside, value, zero)
 
-    aw = te.compute((g, mp, kpad), lambda gi, r, k: widen(a, m, gi, r, k), name=f"{name}_packed_x")
+    rows = kernel.rows
+    aw = te.compute(
+        (g, mp // rows, kpad // kp, rows, kp),
+        lambda gi, mo, ko, mi, ki: widen(a, m, gi, mo * rows + mi, ko * kp + ki),
+        name=f"{name}_packed_x",
+    )
     bw = te.compute(
         (g, np_ // lanes, kpad // kp, lanes, kp),
         lambda gi, no, ko, ni, ki: widen(b, n, gi, no * lanes + ni, ko * kp + ki),
         name=f"{name}_packed_w",
     )
-    rk = te.reduce_axis((0, kpad), name="k")
-    acc = te.compute(
-        (g, mp, np_),
-        lambda gi, r, j: te.sum(
-            aw[gi, r, rk].astype("int32")
-            * bw[gi, j // lanes, rk // kp, j % lanes, rk % kp].astype("int32"),
-            axis=rk,
-        ),
-        name=f"{name}_packed_acc",
+    acc = _packed_acc(aw, bw, kernel, name)
+    return te.compute(
+        (g, m, n),
+        lambda gi, i, j: acc[gi, i // rows, j // lanes, i % rows, j % lanes],
+        name=f"{name}_packed_out",
     )
-    return te.compute((g, m, n), lambda gi, i, j: acc[gi, i, j], name=f"{name}_packed_out")

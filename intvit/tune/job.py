@@ -2,9 +2,13 @@
 
 The database (``DIR/database_workload.json``, ``DIR/database_tuning_record.json``) is
 MetaSchedule's JSON database: records are appended as candidates are measured, so an
-interrupted job keeps them, and a rerun with the same ``DIR`` starts from them (a task whose
-budget is already spent costs nothing). Kernels intvit schedules itself (packed GEMMs) are
-marked ``tirx.is_scheduled`` and skipped. ``intvit compile --db DIR`` applies the database.
+interrupted job keeps them, and a rerun with the same ``DIR`` starts from them. Kernels intvit
+schedules itself (packed GEMMs) are marked ``tirx.is_scheduled`` and skipped. ``intvit
+compile --db DIR`` applies the database.
+
+``trials`` is the budget of the database, not of one run: a rerun counts the successful
+trials already recorded for the same kernels and runs only the rest (with the same budget,
+nothing: the database makes a second run free; with a larger one, it extends it).
 """
 
 from __future__ import annotations
@@ -107,7 +111,23 @@ def _builder(preset: TargetPreset):
 
 
 def tune(model: IntModel, cfg: TuneConfig, log=print) -> dict:
-    """Run (or resume) a tuning job; returns a summary with the record counts."""
+    """Run (or resume) a tuning job over the integer model's kernels; returns a summary with
+    the record counts."""
+    preset = get_preset(cfg.preset)
+    return tune_module(scheduled_module(model, preset, cfg.batch), cfg, log)
+
+
+def tune_float_model(torch_model, image_shape: tuple[int, ...], cfg: TuneConfig, log=print):
+    """The same job over TVM's FP32 build of the float model (the baseline that gets the same
+    budget); :func:`intvit.deploy.compile.compile_float_model` applies its database."""
+    from intvit.deploy.compile import fused_float_module
+
+    return tune_module(fused_float_module(torch_model, image_shape, cfg.preset), cfg, log)
+
+
+def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print) -> dict:
+    """Run (or resume) a tuning job over the kernels of any Relax module (the integer model's,
+    or the FP32 baseline's: the same job, so both get the same budget)."""
     from tvm.s_tir import meta_schedule as ms
 
     preset = get_preset(cfg.preset)
@@ -115,7 +135,6 @@ def tune(model: IntModel, cfg: TuneConfig, log=print) -> dict:
     db = Path(cfg.db)
     db.mkdir(parents=True, exist_ok=True)
     before = count_records(db)
-    mod = scheduled_module(model, preset, cfg.batch)
     with target:
         mod = relax.transform.LegalizeOps()(mod)
     # Kernels intvit scheduled itself are left out (MetaSchedule cannot even estimate the
@@ -130,20 +149,28 @@ def tune(model: IntModel, cfg: TuneConfig, log=print) -> dict:
     if not op_names:
         raise ValueError(f"no kernel to tune (ops={cfg.ops})")
     start = time.monotonic()
-    log(f"tuning {cfg.trials} trials for {preset.name}; database {db} ({before} records)")
-    import_tvm_tensor_intrinsics()  # TuneContext imports it: minutes, unless done this way
-    progress = TrialProgress(cfg.trials, enabled=cfg.progress)
-    callbacks = [*ms.measure_callback.MeasureCallback.create("default"), progress]
-    try:
-        _tune_relax(mod, target, db, cfg, op_names, preset, callbacks)
-    finally:
-        progress.close()
+    done = recorded_trials(mod, target, db, op_names)
+    todo = cfg.trials - done
+    log(
+        f"tuning {preset.name}: budget {cfg.trials} trials, {done} already in {db}"
+        + (f", {todo} to run" if todo > 0 else ": nothing to run")
+    )
+    progress = TrialProgress(max(todo, 0), enabled=cfg.progress and todo > 0)
+    if todo > 0:
+        import_tvm_tensor_intrinsics()  # TuneContext imports it: minutes, unless done this way
+        callbacks = [*ms.measure_callback.MeasureCallback.create("default"), progress]
+        try:
+            _tune_relax(mod, target, db, todo, cfg, op_names, preset, callbacks)
+        finally:
+            progress.close()
     after = count_records(db)
     summary = {
         "preset": preset.name,
         "db": str(db),
         "records_before": before,
         "records_after": after,
+        "budget": cfg.trials,
+        "already_done": done,
         "measured": progress.measured,
         "failed": progress.failed,
         "last_error": progress.last_error,
@@ -156,7 +183,27 @@ def tune(model: IntModel, cfg: TuneConfig, log=print) -> dict:
     return summary
 
 
-def _tune_relax(mod, target, db: Path, cfg: TuneConfig, op_names, preset, callbacks) -> None:
+def recorded_trials(mod: tvm.IRModule, target, db: Path, op_names: list[str]) -> int:
+    """How many successful trials the database already holds for the kernels of ``mod``
+    that a job over ``op_names`` tunes (what a rerun's budget is counted against)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if count_records(db) == 0:
+        return 0
+    database = ms.database.JSONDatabase(work_dir=str(db))
+    done = 0
+    for task in ms.relax_integration.extract_tasks(mod, target):
+        if not any(name in task.task_name for name in op_names):
+            continue
+        kernel = task.dispatched[0]
+        if database.has_workload(kernel):
+            done += len(database.get_top_k(database.commit_workload(kernel), 1 << 20))
+    return done
+
+
+def _tune_relax(
+    mod, target, db: Path, trials: int, cfg: TuneConfig, op_names, preset, callbacks
+) -> None:
     from tvm.s_tir import meta_schedule as ms
 
     ms.relax_integration.tune_relax(
@@ -164,7 +211,7 @@ def _tune_relax(mod, target, db: Path, cfg: TuneConfig, op_names, preset, callba
         params={},
         target=target,
         work_dir=str(db),
-        max_trials_global=cfg.trials,
+        max_trials_global=trials,
         max_trials_per_task=cfg.trials_per_task,
         op_names=op_names,
         num_trials_per_iter=cfg.trials_per_iter,
