@@ -21,6 +21,7 @@ from intvit.deploy.emulator import EmulatorError, default_root, start_emulated_s
 from intvit.deploy.rpc import (
     Supervisor,
     connect_tracker,
+    release_sessions,
     run_remote,
     start_tracker,
     wait_for_device,
@@ -145,15 +146,24 @@ def test_packed_gemms_bit_exact_on_emulated_arm(
         ["aarch64-linux-gnu-objdump", "-d", str(path)], capture_output=True, text=True
     ).stdout
     assert f"\t{instruction}\t" in disassembly
-    remote = arm_device.request("emu-a76", session_timeout=600)
-    remote.upload(str(path))
-    rlib = remote.load_module(path.name)
-    dev = remote.cpu()
+
+    def run_remotely() -> dict[str, np.ndarray]:
+        remote = arm_device.request("emu-a76", session_timeout=600)
+        remote.upload(str(path))
+        rlib = remote.load_module(path.name)
+        dev = remote.cpu()
+        outputs = {}
+        for name, (x, w, b) in cases.items():
+            args = [x, pack_weights(w, kernel), pack_bias(w, b, str(x.dtype), kernel)]
+            out = tvm.runtime.tensor(np.zeros((*x.shape[:-1], w.shape[0]), np.int32), dev)
+            rlib[name](*(tvm.runtime.tensor(a, dev) for a in args), out)
+            outputs[name] = out.numpy()
+        return outputs
+
+    outputs = run_remotely()
+    release_sessions()
     for name, (x, w, b) in cases.items():
-        args = [x, pack_weights(w, kernel), pack_bias(w, b, str(x.dtype), kernel)]
-        out = tvm.runtime.tensor(np.zeros((*x.shape[:-1], w.shape[0]), np.int32), dev)
-        rlib[name](*(tvm.runtime.tensor(a, dev) for a in args), out)
-        np.testing.assert_array_equal(out.numpy(), dense_ref(x, w, b), err_msg=name)
+        np.testing.assert_array_equal(outputs[name], dense_ref(x, w, b), err_msg=name)
 
 
 def test_rpi4_preset_runs_on_a_cortex_a72(arm_device, tmp_path):

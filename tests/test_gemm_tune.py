@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -175,3 +176,26 @@ def test_corrupt_database_is_named(tmp_path):
     with pytest.raises(ValueError, match="line 1 is corrupt"):
         check_database(tmp_path)
     assert json.loads((tmp_path / "database_workload.json").read_text()) == {}
+
+
+@pytest.mark.slow
+def test_fp32_baseline_is_tuned_by_the_same_job(tmp_path):
+    """The FP32 baseline (TVM's fused build of the float model) gets the same kind of job and
+    budget; its database applies at compile time and the output stays the float model's."""
+    from intvit.deploy.compile import compile_float_model
+    from intvit.tune.job import tune_float_model
+
+    torch.manual_seed(7)
+    model = create_float_model("digits_vit").eval()
+    image = digits("test").images[:1].astype(np.float32)
+    cfg = TuneConfig(trials=4, db=tmp_path / "fp32-db", trials_per_iter=4, progress=False)
+    cfg = replace(cfg, ops=("fused_matmul",))
+    summary = tune_float_model(model, image.shape, cfg, log=lambda *_: None)
+    assert summary["measured"] > 0 and summary["failed"] == 0, summary["last_error"]
+    assert tune_float_model(model, image.shape, cfg, log=lambda *_: None)["measured"] == 0
+    compiled = compile_float_model(model, image.shape, "host", "digits_vit", db=cfg.db)
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(image)).numpy()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(image)).numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)

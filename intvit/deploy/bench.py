@@ -281,8 +281,11 @@ class DeviceSession:
         return sorted(ops, key=lambda o: -o.total_ms)
 
     def close(self) -> None:
+        from intvit.deploy.rpc import release_sessions
+
         self.modules.clear()
         self.session = None
+        release_sessions()  # the device is free for the next request at once
 
     def __enter__(self) -> DeviceSession:
         return self.open()

@@ -184,19 +184,36 @@ class RemoteRun:
 def run_remote(
     tracker, key: str, library: str | Path, image: np.ndarray, session_timeout: float = 600.0
 ) -> RemoteRun:
-    """Upload ``library`` to a device ``key`` and run its ``main`` on ``image``."""
+    """Upload ``library`` to a device ``key`` and run its ``main`` on ``image``; the device is
+    free again when this returns."""
     import tvm
     from tvm import relax
 
     library = Path(library)
-    remote = tracker.request(key, session_timeout=session_timeout)
-    remote.upload(str(library))
-    lib = remote.load_module(library.name)
-    dev = remote.cpu()
-    vm = relax.VirtualMachine(lib, dev)
-    vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(image), dev))
-    vm.invoke_stateful("main")
-    return RemoteRun(vm.get_outputs("main").numpy(), key, library.name)
+
+    def run() -> np.ndarray:
+        remote = tracker.request(key, session_timeout=session_timeout)
+        remote.upload(str(library))
+        lib = remote.load_module(library.name)
+        dev = remote.cpu()
+        vm = relax.VirtualMachine(lib, dev)
+        vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(image), dev))
+        vm.invoke_stateful("main")
+        return vm.get_outputs("main").numpy()
+
+    outputs = run()
+    release_sessions()
+    return RemoteRun(outputs, key, library.name)
+
+
+def release_sessions() -> None:
+    """Close RPC sessions nothing refers to any more. A session ends when its last object
+    (module, VM, remote tensor) is freed, and some of those sit in reference cycles that only
+    the garbage collector frees: until then the tracker counts the device as busy and the next
+    request for it waits (up to the session timeout)."""
+    import gc
+
+    gc.collect()
 
 
 _CHILD_EXIT = re.compile(r"exited unsuccessfully with error code (-?\d+)")
