@@ -201,10 +201,14 @@ def _cmd_device(args: argparse.Namespace) -> int:
 
 def _cmd_targets(args: argparse.Namespace) -> int:
     from intvit.deploy.targets import get_preset, list_presets
+    from intvit.schedules.intrinsics import gemm_kernel_for
 
+    print(f"{'preset':<16} {'description':<40} {'int8 GEMM':<13} target")
     for name in list_presets():
         p = get_preset(name)
-        print(f"{name:<16} {p.description:<40} {p.target}")
+        kernel = gemm_kernel_for(p.target)
+        gemm = kernel.name if kernel else "TVM default"
+        print(f"{name:<16} {p.description:<40} {gemm:<13} {p.target}")
     return 0
 
 

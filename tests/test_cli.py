@@ -18,6 +18,8 @@ def test_kernels_and_targets_list(capsys):
     assert main(["targets"]) == 0
     out = capsys.readouterr().out
     assert "rpi4" in out and "apple-m1" in out
+    rows = {line.split()[0]: line for line in out.splitlines()}
+    assert "arm-smmla" in rows["graviton3"] and "arm-neon" in rows["rpi4"]
 
 
 @pytest.mark.slow
