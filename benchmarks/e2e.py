@@ -88,44 +88,38 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
         print(f"  TVM FP32 ({label}): {latency.median_ms:.2f} ms", flush=True)
         return latency
 
+    # Peers first, each record written as soon as it exists: an interrupted run (tuning is
+    # the long part) keeps every comparison it finished.
     ours = integer(None, "untuned")
-    fp32_untuned = fp32(None, "untuned")
-    keep(
-        BenchRecord(
-            name,
-            ours.label,
-            fp32_untuned.label,
-            ours.median_ms,
-            fp32_untuned.median_ms,
-            extra=extra,
-        )
-    )
-    if trials:
-        label = f"tuned, {trials} trials"
-        cfg = TuneConfig(trials=trials, progress=False)
-        cpu = host_cpu()[0]  # a database holds timings of one machine
-        int_db, fp32_db = db_root / f"{name}-int-{cpu}", db_root / f"{name}-fp32-{cpu}"
-        print(f"{name}: tuning integer-only ({trials} trials) ...", flush=True)
-        int_tune = tune(int_model, replace(cfg, db=int_db))
-        print(f"{name}: tuning TVM FP32 ({trials} trials) ...", flush=True)
-        fp32_tune = tune_float_model(model, image.shape, replace(cfg, db=fp32_db))
-        ours = integer(int_db, label)
-        tuned = fp32(fp32_db, label)
-        extra = dict(
-            extra,
-            trials=trials,
-            ours_tune_s=int_tune["seconds"],
-            baseline_tune_s=fp32_tune["seconds"],
-            ours_trials_recorded=int_tune["already_done"] + int_tune["measured"],
-            baseline_trials_recorded=fp32_tune["already_done"] + fp32_tune["measured"],
-        )
-        keep(
-            BenchRecord(name, ours.label, tuned.label, ours.median_ms, tuned.median_ms, extra=extra)
-        )
-        extra = {"threads": threads, "batch": 1, "trials": trials}
-    peers = [torch_eager(model, image, threads, CFG)]
+    peers = [fp32(None, "untuned"), torch_eager(model, image, threads, CFG)]
     peers.extend(onnxruntime_peers(model, image, threads, CFG, int8=True))
     for peer in peers:
+        keep(BenchRecord(name, ours.label, peer.label, ours.median_ms, peer.median_ms, extra=extra))
+    if not trials:
+        return
+    label = f"tuned, {trials} trials"
+    cfg = TuneConfig(trials=trials, progress=False)
+    cpu = host_cpu()[0]  # a database holds timings of one machine
+    int_db, fp32_db = db_root / f"{name}-int-{cpu}", db_root / f"{name}-fp32-{cpu}"
+    print(f"{name}: tuning integer-only ({trials} trials) ...", flush=True)
+    int_tune = tune(int_model, replace(cfg, db=int_db))
+    print(f"{name}: tuning TVM FP32 ({trials} trials) ...", flush=True)
+    fp32_tune = tune_float_model(model, image.shape, replace(cfg, db=fp32_db))
+    ours = integer(int_db, label)
+    extra = dict(extra, trials=trials)
+    tuned = fp32(fp32_db, label)
+    tuning = {
+        "ours_tune_s": int_tune["seconds"],
+        "baseline_tune_s": fp32_tune["seconds"],
+        "ours_trials": int_tune["already_done"] + int_tune["measured"],
+        "baseline_trials": fp32_tune["already_done"] + fp32_tune["measured"],
+    }
+    keep(
+        BenchRecord(
+            name, ours.label, tuned.label, ours.median_ms, tuned.median_ms, {**extra, **tuning}
+        )
+    )
+    for peer in peers[1:]:  # the tuned integer model against the same peer timings
         keep(BenchRecord(name, ours.label, peer.label, ours.median_ms, peer.median_ms, extra=extra))
 
 
