@@ -93,11 +93,18 @@ class RecordLog:
 
 
 def format_table(records: list[BenchRecord]) -> str:
-    header = f"{'case':<24}{'ours':<22}{'baseline':<27}{'ours ms':>10}{'base ms':>10}{'speedup':>9}"
+    """The records as an aligned text table (columns as wide as their longest entry)."""
+    case_w = max([len("case"), *(len(r.case) for r in records)]) + 2
+    ours_w = max([len("ours"), *(len(r.ours) for r in records)]) + 2
+    base_w = max([len("baseline"), *(len(r.baseline) for r in records)]) + 2
+    header = (
+        f"{'case':<{case_w}}{'ours':<{ours_w}}{'baseline':<{base_w}}"
+        f"{'ours ms':>10}{'base ms':>10}{'speedup':>9}"
+    )
     lines = [header, "-" * len(header)]
     for r in records:
         lines.append(
-            f"{r.case:<24}{r.ours:<22}{r.baseline:<27}{r.ours_ms:>10.3f}{r.baseline_ms:>10.3f}"
-            f"{r.speedup:>8.2f}x"
+            f"{r.case:<{case_w}}{r.ours:<{ours_w}}{r.baseline:<{base_w}}"
+            f"{r.ours_ms:>10.3f}{r.baseline_ms:>10.3f}{r.speedup:>8.2f}x"
         )
     return "\n".join(lines)
