@@ -204,8 +204,17 @@ def recorded_trials(mod: tvm.IRModule, target, db: Path, op_names: list[str]) ->
 def _tune_relax(
     mod, target, db: Path, trials: int, cfg: TuneConfig, op_names, preset, callbacks
 ) -> None:
+    import logging
+
     from tvm.s_tir import meta_schedule as ms
 
+    # TVM rebuilds its logging config from the names of the handlers on its logger and fails
+    # on a handler without a name ("'NoneType' object has no attribute 'format'"), which test
+    # runners and applications may have attached: those are left out of the tuning job.
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in list(logger.handlers):
+        if handler.get_name() is None:
+            logger.removeHandler(handler)
     ms.relax_integration.tune_relax(
         mod,
         params={},
