@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,8 +44,6 @@ CFG = BenchConfig(warmup=2, number=3, repeat=7)
 def _vm_latency(executable, image: np.ndarray, label: str) -> Latency:
     """Median over ``CFG`` repeats; a build slower than a second per run (untuned TVM FP32 of
     DeiT-small: ~9 s) gets 3 single runs instead, which says as much about a 9 s figure."""
-    import time
-
     vm = relax.VirtualMachine(executable, tvm.cpu())
     x = tvm.runtime.tensor(image)
     start = time.perf_counter()
@@ -134,17 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    log = RecordLog.on_this_machine(args.out)
-
-    def keep(record: BenchRecord) -> None:
-        log.add(record)
-        print(
-            f"  vs {record.baseline:<26} {record.baseline_ms:9.2f} ms  {record.speedup:6.2f}x",
-            flush=True,
-        )
+    log = RecordLog.on_this_machine(
+        args.out,
+        lambda record: (
+            f"  vs {record.baseline:<26} {record.baseline_ms:9.2f} ms  {record.speedup:6.2f}x"
+        ),
+    )
 
     for name in args.models.split(","):
-        bench_model(name, args.trials, args.db_root, keep)
+        bench_model(name, args.trials, args.db_root, log.add)
     print(log.summary())
     return 0
 

@@ -110,15 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=DEFAULT_MODELS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    log = RecordLog.on_this_machine(args.out)
-
-    def keep(record: BenchRecord) -> None:
-        log.add(record)
-        print(
+    log = RecordLog.on_this_machine(
+        args.out,
+        lambda record: (
             f"  GELU-less {record.ours_ms:.3f} ms vs integer GELU {record.baseline_ms:.3f} ms: "
-            f"{record.speedup:.3f}x",
-            flush=True,
-        )
+            f"{record.speedup:.3f}x"
+        ),
+    )
 
     with tempfile.TemporaryDirectory() as logs:
         with rpc.start_tracker(log_dir=Path(logs)) as tracker:
@@ -127,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 rpc.wait_for_device(client, "local", 60)
                 with DeviceSession(client, "local", CFG) as session:
                     for name in args.models.split(","):
-                        bench_model(name, session, keep)
+                        bench_model(name, session, log.add)
     print(log.summary())
     return 0
 

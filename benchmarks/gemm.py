@@ -24,17 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    log = RecordLog.on_this_machine(args.out)
-
-    def keep(record):
-        log.add(record)
-        print(
+    log = RecordLog.on_this_machine(
+        args.out,
+        lambda record: (
             f"  {record.case:<14} {record.baseline:<18} {record.speedup:6.2f}x "
-            f"({record.extra['gmacs']:.1f} vs {record.extra['baseline_gmacs']:.1f} GMAC/s)",
-            flush=True,
-        )
+            f"({record.extra['gmacs']:.1f} vs {record.extra['baseline_gmacs']:.1f} GMAC/s)"
+        ),
+    )
 
-    run_gemm_bench(get_preset("host").target, on_record=keep)
+    run_gemm_bench(get_preset("host").target, on_record=log.add)
     print(log.summary())
     return 0
 

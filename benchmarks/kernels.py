@@ -24,20 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="batch 1 only, shorter timing")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    log = RecordLog.on_this_machine(args.out)
-
-    def keep(record):
-        log.add(record)
-        print(
-            f"  {record.case:<14} {record.ours:<18} vs {record.baseline:<18} "
-            f"{record.speedup:6.2f}x",
-            flush=True,
-        )
+    log = RecordLog.on_this_machine(
+        args.out,
+        lambda record: (
+            f"  {record.case:<14} {record.ours:<18} vs {record.baseline:<18} {record.speedup:6.2f}x"
+        ),
+    )
 
     run_kernel_bench(
         batches=(1,) if args.quick else (1, 16),
         min_repeat_ms=30 if args.quick else 100,
-        on_record=keep,
+        on_record=log.add,
     )
     print(log.summary())
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,22 +71,27 @@ def write_records(path: str | Path, records: list[BenchRecord], machine: dict) -
 @dataclass
 class RecordLog:
     """Benchmark records as they are measured, rewritten to ``path`` after each one (an
-    interrupted run keeps what it finished)."""
+    interrupted run keeps what it finished), each echoed as the line ``echo`` makes of it."""
 
     path: Path
     machine: dict
     records: list[BenchRecord] = field(default_factory=list)
+    echo: Callable[[BenchRecord], str] | None = None
 
     @classmethod
-    def on_this_machine(cls, path: str | Path) -> RecordLog:
+    def on_this_machine(
+        cls, path: str | Path, echo: Callable[[BenchRecord], str] | None = None
+    ) -> RecordLog:
         """A log for a benchmark script: the machine it runs on, measured and printed once."""
         machine = machine_info()
         print(f"machine: {machine}", flush=True)
-        return cls(Path(path), machine)
+        return cls(Path(path), machine, echo=echo)
 
     def add(self, record: BenchRecord) -> None:
         self.records.append(record)
         write_records(self.path, self.records, self.machine)
+        if self.echo is not None:
+            print(self.echo(record), flush=True)
 
     def summary(self) -> str:
         """The table of every record and where they were written."""
