@@ -82,7 +82,8 @@ def test_bench_on_local_device_compare_and_per_op(artifact, tracker_port, tmp_pa
     whole = data["latencies"][0]["median_ms"]
     profile = data["per_op"]["intvit integer-only"]
     assert 0.5 * whole < profile["total_ms"] < 2.0 * whole
-    assert {"gemm", "softmax", "gelu", "layernorm", "requantize"} <= set(profile["by_category_ms"])
+    # requantization and residual adds run in the GEMMs' epilogues: no kernels of their own
+    assert {"gemm", "softmax", "gelu", "layernorm"} <= set(profile["by_category_ms"])
     calls = sum(k["calls"] for k in profile["kernels"])
     assert calls == len(read_manifest(report.libraries["integer"]).calls)
     assert "TVM FP32" in data["per_op"]

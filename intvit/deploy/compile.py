@@ -87,14 +87,21 @@ def compile_relax(
     return CompiledModel(executable, manifest, kernels)
 
 
-def scheduled_module(model: IntModel, preset: TargetPreset, batch: int) -> tvm.IRModule:
-    """The model's Relax module with intvit's schedules applied (what is compiled and tuned)."""
+def scheduled_module(
+    model: IntModel, preset: TargetPreset, batch: int, rows: bool = True
+) -> tvm.IRModule:
+    """The model's Relax module with intvit's schedules applied (what is compiled; with
+    ``rows=False`` the row kernels stay unscheduled: what is tuned)."""
     from intvit.schedules.intrinsics import gemm_kernel_for
     from intvit.schedules.model import schedule_module
 
     kernel = gemm_kernel_for(preset.target)
     mod = build_module(model, batch, kernel)
-    return schedule_module(mod, kernel, int(preset.target.get("num-cores", 1)))
+    return schedule_module(mod, kernel, _cores(preset), rows=rows)
+
+
+def _cores(preset: TargetPreset) -> int:
+    return int(preset.target.get("num-cores", 1))
 
 
 def compile_int_model(
@@ -114,11 +121,14 @@ def compile_int_model(
     name = model.source or "int model"
     if not schedules:
         return compile_relax(build_module(model, batch), preset, "int", name, profile)
-    mod = scheduled_module(model, preset, batch)
-    if db is not None:
+    if db is None:
+        mod = scheduled_module(model, preset, batch)
+    else:  # tuned schedules first; the row schedule for the kernels the database lacks
+        from intvit.schedules.model import schedule_rows
         from intvit.tune.job import apply_database
 
-        mod = apply_database(mod, db, preset.tvm_target())
+        mod = apply_database(scheduled_module(model, preset, batch, rows=False), db, preset)
+        mod = schedule_rows(mod, _cores(preset))
     return compile_relax(mod, preset, "int", name, profile)
 
 
@@ -174,7 +184,7 @@ def compile_float_model(
     if db is not None:
         from intvit.tune.job import apply_database
 
-        mod = apply_database(mod, db, preset.tvm_target())
+        mod = apply_database(mod, db, preset)
     return compile_relax(mod, preset, "fp32", name, profile)
 
 

@@ -47,8 +47,9 @@ def _merge_heads(bb, x, b, n, heads, d):
     return ops.reshape(bb, ops.permute(bb, x, (0, 2, 1, 3)), (b, n, heads * d))
 
 
-def _attention(bb, t, p, bp, h, b, n, dim, heads, score_bias=None, mask=None, nw=1):
-    """int8 ``h [b, n, dim]`` -> int32 proj accumulator ``[b, n, dim]``."""
+def _attention(bb, t, p, bp, h, b, n, dim, heads, score_bias=None, mask=None, nw=1, skip=None):
+    """int8 ``h [b, n, dim]`` -> int32 proj accumulator ``[b, n, dim]``; with ``skip = (x,
+    lo, hi)``, the residual ``x + attention(h)`` (added in the projection's epilogue)."""
     d = dim // heads
     w, bias = t[p + "qkv.w"], t[p + "qkv.b"]
     parts = []
@@ -57,15 +58,19 @@ def _attention(bb, t, p, bp, h, b, n, dim, heads, score_bias=None, mask=None, nw
         out = ops.dense(bb, h, w[sl], bias[sl], name=f"{p}qkv{j}", rq=rq)
         parts.append(_heads(bb, out, b, n, heads, d))
     q, k, v = parts
-    scores = ops.batch_matmul(bb, q, k)
     if score_bias is not None:
+        scores = ops.batch_matmul(bb, q, k)
         scores = ops.add_score_bias(bb, scores, score_bias, mask, nw, heads, bp.rq_scores)
     else:
-        scores = ops.requantize(bb, scores, bp.rq_scores)
+        scores = ops.batch_matmul(bb, q, k, rq=bp.rq_scores)
     probs = ops.softmax(bb, scores, bp.softmax)
-    ctx = ops.batch_matmul(bb, probs, ops.permute(bb, v, (0, 2, 1)))
-    ctx = _merge_heads(bb, ops.requantize(bb, ctx, bp.rq_ctx), b, n, heads, d)
-    return ops.dense(bb, ctx, t[p + "proj.w"], t[p + "proj.b"], name=f"{p}proj")
+    ctx = ops.batch_matmul(bb, probs, ops.permute(bb, v, (0, 2, 1)), rq=bp.rq_ctx)
+    ctx = _merge_heads(bb, ctx, b, n, heads, d)
+    w, bias = t[p + "proj.w"], t[p + "proj.b"]
+    if skip is not None:
+        x, lo, hi = skip
+        return ops.dense_residual(bb, ctx, w, bias, f"{p}proj", x, bp.rq_skip1, bp.rq_proj, lo, hi)
+    return ops.dense(bb, ctx, w, bias, name=f"{p}proj")
 
 
 def _mlp(bb, t, p, bp, x, lo, hi):
@@ -73,8 +78,8 @@ def _mlp(bb, t, p, bp, x, lo, hi):
     f = ops.dense(bb, h, t[p + "fc1.w"], t[p + "fc1.b"], name=f"{p}fc1", rq=bp.rq_fc1)
     if bp.gelu is not None:  # GELU-less models: ReLU is rq_fc1's uint8 saturation
         f = ops.gelu(bb, f, bp.gelu)
-    acc = ops.dense(bb, f, t[p + "fc2.w"], t[p + "fc2.b"], f"{p}fc2")
-    return ops.residual_add(bb, x, acc, bp.rq_skip2, bp.rq_fc2, lo, hi)
+    w, b = t[p + "fc2.w"], t[p + "fc2.b"]
+    return ops.dense_residual(bb, f, w, b, f"{p}fc2", x, bp.rq_skip2, bp.rq_fc2, lo, hi)
 
 
 def _vit(bb, model: IntModel, image, batch: int):
@@ -86,8 +91,8 @@ def _vit(bb, model: IntModel, image, batch: int):
     x = ops.add_tokens(bb, x, t["cls_q"], t["pos_q"], lo, hi)
     for i, bp in enumerate(plan.blocks):
         p = f"b{i}."
-        acc = _attention(bb, t, p, bp, ops.layernorm(bb, x, bp.ln1), batch, n, dim, heads)
-        x = ops.residual_add(bb, x, acc, bp.rq_skip1, bp.rq_proj, lo, hi)
+        h = ops.layernorm(bb, x, bp.ln1)
+        x = _attention(bb, t, p, bp, h, batch, n, dim, heads, skip=(x, lo, hi))
         x = _mlp(bb, t, p, bp, x, lo, hi)
     h = ops.layernorm(bb, x, plan.lnf)
     outs = [ops.dense(bb, ops.take_token(bb, h, 0), t["head.w"], t["head.b"])]

@@ -63,29 +63,60 @@ def _packed_kernel(x, weight: np.ndarray):
 
 def dense(bb, x, weight: np.ndarray, bias: np.ndarray | None, name="dense", rq=None):
     """int32 GEMM (+bias); with ``rq``, requantized in the same kernel when it is packed."""
+    if rq is None:
+        return _dense(bb, x, weight, bias, name, lambda acc: acc)
+    tables = _tables(rq) if rq.channels > 1 else []
+
+    def requantized(acc, *t):
+        ct = ChannelTables(*t, rq) if t else None
+        return requantize_te(acc, rq, f"{name}_rq", ct)[0]
+
+    return _dense(bb, x, weight, bias, name, requantized, tables, lambda a: requantize(bb, a, rq))
+
+
+def dense_residual(
+    bb, h, weight, bias, name, x, skip: RequantParams, branch: RequantParams, lo: int, hi: int
+):
+    """``residual_add(x, dense(h))``: on a packed GEMM, the residual add is its epilogue (the
+    int32 accumulator never goes to memory); the same integers as the two ops apart."""
+    if skip.channels != 1:
+        raise ValueError("the skip requantization of a residual add is per tensor")
+    tables = _tables(branch) if branch.channels > 1 else []
+
+    def add(acc, r, *t):
+        ct = ChannelTables(*t, branch) if t else None
+        return residual.residual_add(r, acc, skip, branch, lo, hi, ct)
+
+    return _dense(
+        bb,
+        h,
+        weight,
+        bias,
+        name,
+        add,
+        [x, *tables],
+        lambda acc: residual_add(bb, x, acc, skip, branch, lo, hi),
+    )
+
+
+def _dense(bb, x, weight, bias, name, epilogue, extra=(), unfused=None):
+    """The GEMM ``x [.., K] x weight [N, K]^T + bias`` followed by ``epilogue(acc, *extra)``
+    (TE, elementwise over the int32 accumulator) in one packed kernel; without a packed
+    micro-kernel, TVM's default GEMM then ``unfused(acc)`` (Relax ops) or the accumulator."""
     kernel = _packed_kernel(x, weight)
-    if kernel is not None:
-        from intvit.schedules.gemm import PACKED_FUNC
-        from intvit.topi.dense_packed import dense_packed, pack_bias, pack_weights
+    if kernel is None:
+        acc = _dense_default(bb, x, weight, bias, name)
+        return acc if unfused is None else unfused(acc)
+    from intvit.schedules.gemm import PACKED_FUNC
+    from intvit.topi.dense_packed import dense_packed, pack_bias, pack_weights
 
-        b = pack_bias(weight, bias, str(x.ty.dtype), kernel)
-        args = [x, relax.const(pack_weights(weight, kernel)), relax.const(b)]
-        if rq is None:
-            return bb.emit_te(
-                lambda q, w, c: dense_packed(q, w, c, kernel, name),
-                *args,
-                primfunc_name_hint=name + PACKED_FUNC,
-            )
-        tables = _tables(rq) if rq.channels > 1 else []
-
-        def fused(q, w, c, *t):
-            acc = dense_packed(q, w, c, kernel, name)
-            ct = ChannelTables(*t, rq) if t else None
-            return requantize_te(acc, rq, f"{name}_rq", ct)[0]
-
-        return bb.emit_te(fused, *args, *tables, primfunc_name_hint=name + PACKED_FUNC)
-    acc = _dense_default(bb, x, weight, bias, name)
-    return acc if rq is None else requantize(bb, acc, rq)
+    b = pack_bias(weight, bias, str(x.ty.dtype), kernel)
+    args = [x, relax.const(pack_weights(weight, kernel)), relax.const(b), *extra]
+    return bb.emit_te(
+        lambda q, w, c, *rest: epilogue(dense_packed(q, w, c, kernel, name), *rest),
+        *args,
+        primfunc_name_hint=name + PACKED_FUNC,
+    )
 
 
 def _dense_default(bb, x, weight: np.ndarray, bias: np.ndarray | None, name="dense"):
@@ -95,19 +126,23 @@ def _dense_default(bb, x, weight: np.ndarray, bias: np.ndarray | None, name="den
     return bb.emit_te(matmul.dense, *args, primfunc_name_hint=name)
 
 
-def batch_matmul(bb, a, b, name="batch_matmul"):
+def batch_matmul(bb, a, b, name="batch_matmul", rq: RequantParams | None = None):
+    """int32 ``a [G, M, K] x b [G, N, K]^T``; with a per-tensor ``rq``, requantized (in the
+    packed kernel's epilogue when there is one)."""
+    if rq is not None and rq.channels != 1:
+        raise ValueError("batch_matmul requantizes per tensor only")
     kernel = _GEMM_KERNEL.get()
     if kernel is not None and kernel.operand == "int16":  # int8-operand kernels: no uint8
         from intvit.schedules.gemm import PACKED_FUNC
         from intvit.topi.dense_packed import batch_matmul_packed
 
-        return bb.emit_te(
-            lambda x, y: batch_matmul_packed(x, y, kernel, name),
-            a,
-            b,
-            primfunc_name_hint=name + PACKED_FUNC,
-        )
-    return bb.emit_te(matmul.batch_matmul, a, b, primfunc_name_hint=name)
+        def fn(x, y):
+            acc = batch_matmul_packed(x, y, kernel, name)
+            return acc if rq is None else requantize_te(acc, rq, f"{name}_rq")[0]
+
+        return bb.emit_te(fn, a, b, primfunc_name_hint=name + PACKED_FUNC)
+    acc = bb.emit_te(matmul.batch_matmul, a, b, primfunc_name_hint=name)
+    return acc if rq is None else requantize(bb, acc, rq)
 
 
 def softmax(bb, x, params, name="softmax"):

@@ -1,6 +1,7 @@
 """Apply intvit's schedules to the kernels of a model's Relax module before lowering: packed
 GEMMs get the tensorized register-blocked schedule, row kernels (softmax, GELU, LayerNorm) the
-row schedule. Everything else keeps TVM's default lowering (or a tuning database's)."""
+row schedule, unless a tuning database has a schedule for them. Everything else keeps TVM's
+default lowering (or a tuning database's)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,33 @@ from intvit.schedules.gemm import PACKED_FUNC, schedule_packed_gemm
 from intvit.schedules.intrinsics import GemmKernel
 from intvit.schedules.rowwise import schedule_rowwise
 
-ROW_KERNELS = ("softmax", "gelu", "layernorm")
-#: Off: no gain measured with TVM's one runtime thread here (DeiT-tiny 41.9 vs 42.5 ms), and
-#: unscheduled row kernels stay in MetaSchedule's tuning space (it skips scheduled ones). The
-#: kernel benchmarks use the row schedule directly. (A 180 s build once blamed on it was the
-#: import of TVM's tensor intrinsics, see intrinsics.py.)
-ROW_SCHEDULES = False
+ROW_KERNELS = ("softmax", "gelu", "layernorm", "rq")
 
 
-def schedule_module(mod: tvm.IRModule, kernel: GemmKernel | None, cores: int) -> tvm.IRModule:
-    """A copy of ``mod`` with intvit's schedules applied to the kernels they fit."""
+def schedule_module(
+    mod: tvm.IRModule, kernel: GemmKernel | None, cores: int, rows: bool = True
+) -> tvm.IRModule:
+    """A copy of ``mod`` with intvit's schedules applied to the kernels they fit (with
+    ``rows=False``, the packed GEMMs only: what a tuning job leaves to MetaSchedule)."""
     out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
     for gv, func in mod.functions_items():
-        if not isinstance(func, tirx.PrimFunc):
-            continue
-        name = gv.name_hint
-        if kernel is not None and PACKED_FUNC in name:
+        if isinstance(func, tirx.PrimFunc) and kernel is not None and PACKED_FUNC in gv.name_hint:
             out[gv] = schedule_packed_gemm(func, kernel, parallel=cores > 1)
-        elif name.startswith(ROW_KERNELS) and cores > 1 and ROW_SCHEDULES:
+    return schedule_rows(out, cores) if rows else out
+
+
+def schedule_rows(mod: tvm.IRModule, cores: int) -> tvm.IRModule:
+    """``mod`` with the row schedule (parallel over rows) on every row kernel not scheduled
+    yet (by intvit or a tuning database). One core: TVM's default lowering, which measured
+    no slower (DeiT-tiny 41.9 vs 42.5 ms)."""
+    if cores < 2:
+        return mod
+    out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+    for gv, func in mod.functions_items():
+        if (
+            isinstance(func, tirx.PrimFunc)
+            and gv.name_hint.startswith(ROW_KERNELS)
+            and not func.attrs.get("tirx.is_scheduled", False)
+        ):
             out[gv] = schedule_rowwise(func).with_attr("tirx.is_scheduled", True)
     return out

@@ -42,7 +42,16 @@ def _vectorize_inner(sch: s_tir.Schedule, block, lanes: int) -> None:
 def schedule_rowwise(
     func: tirx.PrimFunc, lanes: int = 16, vectorize: bool = False
 ) -> tirx.PrimFunc:
-    """Schedule a TE-built kernel for a multicore SIMD CPU; returns the new PrimFunc.
+    """Schedule a TE-built kernel for a multicore SIMD CPU; returns the new PrimFunc (see
+    :func:`rowwise_schedule`)."""
+    return rowwise_schedule(func, lanes, vectorize).mod["main"]
+
+
+def rowwise_schedule(
+    func: tirx.PrimFunc, lanes: int = 16, vectorize: bool = False
+) -> s_tir.Schedule:
+    """The schedule (with its trace, which a tuning database can replay) of a TE-built
+    kernel for a multicore SIMD CPU.
 
     ``vectorize=False`` leaves the contiguous inner loops to LLVM's loop vectorizer, which
     measured faster here than TVM's explicit vectorization for the integer kernels (their
@@ -63,7 +72,7 @@ def schedule_rowwise(
                 sch.vectorize(inner)
         elif extent >= 2:
             sch.parallel(fused)
-        return sch.mod["main"]
+        return sch
     if len(loops) >= 2:
         outer = sch.fuse(*loops[:-1])
         for block in reversed(blocks[:-1]):
@@ -73,4 +82,4 @@ def schedule_rowwise(
     for block in blocks if vectorize else ():
         if _is_spatial(sch, block):
             _vectorize_inner(sch, block, lanes)
-    return sch.mod["main"]
+    return sch

@@ -3,7 +3,9 @@
 The database (``DIR/database_workload.json``, ``DIR/database_tuning_record.json``) is
 MetaSchedule's JSON database: records are appended as candidates are measured, so an
 interrupted job keeps them, and a rerun with the same ``DIR`` starts from them. Kernels intvit
-schedules itself (packed GEMMs) are marked ``tirx.is_scheduled`` and skipped. ``intvit
+always schedules itself (packed GEMMs) are marked ``tirx.is_scheduled`` and skipped; row
+kernels (softmax, GELU, LayerNorm) are tuned, and keep intvit's row schedule where the
+database has no record. ``intvit
 compile --db DIR`` applies the database.
 
 ``trials`` is the budget of the database, not of one run: a rerun counts the successful
@@ -75,7 +77,7 @@ def _runner(cfg: TuneConfig):
     from tvm.s_tir import meta_schedule as ms
 
     if cfg.tracker is None:
-        return "local"
+        return ms.runner.LocalRunner()  # what tune_relax makes of "local"
     from intvit.deploy.rpc import connect_tracker, parse_address
 
     host, port = parse_address(cfg.tracker)
@@ -114,7 +116,8 @@ def tune(model: IntModel, cfg: TuneConfig, log=print) -> dict:
     """Run (or resume) a tuning job over the integer model's kernels; returns a summary with
     the record counts."""
     preset = get_preset(cfg.preset)
-    return tune_module(scheduled_module(model, preset, cfg.batch), cfg, log)
+    mod = scheduled_module(model, preset, cfg.batch, rows=False)
+    return tune_module(mod, cfg, log, seed_rows=int(preset.target.get("num-cores", 1)) > 1)
 
 
 def tune_float_model(torch_model, image_shape: tuple[int, ...], cfg: TuneConfig, log=print):
@@ -125,9 +128,11 @@ def tune_float_model(torch_model, image_shape: tuple[int, ...], cfg: TuneConfig,
     return tune_module(fused_float_module(torch_model, image_shape, cfg.preset), cfg, log)
 
 
-def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print) -> dict:
+def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print, seed_rows: bool = False) -> dict:
     """Run (or resume) a tuning job over the kernels of any Relax module (the integer model's,
-    or the FP32 baseline's: the same job, so both get the same budget)."""
+    or the FP32 baseline's: the same job, so both get the same budget). ``seed_rows``: row
+    kernels first get a measured record of intvit's row schedule (:mod:`intvit.tune.seed`),
+    which counts against the budget like any other trial."""
     from tvm.s_tir import meta_schedule as ms
 
     preset = get_preset(cfg.preset)
@@ -155,6 +160,16 @@ def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print) -> dict:
         f"tuning {preset.name}: budget {cfg.trials} trials, {done} already in {db}"
         + (f", {todo} to run" if todo > 0 else ": nothing to run")
     )
+    seeded = 0
+    if todo > 0 and seed_rows:
+        from intvit.tune.seed import seed_row_schedules
+
+        seeded = seed_row_schedules(
+            mod, target, db, op_names, _builder(preset), _runner(cfg), todo, log
+        )
+        todo -= seeded
+        if seeded:
+            log(f"measured intvit's row schedule of {seeded} kernels (counted in the budget)")
     progress = TrialProgress(max(todo, 0), enabled=cfg.progress and todo > 0)
     if todo > 0:
         import_tvm_tensor_intrinsics()  # TuneContext imports it: minutes, unless done this way
@@ -171,6 +186,7 @@ def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print) -> dict:
         "records_after": after,
         "budget": cfg.trials,
         "already_done": done,
+        "seeded": seeded,
         "measured": progress.measured,
         "failed": progress.failed,
         "last_error": progress.last_error,
@@ -231,8 +247,8 @@ def _tune_relax(
     )
 
 
-def apply_database(mod: tvm.IRModule, db: str | Path, target) -> tvm.IRModule:
+def apply_database(mod: tvm.IRModule, db: str | Path, preset: TargetPreset) -> tvm.IRModule:
     """``mod`` with the best tuned schedule of every kernel the database knows."""
     db = check_database(db)
-    with target:
+    with preset.tvm_target():
         return relax.transform.MetaScheduleApplyDatabase(str(db))(mod)
