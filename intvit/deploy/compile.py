@@ -87,21 +87,14 @@ def compile_relax(
     return CompiledModel(executable, manifest, kernels)
 
 
-def scheduled_module(
-    model: IntModel, preset: TargetPreset, batch: int, rows: bool = True
-) -> tvm.IRModule:
-    """The model's Relax module with intvit's schedules applied (what is compiled; with
-    ``rows=False`` the row kernels stay unscheduled: what is tuned)."""
+def scheduled_module(model: IntModel, preset: TargetPreset, batch: int) -> tvm.IRModule:
+    """The model's Relax module with its packed GEMMs scheduled: what is tuned, and (with a
+    database's schedules and then the row schedule) compiled."""
     from intvit.schedules.intrinsics import gemm_kernel_for
-    from intvit.schedules.model import schedule_module
+    from intvit.schedules.model import schedule_gemms
 
     kernel = gemm_kernel_for(preset.target)
-    mod = build_module(model, batch, kernel)
-    return schedule_module(mod, kernel, _cores(preset), rows=rows)
-
-
-def _cores(preset: TargetPreset) -> int:
-    return int(preset.target.get("num-cores", 1))
+    return schedule_gemms(build_module(model, batch, kernel), kernel, preset.cores)
 
 
 def compile_int_model(
@@ -121,15 +114,15 @@ def compile_int_model(
     name = model.source or "int model"
     if not schedules:
         return compile_relax(build_module(model, batch), preset, "int", name, profile)
-    if db is None:
-        mod = scheduled_module(model, preset, batch)
-    else:  # tuned schedules first; the row schedule for the kernels the database lacks
-        from intvit.schedules.model import schedule_rows
+    from intvit.schedules.model import schedule_rows
+
+    mod = scheduled_module(model, preset, batch)
+    if db is not None:  # tuned schedules first
         from intvit.tune.job import apply_database
 
-        mod = apply_database(scheduled_module(model, preset, batch, rows=False), db, preset)
-        mod = schedule_rows(mod, _cores(preset))
-    return compile_relax(mod, preset, "int", name, profile)
+        mod = apply_database(mod, db, preset)
+    # the row schedule for the row kernels without a tuned one
+    return compile_relax(schedule_rows(mod, preset.cores), preset, "int", name, profile)
 
 
 def compile_model(

@@ -30,6 +30,11 @@ class TargetPreset:
         return tvm.target.Target(self.target)
 
     @property
+    def cores(self) -> int:
+        """The cores its schedules parallelize over (the target's ``num-cores``)."""
+        return int(self.target.get("num-cores", 1))
+
+    @property
     def is_aarch64(self) -> bool:
         triple = self.target.get("mtriple", "")
         return triple.startswith(("aarch64", "arm64"))
@@ -59,14 +64,10 @@ def host_cpu() -> tuple[str, tuple[str, ...]]:
 
 
 def host_preset(num_cores: int | None = None) -> TargetPreset:
-    import os
+    from intvit.deploy.threads import usable_cpus
 
     cpu, feats = host_cpu()
-    try:
-        usable = len(os.sched_getaffinity(0))  # the cores this process may run on
-    except AttributeError:  # not Linux
-        usable = os.cpu_count() or 1
-    cores = num_cores or usable
+    cores = num_cores or len(usable_cpus())
     target = {"kind": "llvm", "mcpu": cpu, "num-cores": int(cores)}
     return TargetPreset("host", target, f"this machine ({cpu}: {', '.join(feats)})", features=feats)
 

@@ -79,8 +79,6 @@ def dense_residual(
 ):
     """``residual_add(x, dense(h))``: on a packed GEMM, the residual add is its epilogue (the
     int32 accumulator never goes to memory); the same integers as the two ops apart."""
-    if skip.channels != 1:
-        raise ValueError("the skip requantization of a residual add is per tensor")
     tables = _tables(branch) if branch.channels > 1 else []
 
     def add(acc, r, *t):
@@ -161,8 +159,6 @@ def layernorm(bb, x, params, name="layernorm"):
 
 
 def residual_add(bb, x, acc, skip: RequantParams, branch: RequantParams, lo, hi, name="residual"):
-    if skip.channels != 1:
-        raise ValueError("the skip requantization of a residual add is per tensor")
     if branch.channels == 1:
         return bb.emit_te(
             lambda a, c: residual.residual_add(a, c, skip, branch, lo, hi),

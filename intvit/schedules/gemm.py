@@ -29,8 +29,8 @@ def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool
     blocks = list(sch.get_child_blocks(root))
     names = [sch.get(b).name_hint for b in blocks]
     big = False
-    for block in blocks:
-        if not sch.get(block).name_hint.endswith(PACKED_ACC):
+    for block, name in zip(blocks, names, strict=True):
+        if not name.endswith(PACKED_ACC):
             continue
         # acc[..., M/rows, N/lanes, rows, lanes] (see dense_packed): the micro-kernel covers
         # the (rows, lanes, kpack) block.

@@ -15,16 +15,14 @@ from intvit.schedules.rowwise import schedule_rowwise
 ROW_KERNELS = ("softmax", "gelu", "layernorm", "rq")
 
 
-def schedule_module(
-    mod: tvm.IRModule, kernel: GemmKernel | None, cores: int, rows: bool = True
-) -> tvm.IRModule:
-    """A copy of ``mod`` with intvit's schedules applied to the kernels they fit (with
-    ``rows=False``, the packed GEMMs only: what a tuning job leaves to MetaSchedule)."""
+def schedule_gemms(mod: tvm.IRModule, kernel: GemmKernel | None, cores: int) -> tvm.IRModule:
+    """A copy of ``mod`` with the packed GEMMs scheduled (the rest is what a tuning job
+    tunes; :func:`schedule_rows` schedules the row kernels a database leaves)."""
     out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
     for gv, func in mod.functions_items():
         if isinstance(func, tirx.PrimFunc) and kernel is not None and PACKED_FUNC in gv.name_hint:
             out[gv] = schedule_packed_gemm(func, kernel, parallel=cores > 1)
-    return schedule_rows(out, cores) if rows else out
+    return out
 
 
 def schedule_rows(mod: tvm.IRModule, cores: int) -> tvm.IRModule:

@@ -18,7 +18,10 @@ def residual_add(
     hi: int,
     branch_tables: ChannelTables | None = None,
 ) -> te.Tensor:
-    """int32 residual ``x`` plus int32 accumulator ``acc``, both requantized, saturated."""
+    """int32 residual ``x`` plus int32 accumulator ``acc``, both requantized, saturated
+    (``skip`` per tensor, ``branch`` per tensor or per channel with ``branch_tables``)."""
+    if skip.channels != 1:
+        raise ValueError("the skip requantization of a residual add is per tensor")
 
     def body(*i):
         a = requantize_expr(x(*i), i[-1], skip).astype("int64")

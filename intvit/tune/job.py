@@ -5,8 +5,7 @@ MetaSchedule's JSON database: records are appended as candidates are measured, s
 interrupted job keeps them, and a rerun with the same ``DIR`` starts from them. Kernels intvit
 always schedules itself (packed GEMMs) are marked ``tirx.is_scheduled`` and skipped; row
 kernels (softmax, GELU, LayerNorm) are tuned, and keep intvit's row schedule where the
-database has no record. ``intvit
-compile --db DIR`` applies the database.
+database has no record. ``intvit compile --db DIR`` applies the database.
 
 ``trials`` is the budget of the database, not of one run: a rerun counts the successful
 trials already recorded for the same kernels and runs only the rest (with the same budget,
@@ -116,8 +115,8 @@ def tune(model: IntModel, cfg: TuneConfig, log=print) -> dict:
     """Run (or resume) a tuning job over the integer model's kernels; returns a summary with
     the record counts."""
     preset = get_preset(cfg.preset)
-    mod = scheduled_module(model, preset, cfg.batch, rows=False)
-    return tune_module(mod, cfg, log, seed_rows=int(preset.target.get("num-cores", 1)) > 1)
+    mod = scheduled_module(model, preset, cfg.batch)
+    return tune_module(mod, cfg, log, seed_rows=preset.cores > 1)
 
 
 def tune_float_model(torch_model, image_shape: tuple[int, ...], cfg: TuneConfig, log=print):
