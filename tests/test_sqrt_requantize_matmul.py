@@ -80,6 +80,59 @@ def test_requantize_per_channel_bit_exact(runner_factory):
     np.testing.assert_array_equal(got, requantize_ref(x, params))
 
 
+def _high_word_params(rng, channels: int, out_dtype: str) -> RequantParams:
+    """Per-channel int64 requantization at the edges of the high-word form: ``|m|`` up to
+    ``2**31 - 1``, ``s`` from 33 to 62, ``|bias|`` up to ``2**30 - 1``."""
+    m = rng.integers(-(2**31) + 1, 2**31, channels)
+    m[:4] = [2**31 - 1, -(2**31) + 1, 1, -1]
+    s = rng.integers(33, 63, channels)
+    s[:4] = [33, 62, 33, 62]
+    bias = rng.integers(-(2**30) + 1, 2**30, channels)
+    bias[:4] = [2**30 - 1, -(2**30) + 1, 0, 0]
+    return RequantParams(
+        tuple(int(v) for v in m), tuple(int(v) for v in s), 0, 64, 31, out_dtype,
+        tuple(int(v) for v in bias),
+    )  # fmt: skip
+
+
+def _int32_edges(rng, shape) -> np.ndarray:
+    x = rng.integers(-(2**31), 2**31, shape, dtype=np.int64)
+    x[0, :6] = [-(2**31), 2**31 - 1, 0, -1, 1, -(2**30)]
+    x[1] = 2**31 - 1
+    x[2] = -(2**31)
+    return x.astype(np.int32)
+
+
+@pytest.mark.parametrize("out_dtype", ["int8", "int32"])
+def test_requantize_high_word_form_bit_exact(out_dtype, runner_factory):
+    """The int32 high-word evaluation equals the int64 reference over the whole int32 input
+    range and the extremes of ``m``, ``s`` and the bias."""
+    rng = np.random.default_rng(33)
+    params = _high_word_params(rng, 197, out_dtype)
+    assert params.high_word_form and params.table_dtype == "int32"
+    x = _int32_edges(rng, (5, 197))
+    q = te.placeholder(x.shape, "int32", name="q")
+    out, tables = requantize(q, params)
+    got = runner_factory([q], [out], extra=tables.tensors)(x, extra_arrays=tables.arrays())
+    np.testing.assert_array_equal(got, requantize_ref(x, params))
+    per_tensor = RequantParams((params.m[0],), (62,), 0, 64, 31, out_dtype, (params.bias[1],))
+    out, tables = requantize(q, per_tensor)
+    assert tables is None
+    np.testing.assert_array_equal(runner_factory([q], [out])(x), requantize_ref(x, per_tensor))
+
+
+def test_requantize_high_word_form_needs_its_conditions():
+    """Shifts below 33, a pre-shift or int32 products keep the int64 form (and tables)."""
+    base = RequantParams((2**30,), (33,), 0, 64, 20, "int8")
+    assert base.high_word_form
+    assert not RequantParams((2**30,), (32,), 0, 64, 20, "int8").high_word_form
+    assert not RequantParams((2**30,), (33,), 0, 64, 20, "int8", (2**30,)).high_word_form
+    assert not RequantParams((2**31,), (40,), 0, 64, 20, "int8").high_word_form
+    small = RequantParams.make(1e-3, 20, "int8", 32)
+    assert not small.high_word_form and small.table_dtype == "int32"
+    assert RequantParams((2**30,), (32,), 0, 64, 20, "int8").table_dtype == "int64"
+
+
 @pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (197, 192, 576), (7, 768, 3)])
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_dense_bit_exact(m, k, n, x_dtype, runner_factory):

@@ -34,9 +34,10 @@ def gemm_kernel(kernel):
 
 
 def _tables(params: RequantParams) -> list[relax.Constant]:
-    dtype = f"int{params.product_bits}"
     n = params.channels
-    return [relax.const(np.broadcast_to(a, (n,)).astype(dtype)) for a in params.arrays()]
+    return [
+        relax.const(np.broadcast_to(a, (n,)).astype(params.table_dtype)) for a in params.arrays()
+    ]
 
 
 def _with_tables(params: RequantParams):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from tvm import te, tirx
 
-from intvit.topi.intops import clamp, const, shift_right_round
+from intvit.topi.intops import clamp, const, dtype_of, shift_right_round
 from intvit.topi.requantize_params import RequantParams
 
 
@@ -26,7 +26,7 @@ class ChannelTables:
 
     @classmethod
     def create(cls, params: RequantParams, name: str) -> ChannelTables:
-        dtype = f"int{params.product_bits}"
+        dtype = params.table_dtype
         n = params.channels
         return cls(
             m=te.placeholder((n,), dtype, name=f"{name}_m"),
@@ -41,7 +41,7 @@ class ChannelTables:
 
     def arrays(self) -> list[np.ndarray]:
         n = self.params.channels
-        dtype = f"int{self.params.product_bits}"
+        dtype = self.params.table_dtype
         return [np.broadcast_to(a, (n,)).astype(dtype) for a in self.params.arrays()]
 
 
@@ -52,6 +52,8 @@ def requantize_expr(
     tables: ChannelTables | None = None,
 ) -> tirx.PrimExpr:
     """The requantization of one element ``x`` of output channel ``channel``."""
+    if params.high_word_form and int(dtype_of(x)[3:]) <= 32:
+        return _requantize_high_word(x, channel, params, tables)
     dtype = f"int{params.product_bits}"
     v = shift_right_round(x.astype(dtype), params.p, dtype)
     lo, hi = params.out_range
@@ -61,10 +63,27 @@ def requantize_expr(
         y = shift_right_round(v * const(params.m[0], dtype), params.s[0], dtype)
         y = y + const(params.bias[0], dtype)
     else:
-        s = tables.s[channel]
+        # tables may be int32 (high-word form) while this input is wider: widen them
+        m, s, bias = (t[channel].astype(dtype) for t in tables.tensors)
         one = const(1, dtype)
         half = tirx.Select(s > 0, one << tirx.max(s - one, const(0, dtype)), const(0, dtype))
-        y = ((v * tables.m[channel] + half) >> s) + tables.bias[channel]
+        y = ((v * m + half) >> s) + bias
+    return clamp(y, lo, hi).astype(params.out_dtype)
+
+
+def _requantize_high_word(x, channel, params: RequantParams, tables: ChannelTables | None):
+    """The int64 requantization of an int32 ``x`` computed from the high word of ``x * m``
+    (exact: see :attr:`RequantParams.high_word_form`)."""
+    if tables is None:
+        if params.channels != 1:
+            raise ValueError("per-channel requantize parameters need ChannelTables")
+        m, s, bias = (const(v[0], "int32") for v in (params.m, params.s, params.bias))
+    else:
+        m, s, bias = tables.m[channel], tables.s[channel], tables.bias[channel]
+    high = ((x.astype("int32").astype("int64") * m.astype("int64")) >> 32).astype("int32")
+    one = const(1, "int32")
+    y = ((high + (one << (s - 33))) >> (s - 32)) + bias
+    lo, hi = params.out_range
     return clamp(y, lo, hi).astype(params.out_dtype)
 
 

@@ -49,6 +49,30 @@ class RequantParams:
         return DTYPE_RANGE[self.out_dtype]
 
     @property
+    def high_word_form(self) -> bool:
+        """Whether an int32 input requantizes exactly from the high word of its int64 product
+        (see :func:`intvit.topi.requantize.requantize_expr`): int64 products, no pre-shift,
+        ``|m| < 2**31``, every ``s >= 33`` and ``|bias| < 2**30``.
+
+        Then ``(x * m + 2**(s-1)) >> s == (hi + 2**(s-33)) >> (s-32)`` with ``hi = (x * m) >>
+        32``, as ``2**(s-1)`` is a multiple of ``2**32``; for every int32 ``x``, ``|hi| <
+        2**30`` and the result ``< 2**29``, so the rest runs in int32 (``vpmuldq`` for the
+        product, then 32-bit lanes: twice the SIMD width of the int64 form and no emulated
+        64-bit shifts or clamps on AVX2)."""
+        return (
+            self.product_bits == 64
+            and self.p == 0
+            and min(self.s) >= 33
+            and max(abs(v) for v in self.m) < 2**31
+            and max(abs(v) for v in self.bias) < 2**30
+        )
+
+    @property
+    def table_dtype(self) -> str:
+        """The dtype of the per-channel ``m``, ``s``, ``bias`` tables a kernel takes."""
+        return "int32" if self.high_word_form else f"int{self.product_bits}"
+
+    @property
     def channels(self) -> int:
         return max(len(self.m), len(self.bias))
 
