@@ -1,1 +1,1 @@
-"""The Relax operator layer (integer kernels as ``call_tir`` via ``emit_te``) and graph builders."""
+"""The Relax operator layer (integer kernels as ``call_tir``, see ``emit``) and graph builders."""

@@ -1,6 +1,6 @@
-"""Relax operators for every integer kernel, each a thin ``BlockBuilder.emit_te`` wrapper
-around its TE compute in :mod:`intvit.topi`. Per-channel constants (requantization tables,
-weights, biases) become Relax constants passed to the kernel.
+"""Relax operators for every integer kernel, each a thin wrapper around its TE compute in
+:mod:`intvit.topi` (``call_tir`` of a PrimFunc with int32 indices: :mod:`.emit`). Per-channel
+constants (requantization tables, weights, biases) become Relax constants passed to the kernel.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import contextvars
 import numpy as np
 from tvm import relax
 
+from intvit.relax_ops.emit import emit_te
 from intvit.topi import gelu as gelu_te
 from intvit.topi import layernorm as layernorm_te
 from intvit.topi import matmul, residual
@@ -46,12 +47,12 @@ def _with_tables(params: RequantParams):
 
 def requantize(bb: relax.BlockBuilder, x: relax.Expr, params: RequantParams, name="rq"):
     if params.channels == 1:
-        return bb.emit_te(lambda q: requantize_te(q, params, name)[0], x, primfunc_name_hint=name)
+        return emit_te(bb, lambda q: requantize_te(q, params, name)[0], x, primfunc_name_hint=name)
 
     def fn(q, m, s, b):
         return requantize_te(q, params, name, ChannelTables(m, s, b, params))[0]
 
-    return bb.emit_te(fn, x, *_tables(params), primfunc_name_hint=name)
+    return emit_te(bb, fn, x, *_tables(params), primfunc_name_hint=name)
 
 
 def _packed_kernel(x, weight: np.ndarray):
@@ -111,7 +112,8 @@ def _dense(bb, x, weight, bias, name, epilogue, extra=(), unfused=None):
 
     b = pack_bias(weight, bias, str(x.ty.dtype), kernel)
     args = [x, relax.const(pack_weights(weight, kernel)), relax.const(b), *extra]
-    return bb.emit_te(
+    return emit_te(
+        bb,
         lambda q, w, c, *rest: epilogue(dense_packed(q, w, c, kernel, name), *rest),
         *args,
         primfunc_name_hint=name + PACKED_FUNC,
@@ -122,7 +124,7 @@ def _dense_default(bb, x, weight: np.ndarray, bias: np.ndarray | None, name="den
     args = [x, relax.const(np.ascontiguousarray(weight))]
     if bias is not None:
         args.append(relax.const(np.ascontiguousarray(bias.astype(np.int32))))
-    return bb.emit_te(matmul.dense, *args, primfunc_name_hint=name)
+    return emit_te(bb, matmul.dense, *args, primfunc_name_hint=name)
 
 
 def batch_matmul(bb, a, b, name="batch_matmul", rq: RequantParams | None = None):
@@ -139,29 +141,30 @@ def batch_matmul(bb, a, b, name="batch_matmul", rq: RequantParams | None = None)
             acc = batch_matmul_packed(x, y, kernel, name)
             return acc if rq is None else requantize_te(acc, rq, f"{name}_rq")[0]
 
-        return bb.emit_te(fn, a, b, primfunc_name_hint=name + PACKED_FUNC)
-    acc = bb.emit_te(matmul.batch_matmul, a, b, primfunc_name_hint=name)
+        return emit_te(bb, fn, a, b, primfunc_name_hint=name + PACKED_FUNC)
+    acc = emit_te(bb, matmul.batch_matmul, a, b, primfunc_name_hint=name)
     return acc if rq is None else requantize(bb, acc, rq)
 
 
 def softmax(bb, x, params, name="softmax"):
-    return bb.emit_te(lambda q: softmax_te.softmax(q, params), x, primfunc_name_hint=name)
+    return emit_te(bb, lambda q: softmax_te.softmax(q, params), x, primfunc_name_hint=name)
 
 
 def gelu(bb, x, params, name="gelu"):
-    return bb.emit_te(lambda q: gelu_te.gelu(q, params), x, primfunc_name_hint=name)
+    return emit_te(bb, lambda q: gelu_te.gelu(q, params), x, primfunc_name_hint=name)
 
 
 def layernorm(bb, x, params, name="layernorm"):
     def fn(q, m, s, b):
         return layernorm_te.layernorm(q, params, tables=ChannelTables(m, s, b, params.out))[0]
 
-    return bb.emit_te(fn, x, *_tables(params.out), primfunc_name_hint=name)
+    return emit_te(bb, fn, x, *_tables(params.out), primfunc_name_hint=name)
 
 
 def residual_add(bb, x, acc, skip: RequantParams, branch: RequantParams, lo, hi, name="residual"):
     if branch.channels == 1:
-        return bb.emit_te(
+        return emit_te(
+            bb,
             lambda a, c: residual.residual_add(a, c, skip, branch, lo, hi),
             x,
             acc,
@@ -171,11 +174,12 @@ def residual_add(bb, x, acc, skip: RequantParams, branch: RequantParams, lo, hi,
     def fn(a, c, m, s, b):
         return residual.residual_add(a, c, skip, branch, lo, hi, ChannelTables(m, s, b, branch))
 
-    return bb.emit_te(fn, x, acc, *_tables(branch), primfunc_name_hint=name)
+    return emit_te(bb, fn, x, acc, *_tables(branch), primfunc_name_hint=name)
 
 
 def add_tokens(bb, x, prefix: np.ndarray, pos: np.ndarray, lo, hi):
-    return bb.emit_te(
+    return emit_te(
+        bb,
         lambda a, p, q: residual.add_tokens(a, p, q, lo, hi),
         x,
         relax.const(prefix.astype(np.int32)),
@@ -185,18 +189,18 @@ def add_tokens(bb, x, prefix: np.ndarray, pos: np.ndarray, lo, hi):
 
 
 def im2col(bb, x, patch: int):
-    return bb.emit_te(lambda q: residual.im2col(q, patch), x, primfunc_name_hint="im2col")
+    return emit_te(bb, lambda q: residual.im2col(q, patch), x, primfunc_name_hint="im2col")
 
 
 def windows(bb, x, grid: int, ws: int, shift: int):
-    return bb.emit_te(
-        lambda q: residual.windows(q, grid, ws, shift), x, primfunc_name_hint="windows"
+    return emit_te(
+        bb, lambda q: residual.windows(q, grid, ws, shift), x, primfunc_name_hint="windows"
     )
 
 
 def unwindows(bb, x, grid: int, ws: int, shift: int):
-    return bb.emit_te(
-        lambda q: residual.unwindows(q, grid, ws, shift), x, primfunc_name_hint="unwindows"
+    return emit_te(
+        bb, lambda q: residual.unwindows(q, grid, ws, shift), x, primfunc_name_hint="unwindows"
     )
 
 
@@ -215,7 +219,7 @@ def take_token(bb, x, index: int):
 
 def token_sum(bb, x):
     """int8 ``[B, N, D]`` -> int32 sum over tokens ``[B, D]`` (Swin's average pool numerator)."""
-    return bb.emit_te(residual.token_sum, x, primfunc_name_hint="token_sum")
+    return emit_te(bb, residual.token_sum, x, primfunc_name_hint="token_sum")
 
 
 def add_score_bias(bb, scores, bias: np.ndarray, mask, nw: int, heads: int, rq: RequantParams):
@@ -230,4 +234,4 @@ def add_score_bias(bb, scores, bias: np.ndarray, mask, nw: int, heads: int, rq: 
     def fn(acc, b, m=None):
         return residual.window_scores(acc, b, m, nw, heads, n, rq, MASKED)
 
-    return bb.emit_te(fn, *args, primfunc_name_hint="window_scores")
+    return emit_te(bb, fn, *args, primfunc_name_hint="window_scores")

@@ -54,7 +54,7 @@ def requantize_expr(
     """The requantization of one element ``x`` of output channel ``channel``."""
     if params.high_word_form and int(dtype_of(x)[3:]) <= 32:
         return _requantize_high_word(x, channel, params, tables)
-    dtype = f"int{params.product_bits}"
+    dtype = "int32" if params.int32_form else f"int{params.product_bits}"
     v = shift_right_round(x.astype(dtype), params.p, dtype)
     lo, hi = params.out_range
     if tables is None:

@@ -68,9 +68,22 @@ class RequantParams:
         )
 
     @property
+    def int32_form(self) -> bool:
+        """Whether int64 products never leave int32 for inputs within the contract (``|q| <=
+        2**in_bits``): then the kernel computes in int32, the same integers (a GELU's int8
+        input times a 22-bit ``m``: four emulated int64 multiplies per element on AVX2 went)."""
+        if self.product_bits != 64 or self.p != 0:
+            return False
+        top = max(self.s)
+        bound = 2**self.in_bits * max(abs(v) for v in self.m) + (1 << max(top - 1, 0))
+        return bound < 2**31 and (bound >> min(self.s)) + max(abs(v) for v in self.bias) < 2**31
+
+    @property
     def table_dtype(self) -> str:
         """The dtype of the per-channel ``m``, ``s``, ``bias`` tables a kernel takes."""
-        return "int32" if self.high_word_form else f"int{self.product_bits}"
+        if self.high_word_form or self.int32_form:
+            return "int32"
+        return f"int{self.product_bits}"
 
     @property
     def channels(self) -> int:
