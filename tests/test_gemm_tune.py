@@ -121,10 +121,14 @@ def test_scheduled_model_is_bit_exact_and_has_no_separate_requantize(vit):
     )
     funcs = [c.func for c in compiled.manifest.calls]
     if KERNEL is not None:
-        # per block: qkv (3, requantized inside), proj, fc1 (requantized inside), fc2 and the
-        # two attention batch matmuls; plus the patch embedding
-        assert sum("_packed" in f for f in funcs) == 4 * (3 + 1 + 1 + 1 + 2) + 1
+        # per block: qkv (one GEMM for q, k and v, requantized inside), proj, fc1
+        # (requantized inside), fc2 and the two attention batch matmuls; plus the patch
+        # embedding
+        assert sum("_packed" in f for f in funcs) == 4 * (1 + 1 + 1 + 1 + 2) + 1
         assert not any(f.startswith("rq") and "qkv" in f for f in funcs)
+        # one kernel lays q, k and v out per head (no transposes before the attention)
+        assert sum(f.startswith("heads") for f in funcs) == 4
+        assert sum(f.startswith("transpose") for f in funcs) == 4  # the context's merge
 
 
 @pytest.mark.slow

@@ -60,6 +60,29 @@ def test_swin_windows_match_timm():
     np.testing.assert_array_equal(unwindows_ref(win, 8, 4, 2), x)
 
 
+@pytest.mark.parametrize(("b", "n", "heads", "d"), [(1, 197, 6, 64), (3, 16, 2, 8), (1, 1, 1, 1)])
+def test_split_heads_matches_timm_layout(b, n, heads, d, runner_factory):
+    """One kernel lays the fused q/k/v out per head as timm's attention does (v transposed
+    for the second matmul), and equals its reference."""
+    from tvm import te
+
+    from intvit.topi.residual import split_heads
+    from intvit.topi.residual_ref import split_heads_ref
+
+    rng = np.random.default_rng(n)
+    qkv = rng.integers(-128, 128, (b, n, 3 * heads * d)).astype(np.int8)
+    q, k, vt = split_heads_ref(qkv, heads)
+    timm = torch.from_numpy(qkv).reshape(b, n, 3, heads, d).permute(2, 0, 3, 1, 4)
+    np.testing.assert_array_equal(q, timm[0].reshape(b * heads, n, d).numpy())
+    np.testing.assert_array_equal(k, timm[1].reshape(b * heads, n, d).numpy())
+    np.testing.assert_array_equal(vt, timm[2].reshape(b * heads, n, d).transpose(1, 2).numpy())
+    x = te.placeholder(qkv.shape, "int8", name="qkv")
+    outs = split_heads(x, heads)
+    for i, want in enumerate((q, k, vt)):
+        got = runner_factory([x], [outs[i]], extra=())  # one output at a time
+        np.testing.assert_array_equal(got(qkv), want)
+
+
 def test_integer_swin_tracks_float(random_models, calib_images):
     """Random-weight Swin: integer logits close to float, same top-1."""
     model = random_models["digits_swin"]

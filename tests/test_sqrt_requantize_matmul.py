@@ -133,6 +133,28 @@ def test_requantize_high_word_form_needs_its_conditions():
     assert RequantParams((2**30,), (32,), 0, 64, 20, "int8").table_dtype == "int64"
 
 
+def test_requantize_concat_equals_its_parts():
+    """A fused q/k/v projection requantizes each part's channels as the part would."""
+    rng = np.random.default_rng(3)
+    parts = [
+        RequantParams.make(rng.uniform(1e-4, 1e-3, 5), 20, "int8", 64, bias=rng.integers(-9, 9, 5)),
+        RequantParams.make(3e-4, 20, "int8", 64, bias=4),
+        RequantParams.make(rng.uniform(1e-4, 1e-3, 2), 20, "int8", 64),
+    ]
+    joined = RequantParams.concat(parts, [5, 5, 2])
+    assert joined.channels == 12
+    x = rng.integers(-(2**20), 2**20, (4, 12)).astype(np.int32)
+    want = np.concatenate(
+        [requantize_ref(x[:, :5], parts[0]), requantize_ref(x[:, 5:10], parts[1]),
+         requantize_ref(x[:, 10:], parts[2])], axis=1,
+    )  # fmt: skip
+    np.testing.assert_array_equal(requantize_ref(x, joined), want)
+    with pytest.raises(ValueError, match="same p"):
+        RequantParams.concat([parts[0], RequantParams.make(3e-4, 12, "int8", 64)], [5, 1])
+    with pytest.raises(ValueError, match="cannot cover"):
+        RequantParams.concat(parts, [5, 5, 3])
+
+
 @pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (197, 192, 576), (7, 768, 3)])
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_dense_bit_exact(m, k, n, x_dtype, runner_factory):

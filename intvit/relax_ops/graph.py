@@ -10,6 +10,7 @@ from tvm import relax
 
 from intvit.quant.int_vit import IntModel
 from intvit.relax_ops import ops
+from intvit.topi.requantize_params import RequantParams
 
 
 def build_module(model: IntModel, batch: int = 1, gemm_kernel=None) -> tvm.IRModule:
@@ -36,12 +37,6 @@ def _build(model: IntModel, batch: int) -> tvm.IRModule:
     return bb.get()
 
 
-def _heads(bb, x, b, n, heads, d):
-    """``[B', N, H*d]`` -> ``[B'*H, N, d]``."""
-    x = ops.reshape(bb, x, (b, n, heads, d))
-    return ops.reshape(bb, ops.permute(bb, x, (0, 2, 1, 3)), (b * heads, n, d))
-
-
 def _merge_heads(bb, x, b, n, heads, d):
     x = ops.reshape(bb, x, (b, heads, n, d))
     return ops.reshape(bb, ops.permute(bb, x, (0, 2, 1, 3)), (b, n, heads * d))
@@ -51,20 +46,18 @@ def _attention(bb, t, p, bp, h, b, n, dim, heads, score_bias=None, mask=None, nw
     """int8 ``h [b, n, dim]`` -> int32 proj accumulator ``[b, n, dim]``; with ``skip = (x,
     lo, hi)``, the residual ``x + attention(h)`` (added in the projection's epilogue)."""
     d = dim // heads
-    w, bias = t[p + "qkv.w"], t[p + "qkv.b"]
-    parts = []
-    for j, rq in enumerate((bp.rq_q, bp.rq_k, bp.rq_v)):
-        sl = slice(j * dim, (j + 1) * dim)
-        out = ops.dense(bb, h, w[sl], bias[sl], name=f"{p}qkv{j}", rq=rq)
-        parts.append(_heads(bb, out, b, n, heads, d))
-    q, k, v = parts
+    # q, k and v: one GEMM (one pass over h, three times the columns), then one kernel that
+    # lays the heads out for the two attention matmuls (v transposed)
+    rq = RequantParams.concat([bp.rq_q, bp.rq_k, bp.rq_v], [dim] * 3)
+    qkv = ops.dense(bb, h, t[p + "qkv.w"], t[p + "qkv.b"], name=f"{p}qkv", rq=rq)
+    q, k, vt = ops.split_heads(bb, qkv, heads)
     if score_bias is not None:
         scores = ops.batch_matmul(bb, q, k)
         scores = ops.add_score_bias(bb, scores, score_bias, mask, nw, heads, bp.rq_scores)
     else:
         scores = ops.batch_matmul(bb, q, k, rq=bp.rq_scores)
     probs = ops.softmax(bb, scores, bp.softmax)
-    ctx = ops.batch_matmul(bb, probs, ops.permute(bb, v, (0, 2, 1)), rq=bp.rq_ctx)
+    ctx = ops.batch_matmul(bb, probs, vt, rq=bp.rq_ctx)
     ctx = _merge_heads(bb, ctx, b, n, heads, d)
     w, bias = t[p + "proj.w"], t[p + "proj.b"]
     if skip is not None:

@@ -177,6 +177,12 @@ def residual_add(bb, x, acc, skip: RequantParams, branch: RequantParams, lo, hi,
     return emit_te(bb, fn, x, acc, *_tables(branch), primfunc_name_hint=name)
 
 
+def split_heads(bb, qkv, heads: int):
+    """``[B, N, 3*D]`` -> ``(q, k, v^T)`` per head (one kernel, see ``residual.split_heads``)."""
+    parts = emit_te(bb, lambda x: residual.split_heads(x, heads), qkv, primfunc_name_hint="heads")
+    return tuple(bb.emit(relax.TupleGetItem(parts, i)) for i in range(3))
+
+
 def add_tokens(bb, x, prefix: np.ndarray, pos: np.ndarray, lo, hi):
     return emit_te(
         bb,

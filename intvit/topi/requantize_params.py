@@ -97,6 +97,39 @@ class RequantParams:
         )
 
     @classmethod
+    def concat(cls, parts: Sequence[RequantParams], widths: Sequence[int]) -> RequantParams:
+        """The per-channel requantization of outputs side by side (a fused q/k/v projection),
+        part ``i`` on the next ``widths[i]`` channels (a per-tensor part repeated): the same
+        integers as each part on its own channels."""
+        first = parts[0]
+        keys = ("p", "product_bits", "in_bits", "out_dtype")
+        for part, width in zip(parts, widths, strict=True):
+            if tuple(getattr(part, k) for k in keys) != tuple(getattr(first, k) for k in keys):
+                raise ValueError(
+                    "only requantizations with the same p, product bits, in_bits and out_dtype "
+                    "concatenate"
+                )
+            if part.channels not in (1, width):
+                raise ValueError(f"a part with {part.channels} channels cannot cover {width}")
+
+        def joined(field: str) -> tuple[int, ...]:
+            out: tuple[int, ...] = ()
+            for part, width in zip(parts, widths, strict=True):
+                values = getattr(part, field)
+                out += values * width if len(values) == 1 else values
+            return out
+
+        return cls(
+            m=joined("m"),
+            s=joined("s"),
+            p=first.p,
+            product_bits=first.product_bits,
+            in_bits=first.in_bits,
+            out_dtype=first.out_dtype,
+            bias=joined("bias"),
+        )
+
+    @classmethod
     def make(
         cls,
         ratio: float | Sequence[float],

@@ -89,6 +89,22 @@ def unwindows(x: te.Tensor, grid: int, ws: int, shift: int) -> te.Tensor:
     return te.compute((b, grid * grid, c), body, name="unwindows")
 
 
+def split_heads(qkv: te.Tensor, heads: int) -> list[te.Tensor]:
+    """One pass over the fused q/k/v projection ``[B, N, 3*D]`` -> ``q``, ``k`` ``[B*heads,
+    N, d]`` and ``v`` transposed ``[B*heads, d, N]`` (the layouts of the two attention
+    matmuls); spec: :func:`intvit.topi.residual_ref.split_heads_ref`."""
+    b, n, three_d = (int(s) for s in qkv.shape)
+    d = three_d // 3 // heads
+
+    def part(j):
+        return lambda g, t, c: qkv[g // heads, t, j * heads * d + (g % heads) * d + c]
+
+    q = te.compute((b * heads, n, d), part(0), name="split_q")
+    k = te.compute((b * heads, n, d), part(1), name="split_k")
+    v = te.compute((b * heads, d, n), lambda g, c, t: part(2)(g, t, c), name="split_vt")
+    return [q, k, v]
+
+
 def token_sum(x: te.Tensor) -> te.Tensor:
     """Sum over the token axis of ``[B, N, D]`` in int32."""
     k = te.reduce_axis((0, x.shape[1]), name="tok")

@@ -51,6 +51,15 @@ def unwindows_ref(x: np.ndarray, grid: int, ws: int, shift: int) -> np.ndarray:
     return x.reshape(x.shape[0], grid * grid, c)
 
 
+def split_heads_ref(qkv: np.ndarray, heads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``[B, N, 3*D]`` (q, k, v side by side, each ``heads`` blocks of ``D/heads``) -> ``q``,
+    ``k`` as ``[B*heads, N, d]`` and ``v`` transposed, ``[B*heads, d, N]``."""
+    b, n, three_d = qkv.shape
+    d = three_d // 3 // heads
+    x = qkv.reshape(b, n, 3, heads, d).transpose(2, 0, 3, 1, 4).reshape(3, b * heads, n, d)
+    return x[0].copy(), x[1].copy(), x[2].transpose(0, 2, 1).copy()
+
+
 def token_sum_ref(x: np.ndarray) -> np.ndarray:
     return x.astype(np.int32).sum(axis=1, dtype=np.int32)
 
