@@ -9,9 +9,11 @@ tuning flow: legalized, constants folded, fused), PyTorch eager FP32, ONNX Runti
 Runtime int8 (static QDQ and dynamic). With ``--trials N`` both TVM builds, intvit's integer
 model and the FP32 baseline, are tuned by the same MetaSchedule job with the same budget of N
 trials each (databases kept under ``--db-root``: a rerun reuses them and costs nothing), and
-the untuned builds are reported too. Every integer library is checked bit-exact against the
-reference forward before it is timed. Writes benchmarks/results/e2e.json (one record per
-peer: case, ours, baseline, ours_ms, baseline_ms, speedup), as it goes.
+the untuned builds are reported too (the tuned integer model against the untuned one timed in
+alternating rounds, so that drift does not pass for a tuning effect). Every integer library
+is checked bit-exact against the reference forward before it is timed. Writes
+benchmarks/results/e2e.json (one record per peer: case, ours, baseline, ours_ms, baseline_ms,
+speedup), as it goes.
 """
 
 from __future__ import annotations
@@ -54,21 +56,39 @@ def _vm_latency(executable, image: np.ndarray, label: str) -> Latency:
     return Latency(label, "host", [float(s) * 1e3 for s in timer(x).results])
 
 
+def _interleaved(builds: dict[str, tuple[object, np.ndarray]], rounds: int = 7) -> dict:
+    """Latencies of several builds timed in alternating rounds (``CFG.number`` runs each per
+    round), so that the machine drifting during the run (this VM drifts by 10% over minutes)
+    moves every build alike: how the tuned build is compared with the untuned one."""
+    timers = {}
+    for label, (executable, image) in builds.items():
+        vm = relax.VirtualMachine(executable, tvm.cpu())
+        x = tvm.runtime.tensor(image)
+        vm["main"](x)
+        timers[label] = (vm.time_evaluator("main", tvm.cpu(), number=CFG.number, repeat=1), x)
+    samples: dict[str, list[float]] = {label: [] for label in builds}
+    for _ in range(rounds):
+        for label, (timer, x) in timers.items():
+            samples[label].extend(float(s) * 1e3 for s in timer(x).results)
+    return {label: Latency(label, "host", ms) for label, ms in samples.items()}
+
+
 def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
     from intvit.tune.job import TuneConfig, tune, tune_float_model
 
     torch.manual_seed(0)
     model = create_float_model(name)
     img = int(model.patch_embed.img_size[0])
-    calib = torch.randn(8, 3, img, img).numpy()
+    chans = int(model.patch_embed.proj.in_channels)
+    calib = torch.randn(8, chans, img, img).numpy()
     print(f"{name}: calibrating ...", flush=True)
     int_model = calibrate(model, calib, progress=False)
     threads = int(tvm.runtime.num_threads())
-    q = np.random.default_rng(0).integers(-128, 128, (1, 3, img, img), dtype=np.int8)
-    image = np.random.default_rng(0).standard_normal((1, 3, img, img)).astype(np.float32)
+    q = np.random.default_rng(0).integers(-128, 128, (1, chans, img, img), dtype=np.int8)
+    image = np.random.default_rng(0).standard_normal((1, chans, img, img)).astype(np.float32)
     extra = {"threads": threads, "batch": 1}
 
-    def integer(db: Path | None, label: str) -> Latency:
+    def integer_build(db: Path | None, label: str):
         print(f"{name}: compiling integer-only ({label}) ...", flush=True)
         compiled = compile_int_model(int_model, "host", db=db)
         vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
@@ -76,9 +96,7 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
             vm["main"](tvm.runtime.tensor(q)).numpy(), reference_forward(int_model, q)
         ):
             raise AssertionError(f"{name}: the integer library differs from the reference")
-        latency = _vm_latency(compiled.executable, q, f"intvit int ({label})")
-        print(f"  intvit integer-only ({label}): {latency.median_ms:.2f} ms", flush=True)
-        return latency
+        return compiled.executable
 
     def fp32(db: Path | None, label: str) -> Latency:
         print(f"{name}: compiling TVM FP32 ({label}) ...", flush=True)
@@ -89,7 +107,9 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
 
     # Peers first, each record written as soon as it exists: an interrupted run (tuning is
     # the long part) keeps every comparison it finished.
-    ours = integer(None, "untuned")
+    untuned = integer_build(None, "untuned")
+    ours = _vm_latency(untuned, q, "intvit int (untuned)")
+    print(f"  intvit integer-only (untuned): {ours.median_ms:.2f} ms", flush=True)
     peers = [fp32(None, "untuned"), torch_eager(model, image, threads, CFG)]
     peers.extend(onnxruntime_peers(model, image, threads, CFG, int8=True))
     for peer in peers:
@@ -104,8 +124,18 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
     int_tune = tune(int_model, replace(cfg, db=int_db))
     print(f"{name}: tuning TVM FP32 ({trials} trials) ...", flush=True)
     fp32_tune = tune_float_model(model, image.shape, replace(cfg, db=fp32_db))
-    ours = integer(int_db, label)
+    tuned_int = integer_build(int_db, label)
+    both = _interleaved(
+        {"intvit int (untuned)": (untuned, q), f"intvit int ({label})": (tuned_int, q)}
+    )
+    before, ours = both.values()
+    print(
+        f"  intvit integer-only, interleaved: untuned {before.median_ms:.2f} ms, "
+        f"{label} {ours.median_ms:.2f} ms",
+        flush=True,
+    )
     extra = dict(extra, trials=trials)
+    keep(BenchRecord(name, ours.label, before.label, ours.median_ms, before.median_ms, extra=extra))
     tuned = fp32(fp32_db, label)
     tuning = {
         "ours_tune_s": int_tune["seconds"],
