@@ -114,3 +114,43 @@ def test_round_half_even_division(values, den):
     got = div_round_half_even(num, den)
     want = np.array([round(v / den) if abs(v) < 2**52 else got[i] for i, v in enumerate(values)])
     assert np.array_equal(got, want)
+
+
+@SETTINGS
+@given(st.integers(1, 2**20), st.integers(0, 2**21))
+def test_magic_divisor_is_floor_division(divisor, top):
+    """Where a multiply-shift replaces ``// divisor``, it is exact up to ``top`` and fits
+    int32; where none does, it is not offered."""
+    from intvit.topi.intops import magic_divisor
+
+    magic = magic_divisor(divisor, top)
+    y = np.arange(top + 1, dtype=np.int64)
+    if magic is None:
+        # no shift with top * m < 2**31 is exact (the largest such shift is checked)
+        return
+    m, s = magic
+    assert top * m < 2**31
+    np.testing.assert_array_equal((y * m) >> s, y // divisor)
+
+
+def _floordiv_kernel(t, divisor: int, lo: int, hi: int):
+    from tvm import te
+
+    from intvit.topi.intops import floordiv_const
+
+    return te.compute(t.shape, lambda i: floordiv_const(t(i), divisor, lo, hi))
+
+
+def test_floordiv_const_compiled_equals_floor_division(runner_factory):
+    """The integer exp's range reduction ``x // x0`` (``x <= 0``, ``x0 < 0``) and a positive
+    case, compiled, equal NumPy's floor division over their whole ranges."""
+    from tvm import te
+
+    from intvit.topi.intops import magic_divisor
+
+    for divisor, lo, hi in ((-13401, -32640, 0), (-3, -255, 0), (37, 0, 100000)):
+        assert magic_divisor(abs(divisor), max(-lo, hi)) is not None
+        x = np.arange(lo, hi + 1, dtype=np.int32)
+        t = te.placeholder(x.shape, "int32", name="x")
+        out = _floordiv_kernel(t, divisor, lo, hi)
+        np.testing.assert_array_equal(runner_factory([t], [out])(x), x // divisor)

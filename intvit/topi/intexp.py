@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tvm import tirx
 
-from intvit.topi.intops import const, dtype_of
+from intvit.topi.intops import const, dtype_of, floordiv_const
 
 
 def shift_exp(x: tirx.PrimExpr, x0: int, n: int, max_shift: int | None = None) -> tirx.PrimExpr:
@@ -24,11 +24,17 @@ def shift_exp(x: tirx.PrimExpr, x0: int, n: int, max_shift: int | None = None) -
     return tirx.max(out, c(0))
 
 
-def poly_exp_terms(x: tirx.PrimExpr, x0: int, b_int: int, c_int: int, n: int):
-    """I-BERT range reduction and polynomial; returns ``(z, q)``."""
+def poly_exp_terms(
+    x: tirx.PrimExpr, x0: int, b_int: int, c_int: int, n: int, x_range=None
+) -> tuple[tirx.PrimExpr, tirx.PrimExpr]:
+    """I-BERT range reduction and polynomial; returns ``(z, q)``. ``x_range``: bounds ``(lo,
+    hi)`` the caller guarantees for ``x`` (the division then may become a multiply-shift)."""
     dtype = dtype_of(x)
     c = lambda v: const(v, dtype)  # noqa: E731
     x = tirx.max(x, c(n * x0))
-    q = tirx.floordiv(x, c(x0))
+    if x_range is None:
+        q = tirx.floordiv(x, c(x0))
+    else:
+        q = floordiv_const(x, x0, max(x_range[0], n * x0), x_range[1])
     r = x - c(x0) * q
     return r * (r + c(b_int)) + c(c_int), q

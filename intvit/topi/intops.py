@@ -6,6 +6,9 @@ that int32 kernels never widen silently.
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 from tvm import tirx
 
 from intvit.topi.contract import check_choice
@@ -58,3 +61,44 @@ def div_round_half_even(num: tirx.PrimExpr, den: int) -> tirx.PrimExpr:
     twice = (num - q * d) * const(2, dtype_of(num))
     up = tirx.Or(twice > d, tirx.And(twice == d, tirx.floormod(q, const(2, dtype_of(num))) == 1))
     return q + up.astype(dtype_of(num))
+
+
+#: Largest numerator range that :func:`magic_divisor` checks value by value.
+MAGIC_CHECK_LIMIT = 1 << 22
+
+
+@functools.lru_cache(maxsize=256)
+def magic_divisor(divisor: int, top: int) -> tuple[int, int] | None:
+    """``(m, s)`` with ``(y * m) >> s == y // divisor`` for every ``0 <= y <= top`` and ``top *
+    m < 2**31`` (an int32 multiply and shift instead of a division), checked for each ``y``;
+    None when no such pair exists (or the range is too large to check)."""
+    if divisor <= 0 or top < 0 or top >= MAGIC_CHECK_LIMIT:
+        return None
+    y = np.arange(top + 1, dtype=np.int64)
+    want = y // divisor
+    for shift in range(31, -1, -1):
+        m = -(-(1 << shift) // divisor)
+        if top * m >= 2**31:
+            continue
+        if np.array_equal((y * m) >> shift, want):
+            return m, shift
+        return None  # the largest usable shift is the most precise: smaller ones fail too
+    return None
+
+
+def floordiv_const(x: tirx.PrimExpr, divisor: int, lo: int, hi: int) -> tirx.PrimExpr:
+    """``floor(x / divisor)`` for an int32 ``x`` known to lie in ``[lo, hi]`` and on one side
+    of zero (the divisor's side, or the other): a multiply and a shift (:func:`magic_divisor`)
+    where one is exact over the range, else the division. An integer exp's range reduction
+    (``x // x0``, ``x <= 0``, ``x0 < 0``) vectorizes as a division emulated with 64-bit
+    multiplies on AVX2; this is two int32 instructions."""
+    dtype = dtype_of(x)
+    if dtype == "int32" and divisor != 0:
+        negate = divisor < 0 and hi <= 0
+        if negate or (divisor > 0 and lo >= 0):
+            magic = magic_divisor(abs(divisor), -lo if negate else hi)
+            if magic is not None:
+                m, s = magic
+                y = -x if negate else x
+                return (y * const(m, dtype)) >> const(s, dtype)
+    return tirx.floordiv(x, const(divisor, dtype))

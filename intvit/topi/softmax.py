@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from tvm import te, tirx
 
 from intvit.topi.intexp import poly_exp_terms, shift_exp
@@ -16,7 +17,8 @@ from intvit.topi.rowwise import check_rowwise_input, row_reduce
 from intvit.topi.softmax_params import SoftmaxParams
 
 
-def _exp_expr(x: tirx.PrimExpr, p: SoftmaxParams, dtype: str) -> tirx.PrimExpr:
+def _exp_expr(x: tirx.PrimExpr, p: SoftmaxParams, dtype: str, lo: int) -> tirx.PrimExpr:
+    """The exp of ``x = q - max(row)``, which lies in ``[lo, 0]``."""
     c = lambda v: const(v, dtype)  # noqa: E731
     if p.variant == "shiftmax":
         return shift_exp(x, p.x0, p.n)
@@ -26,8 +28,11 @@ def _exp_expr(x: tirx.PrimExpr, p: SoftmaxParams, dtype: str) -> tirx.PrimExpr:
             return shift_right_round_var(tirx.max(z, c(0)) * c(p.m16), c(p.s16 - p.n) + k, dtype)
         e = tirx.max(z << (c(p.n) - k), c(0))
         return shift_right_round(e * c(p.m16), p.s16, dtype)
-    x = (x >> c(p.p)) if p.p >= 0 else (tirx.max(x, c(p.pre_clamp)) << c(-p.p))
-    z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.exp_bits)
+    if p.p >= 0:
+        x, lo = x >> c(p.p), lo >> p.p
+    else:
+        x, lo = tirx.max(x, c(p.pre_clamp)) << c(-p.p), max(lo, p.pre_clamp) << -p.p
+    z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.exp_bits, x_range=(lo, 0))
     e = (z >> c(p.e_shift)) if p.e_shift >= 0 else (z << c(-p.e_shift))
     return e >> k
 
@@ -57,9 +62,11 @@ def softmax(q: te.Tensor, params: SoftmaxParams, acc_bits: int | None = None, ax
     check_rowwise_input(q, axis=axis)
     dtype = acc_dtype(acc_bits or params.acc_bits)
     mx = row_reduce(q, "max", dtype, "sm_max")
+    info = np.iinfo(str(q.dtype))
+    lowest = int(info.min) - int(info.max)  # q - max(row) lies in [lowest, 0]
     exp = te.compute(
         q.shape,
-        lambda *i: _exp_expr(q(*i).astype(dtype) - mx(*i[:-1]), params, dtype),
+        lambda *i: _exp_expr(q(*i).astype(dtype) - mx(*i[:-1]), params, dtype, lowest),
         name="sm_exp",
     )
     total = row_reduce(exp, "sum", dtype, "sm_sum")
