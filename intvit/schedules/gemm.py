@@ -14,6 +14,7 @@ from __future__ import annotations
 from tvm import s_tir, tirx
 
 from intvit.schedules.intrinsics import GemmKernel
+from intvit.topi.dense_packed import PACKED_W
 
 PACKED_ACC = "_packed_acc"
 MIN_PARALLEL_MACS = 1 << 21
@@ -44,6 +45,7 @@ def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool
             macs *= int(sch.get(loop).extent)
         if batch:  # batched (attention): one parallel loop over groups and column tiles
             no = sch.fuse(*batch, no)
+        _weight_panel_at(sch, blocks, names, no)
         # Small GEMMs (the digits models: ~70k MACs) lose more to the thread pool than they
         # gain; DeiT's (~20M MACs) gain: measured 28 vs 41 ms for DeiT-tiny on 2 cores.
         big = macs >= MIN_PARALLEL_MACS
@@ -59,6 +61,24 @@ def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 
+def _weight_panel_at(sch: s_tir.Schedule, blocks, names: list[str], column_tile) -> None:
+    """Compute the weight operand's widening (int8 -> the kernel's operand dtype) or packing
+    (batch_matmul's runtime ``b``) per column tile, under ``column_tile``: one panel (``K x
+    lanes * n_vectors``, 12 KiB for K = 384) made just before the row tiles that reuse it
+    from L1, by the thread that owns the tile. Constant weights stay int8 in the library and
+    in memory (DeiT-small: 21 instead of 42 MiB of packed weights); the widening costs ~1% of
+    the kernel, and end to end it measured the same as int16 storage on this host."""
+    for block, name in zip(blocks, names, strict=True):
+        if not name.endswith(PACKED_W):
+            continue
+        sch.compute_at(block, column_tile, preserve_unit_loops=True)
+        loops = sch.get_loops(block)
+        tile = sch.get(column_tile)
+        inner = loops[1 + next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(tile)) :]
+        if len(inner) >= 2:
+            sch.vectorize(sch.fuse(*inner[-2:]))  # lanes x kpack: contiguous in both layouts
+
+
 def _parallel_around_gemm(sch: s_tir.Schedule, names: list[str]) -> None:
     """Parallelize what surrounds the accumulation: the packing copies before it (over their
     groups and row blocks; the contiguous ``k`` loops stay inside, a finer split measured 1.6x
@@ -67,6 +87,8 @@ def _parallel_around_gemm(sch: s_tir.Schedule, names: list[str]) -> None:
     requantizes while the others wait: DeiT-tiny's GEMMs on 2 cores, 5-15% per kernel."""
     acc = next(i for i, n in enumerate(names) if n.endswith(PACKED_ACC))
     for name in names[:acc]:  # [..groups, row blocks, k blocks, rows, kpack]
+        if name.endswith(PACKED_W):  # computed per column tile (_weight_panel_at)
+            continue
         loops = sch.get_loops(sch.get_sblock(name))
         sch.parallel(sch.fuse(*loops[:-3]) if len(loops) > 4 else loops[0])
     epilogue = [sch.get_sblock(n) for n in names[acc + 1 :]]
@@ -94,9 +116,7 @@ def packed_gemm_func(
     k = int(x_shape[-1])
     x = te.placeholder(x_shape, x_dtype, name="x")
     wp = te.placeholder(
-        (n // kernel.lanes, k // kernel.kpack, kernel.lanes, kernel.kpack),
-        kernel.operand,
-        name="wp",
+        (n // kernel.lanes, k // kernel.kpack, kernel.lanes, kernel.kpack), "int8", name="wp"
     )
     bias = te.placeholder((n,), "int32", name="bias")
     func = te.create_prim_func([x, wp, bias, dense_packed(x, wp, bias, kernel)])
