@@ -9,9 +9,11 @@ tuning flow: legalized, constants folded, fused), PyTorch eager FP32, ONNX Runti
 Runtime int8 (static QDQ and dynamic). With ``--trials N`` both TVM builds, intvit's integer
 model and the FP32 baseline, are tuned by the same MetaSchedule job with the same budget of N
 trials each (databases kept under ``--db-root``: a rerun reuses them and costs nothing), and
-the untuned builds are reported too (the tuned integer model against the untuned one timed in
-alternating rounds, so that drift does not pass for a tuning effect). Every integer library
-is checked bit-exact against the reference forward before it is timed. Writes
+the untuned builds are reported too. The tuned integer model is timed in alternating rounds
+with the untuned one, the tuned TVM FP32 build and the in-process peers, so that the machine
+drifting does not pass for a tuning effect or a ratio (records with ``interleaved: true``).
+Every integer library is checked bit-exact against the reference forward before it is timed.
+Writes
 benchmarks/results/e2e.json (one record per peer: case, ours, baseline, ours_ms, baseline_ms,
 speedup), as it goes.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,7 +35,13 @@ from tvm import relax
 from intvit.deploy.bench import BenchConfig, Latency
 from intvit.deploy.benchrecord import BenchRecord, RecordLog
 from intvit.deploy.compile import compile_float_model, compile_int_model
-from intvit.deploy.peers import onnxruntime_peers, torch_eager
+from intvit.deploy.peers import (
+    TORCH_EAGER,
+    onnxruntime_peers,
+    onnxruntime_runners,
+    torch_eager,
+    torch_runner,
+)
 from intvit.deploy.targets import host_cpu
 from intvit.models.zoo import create_float_model
 from intvit.quant.calibrate import calibrate
@@ -41,6 +50,7 @@ from intvit.quant.reference import reference_forward
 RESULTS = Path(__file__).resolve().parent / "results" / "e2e.json"
 DB_ROOT = Path(__file__).resolve().parent.parent / "cache" / "tune"
 CFG = BenchConfig(warmup=2, number=3, repeat=7)
+PAUSE_S = 0.3  # between builds in alternating rounds (see _interleaved)
 
 
 def _vm_latency(executable, image: np.ndarray, label: str) -> Latency:
@@ -56,20 +66,35 @@ def _vm_latency(executable, image: np.ndarray, label: str) -> Latency:
     return Latency(label, "host", [float(s) * 1e3 for s in timer(x).results])
 
 
-def _interleaved(builds: dict[str, tuple[object, np.ndarray]], rounds: int = 7) -> dict:
-    """Latencies of several builds timed in alternating rounds (``CFG.number`` runs each per
-    round), so that the machine drifting during the run (this VM drifts by 10% over minutes)
-    moves every build alike: how the tuned build is compared with the untuned one."""
-    timers = {}
-    for label, (executable, image) in builds.items():
-        vm = relax.VirtualMachine(executable, tvm.cpu())
-        x = tvm.runtime.tensor(image)
-        vm["main"](x)
-        timers[label] = (vm.time_evaluator("main", tvm.cpu(), number=CFG.number, repeat=1), x)
-    samples: dict[str, list[float]] = {label: [] for label in builds}
+def _vm_runner(executable, image: np.ndarray):
+    """One inference of a compiled Relax module on the host."""
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    x = tvm.runtime.tensor(image)
+    main = vm["main"]
+    return lambda: main(x)
+
+
+def _interleaved(runners: dict[str, Callable[[], object]], rounds: int = 7) -> dict:
+    """Latencies of several builds timed in alternating rounds (after a warm-up, ``CFG.number``
+    runs each per round), so that the machine drifting during the run (this VM drifts by 10%
+    and more over minutes) moves every build alike: how the tuned builds are compared with the
+    untuned one and with the in-process peers."""
+    for run in runners.values():
+        for _ in range(CFG.warmup):
+            run()
+    samples: dict[str, list[float]] = {label: [] for label in runners}
     for _ in range(rounds):
-        for label, (timer, x) in timers.items():
-            samples[label].extend(float(s) * 1e3 for s in timer(x).results)
+        for label, run in runners.items():
+            # Each runtime's thread pool spins for a while after its last run (ORT, OpenMP in
+            # PyTorch, TVM): on 2 cores that spinning halved the next build's speed. A pause
+            # lets them park, and a run warms this build's pool and caches again.
+            time.sleep(PAUSE_S)
+            for _ in range(CFG.warmup):
+                run()
+            start = time.perf_counter()
+            for _ in range(CFG.number):
+                run()
+            samples[label].append((time.perf_counter() - start) * 1e3 / CFG.number)
     return {label: Latency(label, "host", ms) for label, ms in samples.items()}
 
 
@@ -98,10 +123,12 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
             raise AssertionError(f"{name}: the integer library differs from the reference")
         return compiled.executable
 
-    def fp32(db: Path | None, label: str) -> Latency:
+    def fp32_build(db: Path | None, label: str):
         print(f"{name}: compiling TVM FP32 ({label}) ...", flush=True)
-        compiled = compile_float_model(model, image.shape, "host", name, db=db)
-        latency = _vm_latency(compiled.executable, image, f"TVM FP32 ({label})")
+        return compile_float_model(model, image.shape, "host", name, db=db).executable
+
+    def fp32(db: Path | None, label: str) -> Latency:
+        latency = _vm_latency(fp32_build(db, label), image, f"TVM FP32 ({label})")
         print(f"  TVM FP32 ({label}): {latency.median_ms:.2f} ms", flush=True)
         return latency
 
@@ -125,31 +152,36 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
     print(f"{name}: tuning TVM FP32 ({trials} trials) ...", flush=True)
     fp32_tune = tune_float_model(model, image.shape, replace(cfg, db=fp32_db))
     tuned_int = integer_build(int_db, label)
-    both = _interleaved(
-        {"intvit int (untuned)": (untuned, q), f"intvit int ({label})": (tuned_int, q)}
+    tuned_fp32 = fp32_build(fp32_db, label)
+    # Every build that runs in well under a second, timed in the same alternating rounds: the
+    # tuned model's ratios do not depend on when each was measured.
+    ours_label, before_label = f"intvit int ({label})", "intvit int (untuned)"
+    print(f"{name}: timing the tuned builds and the peers in alternating rounds ...", flush=True)
+    runs = _interleaved(
+        {
+            before_label: _vm_runner(untuned, q),
+            ours_label: _vm_runner(tuned_int, q),
+            f"TVM FP32 ({label})": _vm_runner(tuned_fp32, image),
+            TORCH_EAGER: torch_runner(model, image, threads),
+            **onnxruntime_runners(model, image, threads, int8=True),
+        }
     )
-    before, ours = both.values()
-    print(
-        f"  intvit integer-only, interleaved: untuned {before.median_ms:.2f} ms, "
-        f"{label} {ours.median_ms:.2f} ms",
-        flush=True,
-    )
-    extra = dict(extra, trials=trials)
-    keep(BenchRecord(name, ours.label, before.label, ours.median_ms, before.median_ms, extra=extra))
-    tuned = fp32(fp32_db, label)
+    ours = runs.pop(ours_label)
+    extra = dict(extra, trials=trials, interleaved=True)
     tuning = {
         "ours_tune_s": int_tune["seconds"],
         "baseline_tune_s": fp32_tune["seconds"],
         "ours_trials": int_tune["already_done"] + int_tune["measured"],
         "baseline_trials": fp32_tune["already_done"] + fp32_tune["measured"],
     }
-    keep(
-        BenchRecord(
-            name, ours.label, tuned.label, ours.median_ms, tuned.median_ms, {**extra, **tuning}
+    print(f"  intvit integer-only ({label}): {ours.median_ms:.2f} ms", flush=True)
+    for peer in runs.values():
+        more = tuning if peer.label.startswith("TVM FP32") else {}
+        keep(
+            BenchRecord(
+                name, ours.label, peer.label, ours.median_ms, peer.median_ms, {**extra, **more}
+            )
         )
-    )
-    for peer in peers[1:]:  # the tuned integer model against the same peer timings
-        keep(BenchRecord(name, ours.label, peer.label, ours.median_ms, peer.median_ms, extra=extra))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,14 +25,26 @@ def _time(fn: Callable[[], object], cfg: BenchConfig) -> list[float]:
     return samples
 
 
-def torch_eager(model, image: np.ndarray, threads: int, cfg: BenchConfig) -> Latency:
+TORCH_EAGER = "PyTorch eager FP32"
+
+
+def torch_runner(model, image: np.ndarray, threads: int) -> Callable[[], object]:
+    """One inference of ``model`` on ``image`` in PyTorch eager mode, ``threads`` threads."""
     import torch
 
     torch.set_num_threads(threads)
     x = torch.from_numpy(image)
-    with torch.inference_mode():
-        samples = _time(lambda: model(x), cfg)
-    return Latency("PyTorch eager FP32", "host", samples, f"{threads} thread(s)")
+
+    def run():
+        with torch.inference_mode():
+            return model(x)
+
+    return run
+
+
+def torch_eager(model, image: np.ndarray, threads: int, cfg: BenchConfig) -> Latency:
+    samples = _time(torch_runner(model, image, threads), cfg)
+    return Latency(TORCH_EAGER, "host", samples, f"{threads} thread(s)")
 
 
 def export_onnx(model, image: np.ndarray, path: Path) -> Path:
@@ -83,7 +95,9 @@ def quantize_onnx(fp32: Path, mode: str, calib: np.ndarray, out: Path) -> Path:
     return out
 
 
-def onnxruntime_latency(path: Path, image: np.ndarray, threads: int, cfg: BenchConfig, label: str):
+def onnxruntime_runner(path: Path, image: np.ndarray, threads: int) -> Callable[[], object]:
+    """One inference of the ONNX model at ``path`` in ONNX Runtime (CPU, ``threads`` intra-op
+    threads); the session holds the model, so ``path`` may go afterwards."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -92,21 +106,35 @@ def onnxruntime_latency(path: Path, image: np.ndarray, threads: int, cfg: BenchC
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     feed = {"image": image}
-    return Latency(label, "host", _time(lambda: sess.run(None, feed), cfg), f"{threads} thread(s)")
+    return lambda: sess.run(None, feed)
 
 
-def onnxruntime_peers(
-    model, image: np.ndarray, threads: int, cfg: BenchConfig, int8: bool = False
-) -> list[Latency]:
-    """ORT FP32 and, with ``int8``, ORT int8 static QDQ and dynamic."""
+def onnxruntime_latency(path: Path, image: np.ndarray, threads: int, cfg: BenchConfig, label: str):
+    samples = _time(onnxruntime_runner(path, image, threads), cfg)
+    return Latency(label, "host", samples, f"{threads} thread(s)")
+
+
+def onnxruntime_runners(
+    model, image: np.ndarray, threads: int, int8: bool = False
+) -> dict[str, Callable[[], object]]:
+    """ORT FP32 and, with ``int8``, ORT int8 static QDQ and dynamic, by label."""
     with tempfile.TemporaryDirectory(prefix="intvit-onnx-") as tmp:
         fp32 = export_onnx(model, image, Path(tmp) / "model.onnx")
-        results = [onnxruntime_latency(fp32, image, threads, cfg, "ONNX Runtime FP32")]
+        runners = {"ONNX Runtime FP32": onnxruntime_runner(fp32, image, threads)}
         if int8:
             calib = np.random.default_rng(0).standard_normal((8, *image.shape[1:]))
             calib = calib.astype(np.float32)
             for mode in ("static", "dynamic"):
                 q = quantize_onnx(fp32, mode, calib, Path(tmp) / f"model.{mode}.onnx")
-                label = f"ONNX Runtime int8 {mode}"
-                results.append(onnxruntime_latency(q, image, threads, cfg, label))
-        return results
+                runners[f"ONNX Runtime int8 {mode}"] = onnxruntime_runner(q, image, threads)
+        return runners
+
+
+def onnxruntime_peers(
+    model, image: np.ndarray, threads: int, cfg: BenchConfig, int8: bool = False
+) -> list[Latency]:
+    """ORT FP32 and, with ``int8``, ORT int8 static QDQ and dynamic, timed one after another."""
+    return [
+        Latency(label, "host", _time(run, cfg), f"{threads} thread(s)")
+        for label, run in onnxruntime_runners(model, image, threads, int8).items()
+    ]
