@@ -109,11 +109,6 @@ def onnxruntime_runner(path: Path, image: np.ndarray, threads: int) -> Callable[
     return lambda: sess.run(None, feed)
 
 
-def onnxruntime_latency(path: Path, image: np.ndarray, threads: int, cfg: BenchConfig, label: str):
-    samples = _time(onnxruntime_runner(path, image, threads), cfg)
-    return Latency(label, "host", samples, f"{threads} thread(s)")
-
-
 def onnxruntime_runners(
     model, image: np.ndarray, threads: int, int8: bool = False
 ) -> dict[str, Callable[[], object]]:
