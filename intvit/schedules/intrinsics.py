@@ -129,6 +129,22 @@ _SADDLP = "llvm.aarch64.neon.saddlp.v4i32.v8i16"  # pairwise widening add
 _SMULL = "llvm.aarch64.neon.smull.v8i16"
 
 
+def _neon_half_dot(a, b, half):
+    """``saddlp(smull(word, half(b)))``: the activation word of ``a`` (4 int8 values,
+    repeated to 8) times one half (``T.vectorlow`` or ``T.vectorhigh``: 2 columns x 4) of the
+    weight block ``b``, products summed in pairs (int32x4). A Python helper that TVMScript
+    calls while parsing: it builds the expression inline, with no named intermediate (see
+    :func:`_pmaddwd_impl`), for both halves from one spelling."""
+    word = T.reinterpret(
+        T.broadcast(T.reinterpret(a.vload([0, 0], "int8x4"), dtype="int32"), 2), dtype="int8x8"
+    )
+    weights = half(b.vload([0, 0], dtype="int8x16"), dtype="int8x8")
+    product = T.call_llvm_pure_intrin(
+        T.llvm_lookup_intrinsic_id(_SMULL), word, weights, dtype="int16x8"
+    )
+    return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(_SADDLP), product, dtype="int32x4")
+
+
 @T.prim_func(s_tir=True)
 def _arm_neon_impl(
     A: T.Buffer((1, 4), "int8", offset_factor=1),
@@ -138,39 +154,14 @@ def _arm_neon_impl(
     with T.sblock("root"):
         T.reads(C[0, 0:4], A[0, 0:4], B[0:4, 0:4])
         T.writes(C[0, 0:4])
-        # one expression, no named intermediates (see _pmaddwd_impl): smull of the broadcast
-        # activation word with each half of the weights, pairwise widening adds, addp
+        # one expression: each half's smull + saddlp, then addp of the two
         C.vstore(
             [0, 0],
             C.vload([0, 0], dtype="int32x4")
             + T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v4i32"),
-                T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(_SADDLP),
-                    T.call_llvm_pure_intrin(
-                        T.llvm_lookup_intrinsic_id(_SMULL),
-                        T.reinterpret(
-                            T.broadcast(T.reinterpret(A.vload([0, 0], "int8x4"), dtype="int32"), 2),
-                            dtype="int8x8",
-                        ),
-                        T.vectorlow(B.vload([0, 0], dtype="int8x16"), dtype="int8x8"),
-                        dtype="int16x8",
-                    ),
-                    dtype="int32x4",
-                ),
-                T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(_SADDLP),
-                    T.call_llvm_pure_intrin(
-                        T.llvm_lookup_intrinsic_id(_SMULL),
-                        T.reinterpret(
-                            T.broadcast(T.reinterpret(A.vload([0, 0], "int8x4"), dtype="int32"), 2),
-                            dtype="int8x8",
-                        ),
-                        T.vectorhigh(B.vload([0, 0], dtype="int8x16"), dtype="int8x8"),
-                        dtype="int16x8",
-                    ),
-                    dtype="int32x4",
-                ),
+                _neon_half_dot(A, B, T.vectorlow),
+                _neon_half_dot(A, B, T.vectorhigh),
                 dtype="int32x4",
             ),
         )
