@@ -107,7 +107,9 @@ def dense_packed(
     def out(*i):
         flat = 0
         for j, size in zip(i[:-1], lead, strict=True):
-            flat = flat * size + j
+            # unit axes left out: with them, TVM 0.27's reverse_compute_at infers a wrong
+            # row range for the epilogue (``v_i0 * 197 + v_i1`` gave one row per tile)
+            flat = flat * size + j if size > 1 else flat
         n = i[-1]
         return acc[flat // rows, n // lanes, flat % rows, n % lanes] + bias[n]
 
