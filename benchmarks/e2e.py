@@ -6,7 +6,10 @@
 Batch 1, the same thread count for all (TVM's runtime threads). Random weights (speed does not
 depend on them), calibrated on random images. Peers: TVM FP32 of the same model (TVM's
 tuning flow: legalized, constants folded, fused), PyTorch eager FP32, ONNX Runtime FP32, ONNX
-Runtime int8 (static QDQ and dynamic). With ``--trials N`` both TVM builds, intvit's integer
+Runtime int8 (static QDQ, dynamic, and dynamic with 7-bit weights). intvit is timed twice:
+with 8-bit weights (the default) and with 7-bit weights (``weight_bits=7``, which puts the
+GEMMs on AVX2's ``vpmaddubsw``; untuned, so with a smaller budget than every tuned
+peer). With ``--trials N`` both TVM builds, intvit's integer
 model and the FP32 baseline, are tuned by the same MetaSchedule job with the same budget of N
 trials each (databases kept under ``--db-root``: a rerun reuses them and costs nothing), and
 the untuned builds are reported too. The tuned integer model is timed in alternating rounds
@@ -45,6 +48,7 @@ from intvit.deploy.peers import (
 from intvit.deploy.targets import host_cpu
 from intvit.models.zoo import create_float_model
 from intvit.quant.calibrate import calibrate
+from intvit.quant.config import QuantConfig
 from intvit.quant.reference import reference_forward
 
 RESULTS = Path(__file__).resolve().parent / "results" / "e2e.json"
@@ -108,18 +112,17 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
     calib = torch.randn(8, chans, img, img).numpy()
     print(f"{name}: calibrating ...", flush=True)
     int_model = calibrate(model, calib, progress=False)
+    int_model7 = calibrate(model, calib, QuantConfig(weight_bits=7), progress=False)
     threads = int(tvm.runtime.num_threads())
     q = np.random.default_rng(0).integers(-128, 128, (1, chans, img, img), dtype=np.int8)
     image = np.random.default_rng(0).standard_normal((1, chans, img, img)).astype(np.float32)
     extra = {"threads": threads, "batch": 1}
 
-    def integer_build(db: Path | None, label: str):
+    def integer_build(db: Path | None, label: str, im=int_model):
         print(f"{name}: compiling integer-only ({label}) ...", flush=True)
-        compiled = compile_int_model(int_model, "host", db=db)
+        compiled = compile_int_model(im, "host", db=db)
         vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
-        if not np.array_equal(
-            vm["main"](tvm.runtime.tensor(q)).numpy(), reference_forward(int_model, q)
-        ):
+        if not np.array_equal(vm["main"](tvm.runtime.tensor(q)).numpy(), reference_forward(im, q)):
             raise AssertionError(f"{name}: the integer library differs from the reference")
         return compiled.executable
 
@@ -137,10 +140,15 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
     untuned = integer_build(None, "untuned")
     ours = _vm_latency(untuned, q, "intvit int (untuned)")
     print(f"  intvit integer-only (untuned): {ours.median_ms:.2f} ms", flush=True)
+    label7 = "intvit int, 7-bit weights (untuned)"
+    untuned7 = integer_build(None, label7, int_model7)
+    ours7 = _vm_latency(untuned7, q, label7)
+    print(f"  {label7}: {ours7.median_ms:.2f} ms", flush=True)
     peers = [fp32(None, "untuned"), torch_eager(model, image, threads, CFG)]
     peers.extend(onnxruntime_peers(model, image, threads, CFG, int8=True))
-    for peer in peers:
-        keep(BenchRecord(name, ours.label, peer.label, ours.median_ms, peer.median_ms, extra=extra))
+    for mine in (ours, ours7):
+        for peer in [ours, *peers] if mine is ours7 else peers:
+            keep(BenchRecord(name, mine.label, peer.label, mine.median_ms, peer.median_ms, extra))
     if not trials:
         return
     label = f"tuned, {trials} trials"
@@ -161,12 +169,14 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
         {
             before_label: _vm_runner(untuned, q),
             ours_label: _vm_runner(tuned_int, q),
+            label7: _vm_runner(untuned7, q),
             f"TVM FP32 ({label})": _vm_runner(tuned_fp32, image),
             TORCH_EAGER: torch_runner(model, image, threads),
             **onnxruntime_runners(model, image, threads, int8=True),
         }
     )
     ours = runs.pop(ours_label)
+    ours7 = runs.pop(label7)
     extra = dict(extra, trials=trials, interleaved=True)
     tuning = {
         "ours_tune_s": int_tune["seconds"],
@@ -175,13 +185,15 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
         "baseline_trials": fp32_tune["already_done"] + fp32_tune["measured"],
     }
     print(f"  intvit integer-only ({label}): {ours.median_ms:.2f} ms", flush=True)
-    for peer in runs.values():
-        more = tuning if peer.label.startswith("TVM FP32") else {}
-        keep(
-            BenchRecord(
-                name, ours.label, peer.label, ours.median_ms, peer.median_ms, {**extra, **more}
+    print(f"  {label7}: {ours7.median_ms:.2f} ms", flush=True)
+    for mine in (ours, ours7):
+        for peer in [ours, *runs.values()] if mine is ours7 else runs.values():
+            more = tuning if peer.label.startswith("TVM FP32") else {}
+            keep(
+                BenchRecord(
+                    name, mine.label, peer.label, mine.median_ms, peer.median_ms, {**extra, **more}
+                )
             )
-        )
 
 
 def main(argv: list[str] | None = None) -> int:

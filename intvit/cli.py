@@ -201,14 +201,14 @@ def _cmd_device(args: argparse.Namespace) -> int:
 
 def _cmd_targets(args: argparse.Namespace) -> int:
     from intvit.deploy.targets import get_preset, list_presets
-    from intvit.schedules.intrinsics import gemm_kernel_for
+    from intvit.schedules.intrinsics import gemm_kernels_for
 
-    print(f"{'preset':<16} {'description':<40} {'int8 GEMM':<13} target")
+    print(f"{'preset':<16} {'description':<40} {'int8 GEMM kernels':<28} target")
     for name in list_presets():
         p = get_preset(name)
-        kernel = gemm_kernel_for(p.target)
-        gemm = kernel.name if kernel else "TVM default"
-        print(f"{name:<16} {p.description:<40} {gemm:<13} {p.target}")
+        kernels = gemm_kernels_for(p.target)
+        gemm = "/".join(k.name for k in kernels) if kernels else "TVM default"
+        print(f"{name:<16} {p.description:<40} {gemm:<28} {p.target}")
     return 0
 
 
@@ -228,6 +228,7 @@ def _config(args: argparse.Namespace):
         gelu=args.gelu or "edge",
         layernorm=args.layernorm,
         observer=args.observer,
+        weight_bits=args.weight_bits,
     )
 
 
@@ -316,6 +317,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--layernorm", default="edge")
     p.add_argument("--observer", default="minmax", choices=["minmax", "percentile", "mse"])
+    p.add_argument(
+        "--weight-bits",
+        type=int,
+        default=8,
+        choices=[7, 8],
+        help="weight width (7: x86 AVX2's vpmaddubsw GEMM, ~1.2x faster, exact)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -22,9 +22,16 @@ from intvit.models.data import digits
 from intvit.models.zoo import create_float_model
 from intvit.quant.artifact import save_int_model
 from intvit.quant.calibrate import calibrate
+from intvit.quant.config import QuantConfig
 from intvit.quant.reference import reference_forward
 from intvit.schedules.gemm import packed_gemm_func, schedule_packed_gemm
-from intvit.schedules.intrinsics import KERNELS, gemm_kernel_for
+from intvit.schedules.intrinsics import (
+    KERNELS,
+    gemm_kernel_for,
+    gemm_kernels_for,
+    kernel_for_gemm,
+    kernel_of_func,
+)
 from intvit.topi.dense_packed import batch_matmul_packed, pack_bias, pack_weights
 from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
 from intvit.tune.job import TuneConfig, check_database, count_records, tune
@@ -69,6 +76,57 @@ def test_packed_gemm_extreme_values():
     np.testing.assert_array_equal(_run_packed(x, w, b, KERNEL), dense_ref(x, w, b))
 
 
+NARROW = KERNELS["avx2-maddubsw"]
+needs_avx2 = pytest.mark.skipif(
+    NARROW not in gemm_kernels_for(HOST.target), reason="no AVX2 on this host"
+)
+
+
+@needs_avx2
+@pytest.mark.parametrize(
+    ("lead", "k", "n"),
+    [((1,), 4, 16), ((7,), 64, 32), ((197,), 384, 576), ((3, 17), 768, 16), ((1, 197), 96, 32)],
+)
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_maddubsw_gemm_bit_exact(lead, k, n, x_dtype):
+    """vpmaddubsw with 7-bit weights (int8 activations offset to uint8 in the kernel)."""
+    rng = np.random.default_rng(k * n)
+    info = np.iinfo(x_dtype)
+    x = rng.integers(info.min, info.max, (*lead, k), endpoint=True).astype(x_dtype)
+    w = rng.integers(-63, 63, (n, k), endpoint=True).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, n).astype(np.int32)
+    np.testing.assert_array_equal(_run_packed(x, w, b, NARROW), dense_ref(x, w, b))
+
+
+@needs_avx2
+@pytest.mark.parametrize("x_value", [-128, 127, 0, 255])
+@pytest.mark.parametrize("w_value", [-64, 64])
+def test_maddubsw_extreme_values(x_value, w_value):
+    """The largest int16 pair sums vpmaddubsw forms (2 * 255 * 64 = 32640: uint8 255, or
+    int8 127 offset to 255) and the most negative, at a K that fills the int32 headroom."""
+    x_dtype = "uint8" if x_value > 127 or x_value == 0 else "int8"
+    x = np.full((7, 4096), x_value, x_dtype)
+    w = np.full((16, 4096), w_value, np.int8)
+    w[::2, 1::2] = -w_value  # mixed signs in some columns
+    b = np.full(16, -5, np.int32)
+    np.testing.assert_array_equal(_run_packed(x, w, b, NARROW), dense_ref(x, w, b))
+
+
+def test_narrow_kernel_only_takes_7bit_weights():
+    w7 = np.full((16, 64), -64, np.int8)
+    w8 = w7.copy()
+    w8[3, 5] = 65
+    with pytest.raises(ValueError, match=r"\|w\| <= 64.*got \|w\| = 65"):
+        pack_weights(w8, NARROW)
+    kernels = (NARROW, KERNELS["avx2-pmaddwd"])
+    assert kernel_for_gemm(kernels, "int8", w7) is NARROW
+    assert kernel_for_gemm(kernels, "int8", w8) is KERNELS["avx2-pmaddwd"]
+    assert kernel_for_gemm(kernels, "int8", w7[:, :62]) is KERNELS["avx2-pmaddwd"]  # K % 4
+    assert kernel_for_gemm(kernels, "int16", w7) is None
+    with pytest.raises(ValueError, match="weight_bits"):
+        QuantConfig(weight_bits=6)
+
+
 @needs_kernel
 @pytest.mark.parametrize(
     ("g", "m", "n", "k", "a_dtype"),
@@ -100,6 +158,7 @@ def test_kernel_choice_per_target():
     assert gemm_kernel_for(get_preset("aarch64-dotprod").target) is KERNELS["arm-sdot"]
     assert gemm_kernel_for(get_preset("rpi4").target) is KERNELS["arm-neon"]
     assert gemm_kernel_for(get_preset("graviton3").target) is KERNELS["arm-smmla"]
+    assert gemm_kernels_for(get_preset("rpi4").target) == (KERNELS["arm-neon"],)
     assert KERNELS["arm-smmla"].accepts("uint8", 8, 8)
     assert not KERNELS["arm-smmla"].accepts("int8", 8, 12)  # K in steps of 8
     assert KERNELS["arm-sdot"].accepts("uint8", 64, 64)  # offset by -128, see pack_bias
@@ -129,6 +188,42 @@ def test_scheduled_model_is_bit_exact_and_has_no_separate_requantize(vit):
         # one kernel lays q, k and v out per head (no transposes before the attention)
         assert sum(f.startswith("heads") for f in funcs) == 4
         assert sum(f.startswith("transpose") for f in funcs) == 4  # the context's merge
+
+
+@needs_avx2
+@pytest.mark.parametrize("batch", [1, 2])
+def test_7bit_weight_model_uses_maddubsw_and_is_bit_exact(batch):
+    """weight_bits=7: every constant-weight GEMM that tiles goes to vpmaddubsw (attention's
+    runtime operands stay on vpmaddwd), and the library equals the reference forward."""
+    from intvit.deploy.compile import scheduled_module
+
+    torch.manual_seed(6)
+    model = create_float_model("digits_vit")
+    vit7 = calibrate(model, digits("calib").images[:24], QuantConfig(weight_bits=7))
+    assert (
+        max(
+            int(np.abs(v.astype(np.int16)).max())
+            for k, v in vit7.tensors.items()
+            if k.endswith(".w")
+        )
+        == 63
+    )
+    compiled = compile_int_model(vit7, "host", batch=batch)
+    x = np.random.default_rng(batch).integers(-128, 128, (batch, 1, 32, 32), dtype=np.int8)
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    np.testing.assert_array_equal(
+        vm["main"](tvm.runtime.tensor(x)).numpy(), reference_forward(vit7, x)
+    )
+    mod = scheduled_module(vit7, HOST, batch)
+    kernels = gemm_kernels_for(HOST.target)
+    used = [
+        (gv.name_hint, kernel_of_func(f, kernels).name)
+        for gv, f in mod.functions_items()
+        if isinstance(f, tvm.tirx.PrimFunc) and "_packed" in gv.name_hint
+    ]
+    dense = [k for name, k in used if not name.startswith("batch_matmul")]
+    assert dense and set(dense) == {"avx2-maddubsw"}, used
+    assert {k for name, k in used if name.startswith("batch_matmul")} == {"avx2-pmaddwd"}
 
 
 @pytest.mark.slow

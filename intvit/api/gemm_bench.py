@@ -11,8 +11,8 @@ from tvm import te
 
 from intvit.deploy.benchrecord import BenchRecord
 from intvit.schedules.gemm import packed_gemm_func
-from intvit.schedules.intrinsics import GemmKernel, gemm_kernel_for
-from intvit.topi.dense_packed import pack_weights
+from intvit.schedules.intrinsics import GemmKernel, gemm_kernels_for
+from intvit.topi.dense_packed import pack_bias, pack_weights
 from intvit.topi.matmul import dense
 
 #: (M tokens, K, N): DeiT-tiny qkv (the issue's 197x192x576), fc1, fc2; DeiT-small qkv, fc1.
@@ -34,15 +34,18 @@ def _build(tensors, target, schedule: Callable | None = None):
 def gemm_case(
     m: int, k: int, n: int, kernel: GemmKernel, target, min_repeat_ms: int = 50
 ) -> tuple[list[BenchRecord], bool]:
-    """Records (ours vs TVM default int8, ours vs TVM FP32) and whether ours was exact."""
+    """Records (ours vs TVM default int8, ours vs TVM FP32) and whether ours was exact. The
+    weights span the kernel's exact range (all of int8, or +-64 for ``avx2-maddubsw``)."""
     rng = np.random.default_rng(0)
+    w_lo, w_hi = max(-128, -kernel.weight_max), min(127, kernel.weight_max)
     xn = rng.integers(-128, 128, (m, k), dtype=np.int8)
-    wn = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    wn = rng.integers(w_lo, w_hi, (n, k), dtype=np.int8, endpoint=True)
     bn = rng.integers(-1000, 1000, n, dtype=np.int32)
     func = packed_gemm_func((m, k), "int8", n, kernel, parallel=tvm.runtime.num_threads() > 1)
     ours = tvm.compile(tvm.IRModule({"main": func}), target=target).jit()
     out = tvm.runtime.tensor(np.zeros((m, n), np.int32))
-    args = [tvm.runtime.tensor(a) for a in (xn, pack_weights(wn, kernel), bn)] + [out]
+    packed = (xn, pack_weights(wn, kernel), pack_bias(wn, bn, "int8", kernel))
+    args = [tvm.runtime.tensor(a) for a in packed] + [out]
     ours(*args)
     exact = bool(np.array_equal(out.numpy(), xn.astype(np.int32) @ wn.astype(np.int32).T + bn))
     ours_ms = _time(ours, args, min_repeat_ms)
@@ -64,10 +67,12 @@ def gemm_case(
     macs = m * n * k
     case = f"{m}x{k}x{n}"
     extra = {"gmacs": macs / ours_ms / 1e6, "micro_kernel": kernel.name, "exact": exact}
+    extra["weight_max"] = kernel.weight_max
+    label = f"intvit {kernel.name}" + (" (7-bit w)" if kernel.weight_max < 127 else "")
     return [
         BenchRecord(
             case,
-            f"intvit {kernel.name}",
+            label,
             "TVM int8 default",
             ours_ms,
             base_ms,
@@ -75,7 +80,7 @@ def gemm_case(
         ),
         BenchRecord(
             case,
-            f"intvit {kernel.name}",
+            label,
             "TVM FP32 default",
             ours_ms,
             fp32_ms,
@@ -85,17 +90,19 @@ def gemm_case(
 
 
 def run_gemm_bench(target: dict, shapes=SHAPES, on_record=None) -> list[BenchRecord]:
-    kernel = gemm_kernel_for(target)
-    if kernel is None:
+    """Every micro-kernel of ``target`` (the general one first) on every shape."""
+    kernels = gemm_kernels_for(target)
+    if not kernels:
         raise ValueError(f"no dot-product micro-kernel for target {target}")
     records = []
     tvm_target = tvm.target.Target(target)
-    for m, k, n in shapes:
-        new, exact = gemm_case(m, k, n, kernel, tvm_target)
-        if not exact:
-            raise AssertionError(f"packed GEMM {m}x{k}x{n} is not bit-exact")
-        for r in new:
-            records.append(r)
-            if on_record:
-                on_record(r)
+    for kernel in reversed(kernels):
+        for m, k, n in shapes:
+            new, exact = gemm_case(m, k, n, kernel, tvm_target)
+            if not exact:
+                raise AssertionError(f"packed GEMM {m}x{k}x{n} ({kernel.name}) is not bit-exact")
+            for r in new:
+                records.append(r)
+                if on_record:
+                    on_record(r)
     return records

@@ -133,6 +133,7 @@ def variant_configs(base: QuantConfig = QuantConfig()) -> list[QuantConfig]:  # 
     configs.append(replace(base, layernorm="ilayernorm"))
     configs.append(replace(base, softmax="shiftmax", gelu="shiftgelu", layernorm="ilayernorm"))
     configs.append(replace(base, softmax="ibert", gelu="ibert", layernorm="ilayernorm"))
+    configs.append(replace(base, weight_bits=15 - base.weight_bits))  # the other width: 7 or 8
     return configs
 
 

@@ -90,11 +90,11 @@ def compile_relax(
 def scheduled_module(model: IntModel, preset: TargetPreset, batch: int) -> tvm.IRModule:
     """The model's Relax module with its packed GEMMs scheduled: what is tuned, and (with a
     database's schedules and then the row schedule) compiled."""
-    from intvit.schedules.intrinsics import gemm_kernel_for
+    from intvit.schedules.intrinsics import gemm_kernels_for
     from intvit.schedules.model import schedule_gemms
 
-    kernel = gemm_kernel_for(preset.target)
-    return schedule_gemms(build_module(model, batch, kernel), kernel, preset.cores)
+    kernels = gemm_kernels_for(preset.target)
+    return schedule_gemms(build_module(model, batch, kernels), kernels, preset.cores)
 
 
 def compile_int_model(

@@ -77,12 +77,20 @@ class _Calibration:
         return next(self.items, None)
 
 
+#: ONNX Runtime int8 modes: static QDQ, dynamic, and dynamic with 7-bit weights
+#: (``reduce_range``: what ORT advises on x86 without VNNI, like intvit's weight_bits=7).
+ORT_INT8_MODES = ("static", "dynamic", "dynamic, 7-bit weights")
+
+
 def quantize_onnx(fp32: Path, mode: str, calib: np.ndarray, out: Path) -> Path:
-    """ONNX Runtime int8: ``static`` (QDQ, calibrated on ``calib``) or ``dynamic``."""
+    """ONNX Runtime int8 in one of :data:`ORT_INT8_MODES` (static: QDQ, calibrated on
+    ``calib``)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    if mode == "dynamic":
-        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+    if mode.startswith("dynamic"):
+        quantize_dynamic(
+            str(fp32), str(out), weight_type=QuantType.QInt8, reduce_range="7-bit" in mode
+        )
     else:
         quantize_static(
             str(fp32),
@@ -112,15 +120,15 @@ def onnxruntime_runner(path: Path, image: np.ndarray, threads: int) -> Callable[
 def onnxruntime_runners(
     model, image: np.ndarray, threads: int, int8: bool = False
 ) -> dict[str, Callable[[], object]]:
-    """ORT FP32 and, with ``int8``, ORT int8 static QDQ and dynamic, by label."""
+    """ORT FP32 and, with ``int8``, ORT int8 (:data:`ORT_INT8_MODES`), by label."""
     with tempfile.TemporaryDirectory(prefix="intvit-onnx-") as tmp:
         fp32 = export_onnx(model, image, Path(tmp) / "model.onnx")
         runners = {"ONNX Runtime FP32": onnxruntime_runner(fp32, image, threads)}
         if int8:
             calib = np.random.default_rng(0).standard_normal((8, *image.shape[1:]))
             calib = calib.astype(np.float32)
-            for mode in ("static", "dynamic"):
-                q = quantize_onnx(fp32, mode, calib, Path(tmp) / f"model.{mode}.onnx")
+            for i, mode in enumerate(ORT_INT8_MODES):
+                q = quantize_onnx(fp32, mode, calib, Path(tmp) / f"model.int8-{i}.onnx")
                 runners[f"ONNX Runtime int8 {mode}"] = onnxruntime_runner(q, image, threads)
         return runners
 
@@ -128,7 +136,8 @@ def onnxruntime_runners(
 def onnxruntime_peers(
     model, image: np.ndarray, threads: int, cfg: BenchConfig, int8: bool = False
 ) -> list[Latency]:
-    """ORT FP32 and, with ``int8``, ORT int8 static QDQ and dynamic, timed one after another."""
+    """ORT FP32 and, with ``int8``, ORT int8 (:data:`ORT_INT8_MODES`), timed one after
+    another."""
     return [
         Latency(label, "host", _time(run, cfg), f"{threads} thread(s)")
         for label, run in onnxruntime_runners(model, image, threads, int8).items()

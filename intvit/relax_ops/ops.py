@@ -20,18 +20,20 @@ from intvit.topi.requantize import ChannelTables
 from intvit.topi.requantize import requantize as requantize_te
 from intvit.topi.requantize_params import RequantParams
 
-#: The dot-product micro-kernel GEMMs are packed for (None: TVM's default int8 GEMM).
-_GEMM_KERNEL: contextvars.ContextVar = contextvars.ContextVar("gemm_kernel", default=None)
+#: The dot-product micro-kernels GEMMs are packed for, in the order each GEMM tries them
+#: (empty: TVM's default int8 GEMM).
+_GEMM_KERNELS: contextvars.ContextVar = contextvars.ContextVar("gemm_kernels", default=())
 
 
 @contextlib.contextmanager
-def gemm_kernel(kernel):
-    """Emit GEMMs with weights packed for ``kernel`` (a :class:`GemmKernel`) inside."""
-    token = _GEMM_KERNEL.set(kernel)
+def gemm_kernels(kernels):
+    """Emit GEMMs with weights packed for the first of ``kernels`` (:class:`GemmKernel`, see
+    :func:`~intvit.schedules.intrinsics.kernel_for_gemm`) that takes them."""
+    token = _GEMM_KERNELS.set(tuple(kernels))
     try:
         yield
     finally:
-        _GEMM_KERNEL.reset(token)
+        _GEMM_KERNELS.reset(token)
 
 
 def _tables(params: RequantParams) -> list[relax.Constant]:
@@ -56,11 +58,9 @@ def requantize(bb: relax.BlockBuilder, x: relax.Expr, params: RequantParams, nam
 
 
 def _packed_kernel(x, weight: np.ndarray):
-    kernel = _GEMM_KERNEL.get()
-    if kernel is None:
-        return None
-    dtype = str(x.ty.dtype)
-    return kernel if kernel.accepts(dtype, weight.shape[0], weight.shape[1]) else None
+    from intvit.schedules.intrinsics import kernel_for_gemm
+
+    return kernel_for_gemm(_GEMM_KERNELS.get(), str(x.ty.dtype), weight)
 
 
 def dense(bb, x, weight: np.ndarray, bias: np.ndarray | None, name="dense", rq=None):
@@ -132,8 +132,9 @@ def batch_matmul(bb, a, b, name="batch_matmul", rq: RequantParams | None = None)
     packed kernel's epilogue when there is one)."""
     if rq is not None and rq.channels != 1:
         raise ValueError("batch_matmul requantizes per tensor only")
-    kernel = _GEMM_KERNEL.get()
-    if kernel is not None and kernel.operand == "int16":  # int8-operand kernels: no uint8
+    # int16 operands only: both operands are runtime int8 / uint8 (no 7-bit guarantee)
+    kernel = next((k for k in _GEMM_KERNELS.get() if k.operand == "int16"), None)
+    if kernel is not None:
         from intvit.schedules.gemm import PACKED_FUNC
         from intvit.topi.dense_packed import batch_matmul_packed
 

@@ -29,21 +29,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
 
-def _dot_desc(rows: int, lanes: int, kpack: int, operand: str):
+def _dot_desc(rows: int, lanes: int, kpack: int, operand: str, weight: str | None = None):
     """The computation every micro-kernel here implements: ``C[i, j] += sum_k A[i, k] *
     B[j, k]`` for ``rows x lanes`` int32 accumulators of ``kpack`` products each, ``operand``
-    inputs (each buffer a contiguous block of the packed layouts). With one row, the row loop
-    is left out: a scheduled block binds its unit row axis to 0, and tensorize compares the
-    bindings."""
+    activations and ``weight`` (default: ``operand``) weights (each buffer a contiguous block
+    of the packed layouts). With one row, the row loop is left out: a scheduled block binds
+    its unit row axis to 0, and tensorize compares the bindings."""
+    weight = weight or operand
 
     @T.prim_func(s_tir=True)
     def desc_one_row(a: T.handle, b: T.handle, c: T.handle) -> None:
         A = T.match_buffer(a, (1, kpack), operand, offset_factor=1)
-        B = T.match_buffer(b, (lanes, kpack), operand, offset_factor=1)
+        B = T.match_buffer(b, (lanes, kpack), weight, offset_factor=1)
         C = T.match_buffer(c, (1, lanes), "int32", offset_factor=1)
         with T.sblock("root"):
             T.reads(C[0, 0:lanes], A[0, 0:kpack], B[0:lanes, 0:kpack])
@@ -56,7 +58,7 @@ def _dot_desc(rows: int, lanes: int, kpack: int, operand: str):
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
         A = T.match_buffer(a, (rows, kpack), operand, offset_factor=1)
-        B = T.match_buffer(b, (lanes, kpack), operand, offset_factor=1)
+        B = T.match_buffer(b, (lanes, kpack), weight, offset_factor=1)
         C = T.match_buffer(c, (rows, lanes), "int32", offset_factor=1)
         with T.sblock("root"):
             T.reads(C[0:rows, 0:lanes], A[0:rows, 0:kpack], B[0:lanes, 0:kpack])
@@ -99,6 +101,44 @@ def _pmaddwd_impl(
 
 AVX2_PMADDWD = "intvit_avx2_pmaddwd_8x2"
 TensorIntrin.register(AVX2_PMADDWD, _dot_desc(1, 8, 2, "int16"), _pmaddwd_impl, override=True)
+
+
+@T.prim_func(s_tir=True)
+def _maddubsw_impl(
+    A: T.Buffer((1, 4), "uint8", offset_factor=1),
+    B: T.Buffer((8, 4), "int8", offset_factor=1),
+    C: T.Buffer((1, 8), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0, 0:8], A[0, 0:4], B[0:8, 0:4])
+        T.writes(C[0, 0:8])
+        # vpmaddubsw: uint8 activations x int8 weights, adjacent products summed in int16
+        # (exact: |w| <= 64, so |a0 w0 + a1 w1| <= 2 * 255 * 64 < 2**15); vpmaddwd by ones
+        # sums those pairs into int32: four products per lane, one expression (see above)
+        C.vstore(
+            [0, 0],
+            C.vload([0, 0], dtype="int32x8")
+            + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                    T.reinterpret(
+                        T.broadcast(T.reinterpret(A.vload([0, 0], "uint8x4"), dtype="int32"), 8),
+                        dtype="int8x32",
+                    ),
+                    B.vload([0, 0], dtype="int8x32"),
+                    dtype="int16x16",
+                ),
+                T.broadcast(T.int16(1), 16),
+                dtype="int32x8",
+            ),
+        )
+
+
+AVX2_MADDUBSW = "intvit_avx2_maddubsw_8x4"
+TensorIntrin.register(
+    AVX2_MADDUBSW, _dot_desc(1, 8, 4, "uint8", "int8"), _maddubsw_impl, override=True
+)
 
 
 @T.prim_func(s_tir=True)
@@ -211,10 +251,21 @@ class GemmKernel:
     intrin: str
     lanes: int
     kpack: int
-    operand: str  # int16: activations widened first; int8: uint8 ones offset by -128
+    operand: str  # the activations' operand dtype (int8 x offset by +128 for uint8, and back)
     m_tile: int  # a multiple of rows
     n_vectors: int
     rows: int = 1  # activation rows per instruction (2 for smmla)
+    weight_max: int = 128  # the largest |w| the kernel sums exactly (128: any int8)
+
+    @property
+    def weight_operand(self) -> str:
+        """The weights' operand dtype: int16 (widened from int8 in the kernel) for an int16
+        kernel, else int8 as stored."""
+        return "int16" if self.operand == "int16" else "int8"
+
+    def takes_weights(self, w: np.ndarray) -> bool:
+        """Whether every weight is within the kernel's exact range (``|w| <= weight_max``)."""
+        return int(np.abs(w.astype(np.int16)).max(initial=0)) <= self.weight_max
 
     def accepts(self, x_dtype: str, n: int, k: int) -> bool:
         """Whether a constant-weight GEMM ``[.., K] x [N, K]`` fits the packed layout (int8 or
@@ -228,6 +279,9 @@ KERNELS = {
     k.name: k
     for k in (
         GemmKernel("avx2-pmaddwd", AVX2_PMADDWD, 8, 2, "int16", 6, 2),
+        # twice the products per multiply of pmaddwd; 7-bit weights only (QuantConfig
+        # weight_bits=7), the int16 pair sums could saturate with 8-bit ones
+        GemmKernel("avx2-maddubsw", AVX2_MADDUBSW, 8, 4, "uint8", 6, 2, weight_max=64),
         GemmKernel("arm-sdot", ARM_SDOT, 4, 4, "int8", 4, 4),
         GemmKernel("arm-neon", ARM_NEON, 4, 4, "int8", 4, 4),
         # 16 accumulator registers (4 row pairs x 4 column pairs), 8 for the operands
@@ -236,16 +290,46 @@ KERNELS = {
 }
 
 
-def gemm_kernel_for(target: dict) -> GemmKernel | None:
-    """The micro-kernel a target dict supports (None: TVM's default lowering)."""
+def gemm_kernels_for(target: dict) -> tuple[GemmKernel, ...]:
+    """The micro-kernels a target dict supports, the one each GEMM tries first first (empty:
+    TVM's default lowering). On AVX2, ``avx2-maddubsw`` takes the GEMMs whose weights fit 7
+    bits and ``avx2-pmaddwd`` the rest (8-bit weights, attention's runtime operands)."""
     triple = target.get("mtriple", "")
     attrs = {a.lstrip("+") for a in target.get("mattr", [])}
     if triple.startswith(("aarch64", "arm64")):
         if "i8mm" in attrs:
-            return KERNELS["arm-smmla"]
-        return KERNELS["arm-sdot" if "dotprod" in attrs else "arm-neon"]
+            return (KERNELS["arm-smmla"],)
+        return (KERNELS["arm-sdot" if "dotprod" in attrs else "arm-neon"],)
     from intvit.deploy.targets import host_cpu
 
     if not triple and "avx2" in host_cpu()[1]:
-        return KERNELS["avx2-pmaddwd"]
-    return None
+        return KERNELS["avx2-maddubsw"], KERNELS["avx2-pmaddwd"]
+    return ()
+
+
+def gemm_kernel_for(target: dict) -> GemmKernel | None:
+    """The micro-kernel a target dict supports for any int8 GEMM (8-bit weights included;
+    None: TVM's default lowering); :func:`gemm_kernels_for` lists the narrower ones too."""
+    kernels = gemm_kernels_for(target)
+    return kernels[-1] if kernels else None
+
+
+def kernel_for_gemm(
+    kernels: tuple[GemmKernel, ...], x_dtype: str, w: np.ndarray
+) -> GemmKernel | None:
+    """The first of ``kernels`` that computes ``x [.., K] x w [N, K]^T`` exactly (operand
+    dtype, tile divisibility and weight range), or None."""
+    n, k = w.shape
+    return next((kn for kn in kernels if kn.accepts(x_dtype, n, k) and kn.takes_weights(w)), None)
+
+
+def kernel_of_func(func, kernels: tuple[GemmKernel, ...]) -> GemmKernel:
+    """Which of ``kernels`` a packed GEMM PrimFunc (from
+    :func:`~intvit.topi.dense_packed.dense_packed`) was packed for: the one whose operand
+    dtype its packed activations have (unique within a target's kernels)."""
+    packed = [b for b in func.body.block.alloc_buffers if b.name.endswith("_packed_x")]
+    dtype = str(packed[0].dtype) if packed else None
+    for kernel in kernels:
+        if kernel.operand == dtype:
+            return kernel
+    raise ValueError(f"no micro-kernel of {[k.name for k in kernels]} packs {dtype} activations")

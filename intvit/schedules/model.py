@@ -9,18 +9,20 @@ import tvm
 from tvm import tirx
 
 from intvit.schedules.gemm import PACKED_FUNC, schedule_packed_gemm
-from intvit.schedules.intrinsics import GemmKernel
+from intvit.schedules.intrinsics import GemmKernel, kernel_of_func
 from intvit.schedules.rowwise import schedule_rowwise
 
 ROW_KERNELS = ("softmax", "gelu", "layernorm", "rq")
 
 
-def schedule_gemms(mod: tvm.IRModule, kernel: GemmKernel | None, cores: int) -> tvm.IRModule:
-    """A copy of ``mod`` with the packed GEMMs scheduled (the rest is what a tuning job
-    tunes; :func:`schedule_rows` schedules the row kernels a database leaves)."""
+def schedule_gemms(mod: tvm.IRModule, kernels: tuple[GemmKernel, ...], cores: int) -> tvm.IRModule:
+    """A copy of ``mod`` with the packed GEMMs scheduled, each for the one of ``kernels`` it
+    was packed for (the rest is what a tuning job tunes; :func:`schedule_rows` schedules the
+    row kernels a database leaves)."""
     out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
     for gv, func in mod.functions_items():
-        if isinstance(func, tirx.PrimFunc) and kernel is not None and PACKED_FUNC in gv.name_hint:
+        if isinstance(func, tirx.PrimFunc) and kernels and PACKED_FUNC in gv.name_hint:
+            kernel = kernel_of_func(func, kernels)
             out[gv] = schedule_packed_gemm(func, kernel, parallel=cores > 1)
     return out
 

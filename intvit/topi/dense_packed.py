@@ -9,9 +9,10 @@ contiguous) writes zeros there, and the epilogue reads only the real rows. Accum
 ``[M/rows, N/lanes, rows, lanes]``: one micro-kernel's output block contiguous.
 
 uint8 activations on an int8-operand micro-kernel (ARM ``sdot``) go in as ``x - 128`` (int8),
-and the bias made by :func:`pack_bias` adds back ``128 * sum_k w[n, k]``: exact, as the
-weights are constants, and ``|sum (x - 128) w| <= 128 * 128 * K`` keeps int32 for
-``K < 2**17``.
+int8 ones on a uint8-operand kernel (x86 ``vpmaddubsw``) as ``x + 128`` (uint8); the bias
+made by :func:`pack_bias` takes back ``offset * sum_k w[n, k]``: exact, as the
+weights are constants, and ``|sum (x +- 128) w| <= 255 * 128 * K`` keeps int32 for
+``K < 2**16``.
 """
 
 from __future__ import annotations
@@ -34,25 +35,35 @@ def pack_weights(w: np.ndarray, kernel: GemmKernel) -> np.ndarray:
     inference are half what int16 storage costs."""
     if w.dtype != np.int8:
         raise TypeError(f"pack_weights: weights must be int8, got {w.dtype}")
+    if not kernel.takes_weights(w):
+        raise ValueError(
+            f"pack_weights: {kernel.name} sums weights up to |w| <= {kernel.weight_max} "
+            f"exactly, got |w| = {int(np.abs(w.astype(np.int16)).max())}"
+        )
     n, k = w.shape
     lanes, kp = kernel.lanes, kernel.kpack
     packed = w.reshape(n // lanes, lanes, k // kp, kp).transpose(0, 2, 1, 3)
     return np.ascontiguousarray(packed)
 
 
-def uint8_offset(x_dtype: str, kernel: GemmKernel) -> int:
-    """What the kernel subtracts from ``x`` before its int8 dot products (128 or 0)."""
-    return 128 if x_dtype == "uint8" and kernel.operand == "int8" else 0
+def x_offset(x_dtype: str, kernel: GemmKernel) -> int:
+    """What the kernel adds to ``x`` to bring it into its operand's range: -128 for uint8
+    activations on an int8 kernel, +128 for int8 ones on a uint8 kernel, else 0."""
+    if x_dtype == "uint8" and kernel.operand == "int8":
+        return -128
+    if x_dtype == "int8" and kernel.operand == "uint8":
+        return 128
+    return 0
 
 
 def pack_bias(w: np.ndarray, bias: np.ndarray | None, x_dtype: str, kernel: GemmKernel):
-    """The int32 bias :func:`dense_packed` takes: ``bias`` plus the uint8-offset compensation
-    ``offset * sum_k w[n, k]``."""
+    """The int32 bias :func:`dense_packed` takes: ``bias`` minus the offset's contribution
+    ``offset * sum_k w[n, k]`` (see :func:`x_offset`)."""
     n = w.shape[0]
     b = np.zeros(n, np.int64) if bias is None else np.asarray(bias, np.int64)
-    folded = b + uint8_offset(x_dtype, kernel) * w.astype(np.int64).sum(axis=1)
+    folded = b - x_offset(x_dtype, kernel) * w.astype(np.int64).sum(axis=1)
     if np.abs(folded).max(initial=0) >= 2**31:
-        raise ValueError("the bias with the uint8 offset folded in does not fit int32")
+        raise ValueError("the bias with the activation offset folded in does not fit int32")
     return folded.astype(np.int32)
 
 
@@ -64,7 +75,7 @@ def dense_packed(
     name: str = "dense",
 ) -> te.Tensor:
     """``out[..., n] = sum_k x[..., k] * w[n, k] + bias[n]`` (int32) from packed ``wp`` and
-    ``bias`` from :func:`pack_bias` (which folds in the uint8 offset where there is one)."""
+    ``bias`` from :func:`pack_bias` (which folds in the activation offset where there is one)."""
     check_dtype("x", x.dtype, ("int8", "uint8"))
     check_dtype("bias", bias.dtype, ("int32",))
     check_dtype("wp", wp.dtype, ("int8",))
@@ -82,13 +93,13 @@ def dense_packed(
             rest = rest // size
         return list(reversed(idx))
 
-    offset = uint8_offset(str(x.dtype), kernel)
+    offset = x_offset(str(x.dtype), kernel)
 
     def widen(r, k):
         inside = r < m
         value = x[(*row(tirx.min(r, m - 1)), k)]
         if offset:
-            value = value.astype("int16") - tirx.const(offset, "int16")
+            value = value.astype("int16") + tirx.const(offset, "int16")
         value = value.astype(kernel.operand)
         return tirx.if_then_else(inside, value, tirx.const(0, kernel.operand))
 
@@ -98,9 +109,9 @@ def dense_packed(
         lambda mo, ko, mi, ki: widen(mo * rows + mi, ko * kp + ki),
         name=f"{name}_packed_x",
     )
-    if kernel.operand != "int8":  # the schedule widens one column tile's panel at a time
+    if kernel.weight_operand != "int8":  # the schedule widens one column tile's panel at a time
         wp = te.compute(
-            wp.shape, lambda *i: wp(*i).astype(kernel.operand), name=f"{name}{PACKED_W}"
+            wp.shape, lambda *i: wp(*i).astype(kernel.weight_operand), name=f"{name}{PACKED_W}"
         )
     acc = _packed_acc(xw, wp, kernel, name)
 
