@@ -156,11 +156,18 @@ def _slow_forward(m, q_in):
 @pytest.mark.parametrize("name", ["digits_vit", "digits_deit"])
 @pytest.mark.parametrize(
     "config",
-    [QuantConfig(), QuantConfig(softmax="shiftmax", gelu="shiftgelu", layernorm="ilayernorm")],
-    ids=["edge", "ivit"],
+    [
+        QuantConfig(),
+        QuantConfig(softmax="shiftmax", gelu="shiftgelu", layernorm="ilayernorm"),
+        QuantConfig(weight_bits=7),
+    ],
+    ids=["edge", "ivit", "7bit"],
 )
 def test_reference_forward_equals_slow_per_op_check(name, config, random_models, calib_images):
     m = calibrate(random_models[name], calib_images, config)
+    qmax = 2 ** (config.weight_bits - 1) - 1
+    weights = [v for k, v in m.tensors.items() if k.endswith(".w")]
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) == qmax
     q = quantize_input(m, digits("test").images[:3])
     np.testing.assert_array_equal(reference_forward(m, q), _slow_forward(m, q))
 
@@ -234,15 +241,18 @@ def test_integer_only_dequantization_is_the_last_step(random_models, calib_image
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["digits_vit", "digits_deit", "digits_swin"])
-def test_digits_accuracy_acceptance(name):
-    """Default variant set: integer top-1 within 0.5 points of FP32, agreement >= 99%."""
+@pytest.mark.parametrize("weight_bits", [8, 7])
+def test_digits_accuracy_acceptance(name, weight_bits):
+    """Default variant set: integer top-1 within 0.5 points of FP32, agreement >= 99% (with
+    7-bit weights >= 98.5%: measured 98.8-99.4%, against 99.0-99.6% with 8-bit)."""
     spec = ModelSpec(name)
     model = spec.load_float(progress=False)
-    int_model = calibrate(model, spec.split("calib", 32).images)
+    config = QuantConfig(weight_bits=weight_bits)
+    int_model = calibrate(model, spec.split("calib", 32).images, config)
     result = evaluate(model, int_model, spec.split("test", 32), name)
     assert result.fp32_top1 > 0.9, result  # the float model learned the task
     assert abs(result.int_top1 - result.fp32_top1) <= 0.005 + 1e-9, result
-    assert result.agreement >= 0.99, result
+    assert result.agreement >= (0.99 if weight_bits == 8 else 0.985), result
     assert all(v == 0.0 for v in result.truncation.values()), result
 
 
