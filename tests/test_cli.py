@@ -23,12 +23,19 @@ def test_kernels_and_targets_list(capsys):
 
 
 @pytest.mark.slow
-def test_quantize_compile_run(tmp_path, capsys):
+@pytest.mark.parametrize("weight_bits", ["8", "7"])
+def test_quantize_compile_run(tmp_path, capsys, weight_bits):
     art = tmp_path / "vit.safetensors"
-    assert main(["quantize", "digits_vit", "-o", str(art), "--quiet"]) == 0
+    args = ["quantize", "digits_vit", "-o", str(art), "--quiet", "--weight-bits", weight_bits]
+    assert main(args) == 0
     lib = tmp_path / "vit.so"
     assert main(["compile", str(art), "--target", "host", "-o", str(lib)]) == 0
     model = load_int_model(art)
+    assert model.config.weight_bits == int(weight_bits)  # kept in the artifact
+    widest = max(
+        int(np.abs(v.astype(np.int16)).max()) for k, v in model.tensors.items() if k.endswith(".w")
+    )
+    assert widest == 2 ** (int(weight_bits) - 1) - 1
     q = quantize_input(model, digits("test").images[:1])
     np.testing.assert_array_equal(run(load(str(lib)), q), reference_forward(model, q))
 
