@@ -50,21 +50,44 @@ def _run_packed(x: np.ndarray, w: np.ndarray, b: np.ndarray, kernel) -> np.ndarr
     return out.numpy()
 
 
-@needs_kernel
+NARROW = KERNELS["avx2-maddubsw"]
+needs_avx2 = pytest.mark.skipif(
+    NARROW not in gemm_kernels_for(HOST.target), reason="no AVX2 on this host"
+)
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        pytest.param(KERNEL, marks=needs_kernel, id="host"),
+        pytest.param(NARROW, marks=needs_avx2, id="avx2-maddubsw"),
+    ],
+)
 @pytest.mark.parametrize(
     ("lead", "k", "n"),
-    [((1,), 2, 16), ((7,), 64, 32), ((197,), 192, 576), ((3, 17), 768, 16), ((1, 197), 96, 32)],
+    [
+        ((1,), 2, 16),
+        ((1,), 4, 16),
+        ((7,), 64, 32),
+        ((197,), 192, 576),
+        ((197,), 384, 576),
+        ((3, 17), 768, 16),
+        ((1, 197), 96, 32),
+    ],
 )
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
-def test_packed_gemm_bit_exact(lead, k, n, x_dtype):
+def test_packed_gemm_bit_exact(kernel, lead, k, n, x_dtype):
+    """The host's general kernel (any int8 weights) and ``vpmaddubsw`` (7-bit weights, int8
+    activations offset to uint8 in the kernel), weights over each kernel's whole exact range."""
     rng = np.random.default_rng(k + n)
     info = np.iinfo(x_dtype)
     x = rng.integers(info.min, info.max, (*lead, k), endpoint=True).astype(x_dtype)
-    w = rng.integers(-128, 127, (n, k), endpoint=True).astype(np.int8)
+    w_lo, w_hi = max(-128, -kernel.weight_max), min(127, kernel.weight_max)
+    w = rng.integers(w_lo, w_hi, (n, k), endpoint=True).astype(np.int8)
     b = rng.integers(-(2**20), 2**20, n).astype(np.int32)
-    if not KERNEL.accepts(x_dtype, n, k):
-        pytest.skip(f"{KERNEL.name} does not take {x_dtype} {n}x{k}")
-    np.testing.assert_array_equal(_run_packed(x, w, b, KERNEL), dense_ref(x, w, b))
+    if not kernel.accepts(x_dtype, n, k):
+        pytest.skip(f"{kernel.name} does not take {x_dtype} {n}x{k}")
+    np.testing.assert_array_equal(_run_packed(x, w, b, kernel), dense_ref(x, w, b))
 
 
 @needs_kernel
@@ -74,28 +97,6 @@ def test_packed_gemm_extreme_values():
     w = np.full((16, 4096), -128, np.int8)
     b = np.full(16, 7, np.int32)
     np.testing.assert_array_equal(_run_packed(x, w, b, KERNEL), dense_ref(x, w, b))
-
-
-NARROW = KERNELS["avx2-maddubsw"]
-needs_avx2 = pytest.mark.skipif(
-    NARROW not in gemm_kernels_for(HOST.target), reason="no AVX2 on this host"
-)
-
-
-@needs_avx2
-@pytest.mark.parametrize(
-    ("lead", "k", "n"),
-    [((1,), 4, 16), ((7,), 64, 32), ((197,), 384, 576), ((3, 17), 768, 16), ((1, 197), 96, 32)],
-)
-@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
-def test_maddubsw_gemm_bit_exact(lead, k, n, x_dtype):
-    """vpmaddubsw with 7-bit weights (int8 activations offset to uint8 in the kernel)."""
-    rng = np.random.default_rng(k * n)
-    info = np.iinfo(x_dtype)
-    x = rng.integers(info.min, info.max, (*lead, k), endpoint=True).astype(x_dtype)
-    w = rng.integers(-63, 63, (n, k), endpoint=True).astype(np.int8)
-    b = rng.integers(-(2**20), 2**20, n).astype(np.int32)
-    np.testing.assert_array_equal(_run_packed(x, w, b, NARROW), dense_ref(x, w, b))
 
 
 @needs_avx2

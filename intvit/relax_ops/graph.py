@@ -13,17 +13,13 @@ from intvit.relax_ops import ops
 from intvit.topi.requantize_params import RequantParams
 
 
-def build_module(model: IntModel, batch: int = 1, gemm_kernels=()) -> tvm.IRModule:
-    """The Relax module of ``model`` for a fixed batch size; with ``gemm_kernels`` (
-    :class:`~intvit.schedules.intrinsics.GemmKernel`, or a tuple of them in the order each
-    GEMM tries them), GEMMs take weights packed for the first that takes them and requantize
-    in their epilogue."""
+def build_module(model: IntModel, batch: int = 1, gemm_kernels: tuple = ()) -> tvm.IRModule:
+    """The Relax module of ``model`` for a fixed batch size; with ``gemm_kernels`` (a tuple of
+    :class:`~intvit.schedules.intrinsics.GemmKernel`, in the order each GEMM tries them, as
+    :func:`~intvit.schedules.intrinsics.gemm_kernels_for` gives them), GEMMs take weights
+    packed for the first that takes them and requantize in their epilogue."""
     if batch < 1:
         raise ValueError(f"batch={batch} must be >= 1")
-    if gemm_kernels is None:
-        gemm_kernels = ()
-    elif not isinstance(gemm_kernels, tuple | list):
-        gemm_kernels = (gemm_kernels,)
     with ops.gemm_kernels(gemm_kernels):
         return _build(model, batch)
 

@@ -74,6 +74,14 @@ def _dot_desc(rows: int, lanes: int, kpack: int, operand: str, weight: str | Non
     return desc_one_row if rows == 1 else desc
 
 
+def _broadcast_word(a, word: str, copies: int, dtype: str):
+    """The activation block of ``a`` (one 32-bit word of ``word`` lanes: a row's ``kpack``
+    values) repeated ``copies`` times, read as ``dtype``. A Python helper that TVMScript calls
+    while parsing, so each intrinsic stays one expression (see :func:`_pmaddwd_impl`)."""
+    packed = T.reinterpret(a.vload([0, 0], word), dtype="int32")
+    return T.reinterpret(T.broadcast(packed, copies), dtype=dtype)
+
+
 @T.prim_func(s_tir=True)
 def _pmaddwd_impl(
     A: T.Buffer((1, 2), "int16", offset_factor=1),
@@ -92,10 +100,7 @@ def _pmaddwd_impl(
             C.vload([0, 0], dtype="int32x8")
             + T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-                T.reinterpret(
-                    T.broadcast(T.reinterpret(A.vload([0, 0], "int16x2"), dtype="int32"), 8),
-                    dtype="int16x16",
-                ),
+                _broadcast_word(A, "int16x2", 8, "int16x16"),
                 B.vload([0, 0], dtype="int16x16"),
                 dtype="int32x8",
             ),
@@ -125,10 +130,7 @@ def _maddubsw_impl(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
                 T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
-                    T.reinterpret(
-                        T.broadcast(T.reinterpret(A.vload([0, 0], "uint8x4"), dtype="int32"), 8),
-                        dtype="int8x32",
-                    ),
+                    _broadcast_word(A, "uint8x4", 8, "int8x32"),
                     B.vload([0, 0], dtype="int8x32"),
                     dtype="int16x16",
                 ),
@@ -158,10 +160,7 @@ def _arm_sdot_impl(
             T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
                 C.vload([0, 0], dtype="int32x4"),
-                T.reinterpret(
-                    T.broadcast(T.reinterpret(A.vload([0, 0], "int8x4"), dtype="int32"), 4),
-                    dtype="int8x16",
-                ),
+                _broadcast_word(A, "int8x4", 4, "int8x16"),
                 B.vload([0, 0], dtype="int8x16"),
                 dtype="int32x4",
             ),
@@ -178,9 +177,7 @@ def _neon_half_dot(a, b, half):
     weight block ``b``, products summed in pairs (int32x4). A Python helper that TVMScript
     calls while parsing: it builds the expression inline, with no named intermediate (see
     :func:`_pmaddwd_impl`), for both halves from one spelling."""
-    word = T.reinterpret(
-        T.broadcast(T.reinterpret(a.vload([0, 0], "int8x4"), dtype="int32"), 2), dtype="int8x8"
-    )
+    word = _broadcast_word(a, "int8x4", 2, "int8x8")
     weights = half(b.vload([0, 0], dtype="int8x16"), dtype="int8x8")
     product = T.call_llvm_pure_intrin(
         T.llvm_lookup_intrinsic_id(_SMULL), word, weights, dtype="int16x8"
