@@ -293,7 +293,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         int_model = load_int_model(args.int_model)
         model = spec.load_float(not args.quiet)
-        test = spec.split("test", int_model.arch["img_size"])
+        test = spec.split("test", int_model.arch.img_size)
         results = [evaluate(model, int_model, test, spec.name)]
     else:
         configs = variant_configs(_config(args)) if args.all_variants else [_config(args)]

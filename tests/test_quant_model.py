@@ -109,11 +109,11 @@ def _slow_forward(m, q_in):
     """Image by image, head by head, token by token: the kernel references composed by hand."""
     a, t, plan = m.arch, m.tensors, m.plan
     lo, hi = plan.residual_range
-    dim, heads = a["dim"], a["heads"]
+    dim, heads = a.dim, a.blocks[0].heads
     d = dim // heads
     outs = []
     for img in q_in:
-        patches = im2col(img[None], a["patch_size"])[0]
+        patches = im2col(img[None], a.patch_size)[0]
         x = requantize_ref(dense_ref(patches, t["pe.w"], t["pe.b"]), plan.rq_patch)
         x = np.clip(np.concatenate([t["cls_q"][0], x]) + t["pos_q"][0], lo, hi).astype(np.int32)
         for i, bp in enumerate(plan.blocks):
@@ -147,7 +147,7 @@ def _slow_forward(m, q_in):
             ).astype(np.int32)
         h = layernorm_ref(x, plan.lnf)
         heads_out = [dense_ref(h[0], t["head.w"], t["head.b"])]
-        if a["distilled"]:
+        if a.distilled:
             heads_out.append(dense_ref(h[1], t["head_dist.w"], t["head_dist.b"]))
         outs.append(np.stack(heads_out))
     return np.stack(outs)
@@ -265,13 +265,13 @@ def _slow_swin(m, q_in):
     lo, hi = plan.residual_range
     outs = []
     for img in q_in:
-        g = a["img_size"] // a["patch_size"]
-        patches = im2col(img[None], a["patch_size"])[0]
+        g = a.img_size // a.patch_size
+        patches = im2col(img[None], a.patch_size)[0]
         x = requantize_ref(dense_ref(patches, t["pe.w"], t["pe.b"]), plan.rq_patch)
         x = layernorm_ref(x, plan.ln_patch).astype(np.int32)
         i = 0
-        for s, (st, sp) in enumerate(zip(a["stages"], plan.stages, strict=True)):
-            if st["merge"]:
+        for s, (st, sp) in enumerate(zip(a.stages, plan.stages, strict=True)):
+            if st.merge:
                 c = x.shape[-1]
                 grid = x.reshape(g, g, c)
                 g //= 2
@@ -284,10 +284,10 @@ def _slow_swin(m, q_in):
                 x = requantize_ref(
                     dense_ref(h, t[f"st{s}.reduce.w"], t[f"st{s}.reduce.b"]), sp.rq_reduce
                 )
-            heads, dim = st["heads"], st["dim"]
+            heads, dim = st.heads, st.dim
             d = dim // heads
-            for blk, bp in zip(st["blocks"], sp.blocks, strict=True):
-                p, ws, sh = f"b{i}.", blk["window"], blk["shift"]
+            for blk, bp in zip(st.blocks, sp.blocks, strict=True):
+                p, ws, sh = f"b{i}.", blk.window, blk.shift
                 n, nw = ws * ws, g // ws
                 h = layernorm_ref(x, bp.ln1)
                 acc_out = np.zeros((g * g, dim), np.int32)

@@ -12,7 +12,7 @@ from intvit.models.data import ArraySplit, digits, image_folder
 from intvit.models.zoo import SMALL_CONFIGS, create_float_model
 from intvit.quant.calibrate import calibrate
 from intvit.quant.config import QuantConfig
-from intvit.quant.int_vit import IntModel
+from intvit.quant.int_model import IntModel
 from intvit.quant.reference import dequantize_logits, quantize_input, reference_forward
 from intvit.topi.registry import get_variant
 from intvit.topi.truncation import truncation_audit

@@ -47,7 +47,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     artifact = save_int_model(int_model, cfg.out / f"{cfg.model}.int.safetensors")
 
     _say(2, steps, "accuracy on the digits test split: FP32 vs integer-only")
-    test = spec.split("test", int_model.arch["img_size"])
+    test = spec.split("test", int_model.arch.img_size)
     accuracy = evaluate(float_model, int_model, test, cfg.model)
 
     _say(3, steps, "compile for this CPU, export the library, check it against the reference")

@@ -18,7 +18,7 @@ from tvm import relax
 
 from intvit.deploy.manifest import KernelCall, LibraryManifest, arch_of_target, write_manifest
 from intvit.deploy.targets import TargetPreset, get_preset
-from intvit.quant.int_vit import IntModel
+from intvit.quant.int_model import IntModel
 from intvit.relax_ops.graph import build_module
 
 

@@ -2,23 +2,30 @@
 
 Tensors: the integer weights, biases and tokens, float32 per-channel weight scales and
 LayerNorm gamma/beta (folded into dyadic constants on load, by the same helpers as at build).
-Metadata (JSON strings): ``format`` (``intvit-int-model``), ``format_version``, ``arch``,
-``config`` (QuantConfig, with its own version), ``scales`` (activation scales), ``m_star``,
-``source`` (what it was calibrated from).
+Metadata (JSON strings): ``format`` (``intvit-int-model``), ``format_version``, ``arch`` (the
+typed arch, with its own version), ``config`` (QuantConfig, with its own version), ``scales``
+(activation scales), ``m_star``, ``source`` (what it was calibrated from).
+
+Format versions: 2 (this one) saves :class:`~intvit.quant.arch.VitArch`/``SwinArch``; 1 saved
+an untyped arch dict, which is migrated on load.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
+from intvit.quant.arch import arch_from_dict
 from intvit.quant.config import QuantConfig
-from intvit.quant.int_vit import IntModel
+from intvit.quant.family import check_tensor_shapes
+from intvit.quant.int_model import IntModel
 
 FORMAT = "intvit-int-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS = (1, 2)
 _REQUIRED = ("format", "format_version", "arch", "config", "scales", "m_star")
 
 
@@ -30,7 +37,7 @@ def save_int_model(model: IntModel, path: str | Path) -> Path:
     meta = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
-        "arch": json.dumps(model.arch, sort_keys=True),
+        "arch": json.dumps(model.arch.to_dict(), sort_keys=True),
         "config": model.config.to_json(),
         "scales": json.dumps(model.scales, sort_keys=True),
         "m_star": json.dumps(model.m_star),
@@ -59,21 +66,31 @@ def load_int_model(path: str | Path) -> IntModel:
     missing = [k for k in _REQUIRED if k not in meta]
     if meta.get("format") != FORMAT or missing:
         raise ValueError(f"{str(path)!r} is not an intvit integer model (missing {missing})")
-    version = int(meta["format_version"])
-    if version != FORMAT_VERSION:
+    version = meta["format_version"]
+    if not version.isdigit() or int(version) not in READS:
         raise ValueError(
-            f"{str(path)!r} has format version {version}; this intvit reads {FORMAT_VERSION}"
+            f"{str(path)!r} has format version {version}; this intvit reads "
+            f"{', '.join(map(str, READS))}"
         )
+    where = f"{str(path)!r}"
     try:
+        arch = arch_from_dict(json.loads(meta["arch"]))
+        scales = {k: float(v) for k, v in json.loads(meta["scales"]).items()}
+        for k, v in scales.items():
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"scale {k!r} = {v} must be finite and > 0")
+        check_tensor_shapes(arch, tensors, "the model")
         model = IntModel(
-            arch=json.loads(meta["arch"]),
+            arch=arch,
             config=QuantConfig.from_dict(json.loads(meta["config"])),
-            scales={k: float(v) for k, v in json.loads(meta["scales"]).items()},
+            scales=scales,
             tensors=tensors,
             m_star=[int(m) for m in json.loads(meta["m_star"])],
             source=meta.get("source", ""),
         )
         _ = model.plan  # derive every constant now: a mismatched file fails here, not later
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
     except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{str(path)!r} is inconsistent: {err!r}") from None
+        raise ValueError(f"{where} is inconsistent: {err!r}") from None
     return model

@@ -7,30 +7,16 @@ from collections import defaultdict
 import numpy as np
 
 from intvit.quant.config import QuantConfig
-from intvit.quant.int_vit import LINEARS, IntModel
+from intvit.quant.family import family_of_model
+from intvit.quant.int_model import IntModel
 from intvit.quant.observers import make_observer
-from intvit.quant.shadow import shadow_forward, vit_arch
+from intvit.quant.weights import _np, quantize_weight
 from intvit.topi.softmax_mstar import select_m_star
+
+__all__ = ["calibrate", "quantize_weight"]
 
 #: Score rows kept per block to choose the edge softmax's M*.
 SCORE_ROWS = 512
-
-
-def quantize_weight(w: np.ndarray, b: np.ndarray | None, in_scale: float, bits: int = 8):
-    """Symmetric per output channel in ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` (int8
-    storage: +-127 for 8 bits, +-63 for 7); int32 bias at ``in_scale * w_scale``."""
-    qmax = 2 ** (bits - 1) - 1
-    w = np.asarray(w, dtype=np.float64).reshape(w.shape[0], -1)
-    ws = np.abs(w).max(axis=1) / qmax
-    ws[ws == 0] = 1.0
-    wq = np.clip(np.round(w / ws[:, None]), -qmax, qmax).astype(np.int8)
-    bias = np.zeros(w.shape[0]) if b is None else np.asarray(b, dtype=np.float64)
-    bq = np.clip(np.round(bias / (in_scale * ws)), -(2**31), 2**31 - 1).astype(np.int32)
-    return wq, bq, ws.astype(np.float32)
-
-
-def _np(t) -> np.ndarray:
-    return t.detach().cpu().numpy()
 
 
 def calibrate(
@@ -45,14 +31,8 @@ def calibrate(
     import torch
 
     config = config or QuantConfig()
-    from timm.models.swin_transformer import SwinTransformer
-
-    if isinstance(model, SwinTransformer):
-        from intvit.quant.shadow_swin import shadow_forward_swin, swin_arch
-
-        arch, forward = swin_arch(model), shadow_forward_swin
-    else:
-        arch, forward = vit_arch(model), shadow_forward
+    family = family_of_model(model)
+    arch, forward = family.arch_of(model), family.shadow_forward
     from intvit.models.gelu_less import mlp_activation
 
     if mlp_activation(model) == "relu" and config.gelu != "relu":
@@ -63,7 +43,7 @@ def calibrate(
     images = np.asarray(images, dtype=np.float32)
     if images.shape[0] == 0:
         raise ValueError("the calibration set is empty; give at least one image")
-    expected = (arch["in_chans"], arch["img_size"], arch["img_size"])
+    expected = (arch.in_chans, arch.img_size, arch.img_size)
     if images.ndim != 4 or tuple(images.shape[1:]) != expected:
         raise ValueError(
             f"calibration images have shape {tuple(images.shape)}; the model expects "
@@ -97,83 +77,12 @@ def calibrate(
         qmax = act_qmax if last == "gelu" else qmax
         scales[name] = max(obs.amax(qmax), 1e-8) / qmax
 
-    if arch["family"] == "swin":
-        tensors = _quantize_swin_weights(model, scales, config.weight_bits)
-        blocks = sum(len(st["blocks"]) for st in arch["stages"])
-    else:
-        tensors = _quantize_weights(model, arch, scales, config.weight_bits)
-        blocks = arch["depth"]
+    tensors = family.quantize_weights(model, arch, scales, config.weight_bits)
     m_star = []
     if config.softmax == "edge":
-        for i in range(blocks):
+        for i in range(arch.num_blocks):
             name = f"b{i}.scores"
             s = scales[name]
             q = np.clip(np.round(np.concatenate(rows[name]) / s), -128, 127).astype(np.int8)
             m_star.append(select_m_star(q, s, config.softmax_bits, config.m_star_method))
     return IntModel(arch, config, scales, tensors, m_star, source)
-
-
-def _quantize_weights(
-    model, arch: dict, scales: dict[str, float], bits: int
-) -> dict[str, np.ndarray]:
-    t: dict[str, np.ndarray] = {}
-    _put_linear(t, "pe", model.patch_embed.proj, scales["input"], bits)
-    s0 = scales["res0"]
-    prefix = [_np(model.cls_token)]
-    if arch["distilled"]:
-        prefix.append(_np(model.dist_token))
-    lim = 2**31 - 1
-    t["cls_q"] = np.clip(np.round(np.concatenate(prefix, axis=1) / s0), -lim, lim).astype(np.int32)
-    t["pos_q"] = np.clip(np.round(_np(model.pos_embed) / s0), -lim, lim).astype(np.int32)
-    for i, blk in enumerate(model.blocks):
-        _put_block(t, f"b{i}.", blk, scales, bits)
-    _put_norm(t, "lnf", model.norm)
-    _put_linear(t, "head", model.head, scales["lnf"], bits)
-    if arch["distilled"]:
-        _put_linear(t, "head_dist", model.head_dist, scales["lnf"], bits)
-    return t
-
-
-def _put_linear(t, name, lin, in_scale, bits: int) -> None:
-    b = None if lin.bias is None else _np(lin.bias)
-    w, b, ws = quantize_weight(_np(lin.weight), b, in_scale, bits)
-    t[f"{name}.w"], t[f"{name}.b"], t[f"{name}.ws"] = w, b, ws
-
-
-def _put_norm(t, name, norm) -> None:
-    t[f"{name}.gamma"] = _np(norm.weight).astype(np.float32)
-    t[f"{name}.beta"] = _np(norm.bias).astype(np.float32)
-
-
-def _put_block(t, p: str, blk, scales: dict[str, float], bits: int) -> None:
-    """A ViT or Swin block: its four GEMMs (each at its input's scale) and two LayerNorms."""
-    layers = {"qkv": blk.attn.qkv, "proj": blk.attn.proj, "fc1": blk.mlp.fc1, "fc2": blk.mlp.fc2}
-    inputs = {"qkv": "ln1", "proj": "ctx", "fc1": "ln2", "fc2": "gelu"}
-    for name in LINEARS:
-        _put_linear(t, p + name, layers[name], scales[p + inputs[name]], bits)
-    _put_norm(t, p + "ln1", blk.norm1)
-    _put_norm(t, p + "ln2", blk.norm2)
-
-
-def _quantize_swin_weights(model, scales: dict[str, float], bits: int) -> dict[str, np.ndarray]:
-    import torch
-
-    t: dict[str, np.ndarray] = {}
-    _put_linear(t, "pe", model.patch_embed.proj, scales["input"], bits)
-    _put_norm(t, "pe_ln", model.patch_embed.norm)
-    i = 0
-    for s, st in enumerate(model.layers):
-        if not isinstance(st.downsample, torch.nn.Identity):
-            _put_norm(t, f"st{s}.merge_ln", st.downsample.norm)
-            merge_scale = scales[f"st{s}.merge_ln"]
-            _put_linear(t, f"st{s}.reduce", st.downsample.reduction, merge_scale, bits)
-        for blk in st.blocks:
-            p = f"b{i}."
-            _put_block(t, p, blk, scales, bits)
-            t[p + "relbias"] = _np(blk.attn._get_rel_pos_bias()[0]).astype(np.float32)
-            if blk.attn_mask is not None:
-                t[p + "mask"] = (_np(blk.attn_mask) != 0).astype(np.int8)
-            i += 1
-    _put_norm(t, "lnf", model.norm)
-    _put_linear(t, "head", model.head.fc, scales["pool"], bits)
-    return t

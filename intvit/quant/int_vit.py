@@ -1,70 +1,27 @@
-"""The integer-only ViT/DeiT: integer weights, activation scales, and the kernel constants
-derived from them.
-
-Integer contract, per block (``D`` channels, ``H`` heads, ``N`` tokens):
-- the residual stream ``x`` is int32 holding ``residual_bits``-bit values at a per-position
-  scale; LayerNorm turns it into int8;
-- q, k, v, attention scores, the attention context, the GELU input and output are int8 per
-  tensor; softmax probabilities are uint8 at the variant's output scale;
-- every GEMM is int8 (or uint8) x int8 -> int32 with an int32 bias; every scale change is a
-  dyadic requantization; residual adds rescale both operands to the new scale, then saturate.
-Only the input quantization and the final dequantization of the logits use float.
+"""The integer-only ViT/DeiT: its plan (every kernel's constants, derived from the scales by
+the kernel helpers) and its bit-exact reference forward, for any
+:class:`~intvit.quant.arch.VitArch` (per-block heads, attention dim, MLP width, low-rank
+linears). The integer contract is :mod:`intvit.quant.int_model`'s.
 """
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from intvit.quant.config import QuantConfig
 from intvit.quant.plan_common import BlockPlan, PlanBuilder
+from intvit.quant.ref_common import Tracer, block_linear, linear, mlp_hidden, nonlinear
+from intvit.topi.layernorm_ref import layernorm_ref
+from intvit.topi.matmul_ref import batch_matmul_ref
 from intvit.topi.requantize_params import RequantParams
+from intvit.topi.requantize_ref import requantize_ref
+from intvit.topi.residual_ref import add_tokens_ref, im2col_ref, residual_add_ref
+from intvit.topi.softmax_ref import softmax_ref
 
-#: Per-block activation points that carry a scale.
-LINEARS = ("qkv", "proj", "fc1", "fc2")
-
-
-@dataclass
-class IntModel:
-    """An integer-only ViT, DeiT (``arch["family"] == "vit"``) or Swin (``"swin"``).
-
-    ``tensors``: int8 weights ``<layer>.w``, int32 biases ``<layer>.b``, float32 per-channel
-    weight scales ``<layer>.ws``, int32 ``cls_q``/``pos_q`` at the ``res0`` scale, float32
-    LayerNorm ``gamma``/``beta`` (folded into dyadic constants when the plan is built).
-    ``scales``: float activation scales by point. ``m_star``: the edge softmax's calibrated
-    ``M*`` per block (empty for other variants).
-    """
-
-    arch: dict
-    config: QuantConfig
-    scales: dict[str, float]
-    tensors: dict[str, np.ndarray]
-    m_star: list[int] = field(default_factory=list)
-    source: str = ""
-
-    @property
-    def tokens(self) -> int:
-        return (self.arch["img_size"] // self.arch["patch_size"]) ** 2 + self.arch["prefix_tokens"]
-
-    @property
-    def family(self) -> str:
-        return self.arch["family"]
-
-    @property
-    def num_blocks(self) -> int:
-        if self.family == "swin":
-            return sum(len(st["blocks"]) for st in self.arch["stages"])
-        return self.arch["depth"]
-
-    @functools.cached_property
-    def plan(self):
-        if self.family == "swin":
-            from intvit.quant.int_swin import SwinPlan
-
-            return SwinPlan.build(self)
-        return ModelPlan.build(self)
+if TYPE_CHECKING:
+    from intvit.quant.int_model import IntModel
 
 
 @dataclass
@@ -79,12 +36,61 @@ class ModelPlan:
     @classmethod
     def build(cls, model: IntModel) -> ModelPlan:
         a, sc = model.arch, model.scales
+        if len(model.m_star) not in (0, a.depth) or (
+            model.config.softmax == "edge" and len(model.m_star) != a.depth
+        ):
+            raise ValueError(
+                f"m_star has {len(model.m_star)} entries for a model of depth {a.depth}"
+            )
         pb = PlanBuilder(model)
-        k_patch = a["in_chans"] * a["patch_size"] ** 2
+        k_patch = a.in_chans * a.patch_size**2
         rq_patch = pb.linear_rq("pe", sc["input"], sc["res0"], k_patch, "int32")
         blocks, prev = [], "res0"
-        for i in range(a["depth"]):
-            blocks.append(pb.block(i, prev, a["dim"], a["heads"], model.tokens, a["mlp_hidden"]))
+        for i, blk in enumerate(a.blocks):
+            blocks.append(pb.block(i, prev, a.dim, blk, a.tokens))
             prev = f"b{i}.res2"
         lim = 2**pb.residual_bits
-        return cls(rq_patch, blocks, pb.ln("lnf", "lnf", a["dim"]), (-lim, lim - 1))
+        return cls(rq_patch, blocks, pb.ln("lnf", "lnf", a.dim), (-lim, lim - 1))
+
+
+def attention(model: IntModel, i: int, h: np.ndarray, tracer: Tracer | None = None) -> np.ndarray:
+    """Block ``i``'s attention on int8 ``h [B, N, D]``: returns the int32 proj accumulator."""
+    bp, blk = model.plan.blocks[i], model.arch.blocks[i]
+    b, n, _ = h.shape
+    heads, a, d = blk.heads, blk.attn_dim, blk.head_dim
+    acc = block_linear(model, i, bp, "qkv", h)
+
+    def split(part, rq):
+        y = requantize_ref(acc[..., part * a : (part + 1) * a], rq)
+        return y.reshape(b, n, heads, d).transpose(0, 2, 1, 3).reshape(b * heads, n, d)
+
+    q, k, v = split(0, bp.rq_q), split(1, bp.rq_k), split(2, bp.rq_v)
+    scores = requantize_ref(batch_matmul_ref(q, k), bp.rq_scores)
+    probs = nonlinear(tracer, "softmax", softmax_ref, scores, bp.softmax)
+    ctx = requantize_ref(batch_matmul_ref(probs, v.transpose(0, 2, 1)), bp.rq_ctx)
+    ctx = ctx.reshape(b, heads, n, d).transpose(0, 2, 1, 3).reshape(b, n, a)
+    return block_linear(model, i, bp, "proj", ctx)
+
+
+def vit_reference_forward(
+    model: IntModel, q_in: np.ndarray, tracer: Tracer | None = None
+) -> np.ndarray:
+    """int8 images ``[B, C, H, W]`` -> int32 logit accumulators ``[B, heads_out, classes]``
+    (one head, or two for distilled DeiT), at scale ``S_lnf * S_w[class]``."""
+    a, t, plan = model.arch, model.tensors, model.plan
+    lo, hi = plan.residual_range
+    patches = im2col_ref(q_in, a.patch_size)
+    x = requantize_ref(linear(t, "pe", patches), plan.rq_patch)
+    x = add_tokens_ref(x, t["cls_q"], t["pos_q"], lo, hi)
+    for i, bp in enumerate(plan.blocks):
+        h = nonlinear(tracer, "layernorm", layernorm_ref, x, bp.ln1)
+        acc = attention(model, i, h, tracer)
+        x = residual_add_ref(x, acc, bp.rq_skip1, bp.rq_proj, lo, hi)
+        h = nonlinear(tracer, "layernorm", layernorm_ref, x, bp.ln2)
+        acc = block_linear(model, i, bp, "fc2", mlp_hidden(model, i, h, bp, tracer))
+        x = residual_add_ref(x, acc, bp.rq_skip2, bp.rq_fc2, lo, hi)
+    h = nonlinear(tracer, "layernorm", layernorm_ref, x, plan.lnf)
+    outs = [linear(t, "head", h[:, 0])]
+    if a.distilled:
+        outs.append(linear(t, "head_dist", h[:, 1]))
+    return np.stack(outs, axis=1)

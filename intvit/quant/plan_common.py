@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from intvit.quant.arch import BlockArch
 from intvit.topi.dyadic import bit_length
 from intvit.topi.registry import get_variant
 from intvit.topi.requantize_params import RequantParams
@@ -26,6 +27,10 @@ class BlockPlan:
     the fc1 accumulator straight to uint8 at the fc2 input scale, and its saturation at 0 is
     the ReLU (``requantize(max(acc, 0)) == requantize(acc)`` clamped to ``[0, 255]``, as the
     requantization is monotone with no offset), so no activation kernel runs at all.
+
+    ``low_rank``: for each low-rank linear of the block (``qkv``, ...), the requantization of
+    its first factor's int32 accumulator to the int8 rank-r intermediate (the second factor's
+    input); the linear's own ``rq_*`` then takes the second factor's accumulator.
     """
 
     ln1: object
@@ -43,6 +48,7 @@ class BlockPlan:
     rq_skip2: RequantParams
     rq_fc2: RequantParams
     score_bias: np.ndarray | None = None
+    low_rank: dict[str, RequantParams] = field(default_factory=dict)
 
 
 class PlanBuilder:
@@ -58,10 +64,13 @@ class PlanBuilder:
         self.softmax = get_variant("softmax", cfg.softmax)
         self.gelu = get_variant("gelu", cfg.gelu)
 
-    def linear_rq(self, layer, in_scale, out_scale, k, out_dtype="int8", sl=slice(None)):
+    def linear_rq(self, layer, in_scale, out_scale, k, out_dtype="int8", sl=slice(None), a_max=128):
+        """The requantization of ``layer``'s accumulator (``k`` products of inputs up to
+        ``a_max`` in magnitude: 255 for uint8 inputs) from ``in_scale * S_w`` to
+        ``out_scale``."""
         ws = self.tensors[f"{layer}.ws"].astype(np.float64)[sl]
         return RequantParams.make(
-            in_scale * ws / out_scale, acc_bits(k), out_dtype, self.product_bits
+            in_scale * ws / out_scale, acc_bits(k, a_max), out_dtype, self.product_bits
         )
 
     def ln(self, key, out_point, channels, out_dtype="int8"):
@@ -85,14 +94,14 @@ class PlanBuilder:
         i: int,
         prev: str,
         dim: int,
-        heads: int,
+        blk: BlockArch,
         tokens: int,
-        mlp_hidden: int,
         rel_bias: np.ndarray | None = None,
     ) -> BlockPlan:
-        """Block ``i`` (points ``b{i}.*``), its residual input at point ``prev``."""
+        """Block ``i`` (points ``b{i}.*``) of embedding ``dim``, its residual input at point
+        ``prev``."""
         sc, p = self.scales, f"b{i}."
-        d = dim // heads
+        a, d = blk.attn_dim, blk.head_dim
         acc_scale = sc[p + "q"] * sc[p + "k"] / math.sqrt(d)
         score_bias = None
         if rel_bias is not None:
@@ -102,18 +111,36 @@ class PlanBuilder:
         softmax = self.softmax.make_params(
             sc[p + "scores"], tokens, self.model.config.softmax_bits, **kw
         )
-        s_in = sc[p + "ln1"]
-        if self.gelu.name == "relu":  # GELU-less: ReLU is the uint8 saturation of rq_fc1
-            rq_fc1 = self.linear_rq(p + "fc1", sc[p + "ln2"], sc[p + "gelu"], dim, "uint8")
+        relu = self.gelu.name == "relu"  # GELU-less: ReLU is the uint8 saturation of rq_fc1
+        low_rank: dict[str, RequantParams] = {}
+
+        def second(layer: str, in_point: str, k: int, a_max: int = 128) -> tuple[float, int, int]:
+            """(input scale, depth, input bound) of the GEMM that gives ``layer``'s output:
+            the layer itself, or for a low-rank one its second factor, whose int8 input is
+            the first factor's requantized accumulator."""
+            r = blk.rank(layer)
+            if r is None:
+                return sc[in_point], k, a_max
+            mid = sc[p + layer + "_lr"]
+            low_rank[layer] = self.linear_rq(p + layer + ".lr", sc[in_point], mid, k, a_max=a_max)
+            return mid, r, 128
+
+        s_qkv, k_qkv, _ = second("qkv", p + "ln1", dim)
+        s_proj, k_proj, _ = second("proj", p + "ctx", a)
+        s_fc1, k_fc1, _ = second("fc1", p + "ln2", dim)
+        s_fc2, k_fc2, a_fc2 = second("fc2", p + "gelu", blk.mlp_hidden, 255 if relu else 128)
+        if relu:
+            rq_fc1 = self.linear_rq(p + "fc1", s_fc1, sc[p + "gelu"], k_fc1, "uint8")
             gelu = None
         else:
-            rq_fc1 = self.linear_rq(p + "fc1", sc[p + "ln2"], sc[p + "fc1"], dim)
+            rq_fc1 = self.linear_rq(p + "fc1", s_fc1, sc[p + "fc1"], k_fc1)
             gelu = self.gelu.make_params(sc[p + "fc1"], sc[p + "gelu"], in_bits=7)
+        qkv = p + "qkv"
         return BlockPlan(
             ln1=self.ln(p + "ln1", p + "ln1", dim),
-            rq_q=self.linear_rq(p + "qkv", s_in, sc[p + "q"], dim, sl=slice(0, dim)),
-            rq_k=self.linear_rq(p + "qkv", s_in, sc[p + "k"], dim, sl=slice(dim, 2 * dim)),
-            rq_v=self.linear_rq(p + "qkv", s_in, sc[p + "v"], dim, sl=slice(2 * dim, None)),
+            rq_q=self.linear_rq(qkv, s_qkv, sc[p + "q"], k_qkv, sl=slice(0, a)),
+            rq_k=self.linear_rq(qkv, s_qkv, sc[p + "k"], k_qkv, sl=slice(a, 2 * a)),
+            rq_v=self.linear_rq(qkv, s_qkv, sc[p + "v"], k_qkv, sl=slice(2 * a, None)),
             rq_scores=RequantParams.make(
                 acc_scale / sc[p + "scores"], min(30, acc_bits(d) + 1), "int8", self.product_bits
             ),
@@ -125,11 +152,12 @@ class PlanBuilder:
                 self.product_bits,
             ),
             rq_skip1=self.res_rq(prev, p + "res1"),
-            rq_proj=self.linear_rq(p + "proj", sc[p + "ctx"], sc[p + "res1"], dim, "int32"),
+            rq_proj=self.linear_rq(p + "proj", s_proj, sc[p + "res1"], k_proj, "int32"),
             ln2=self.ln(p + "ln2", p + "ln2", dim),
             rq_fc1=rq_fc1,
             gelu=gelu,
             rq_skip2=self.res_rq(p + "res1", p + "res2"),
-            rq_fc2=self.linear_rq(p + "fc2", sc[p + "gelu"], sc[p + "res2"], mlp_hidden, "int32"),
+            rq_fc2=self.linear_rq(p + "fc2", s_fc2, sc[p + "res2"], k_fc2, "int32", a_max=a_fc2),
             score_bias=score_bias,
+            low_rank=low_rank,
         )

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import torch
 
+from intvit.quant.arch import SwinArch, SwinBlock, SwinStage
 from intvit.quant.shadow import Observe
 
 
-def swin_arch(model) -> dict:
+def swin_arch(model) -> SwinArch:
     from timm.models.swin_transformer import PatchMerging, SwinTransformer
 
     if not isinstance(model, SwinTransformer):
@@ -31,30 +32,27 @@ def swin_arch(model) -> dict:
             ws, sh = int(blk.window_size[0]), int(blk.shift_size[0])
             if grid % ws:
                 raise ValueError(f"Swin grid {grid} is not divisible by window {ws}")
-            blocks.append({"window": ws, "shift": sh})
-        dim = int(st.blocks[0].norm1.normalized_shape[0])
+            blocks.append(SwinBlock(ws, sh))
         stages.append(
-            {
-                "merge": merge,
-                "dim": dim,
-                "grid": grid,
-                "heads": int(st.blocks[0].attn.num_heads),
-                "mlp_hidden": int(st.blocks[0].mlp.fc1.out_features),
-                "blocks": blocks,
-            }
+            SwinStage(
+                merge=merge,
+                dim=int(st.blocks[0].norm1.normalized_shape[0]),
+                grid=grid,
+                heads=int(st.blocks[0].attn.num_heads),
+                mlp_hidden=int(st.blocks[0].mlp.fc1.out_features),
+                blocks=tuple(blocks),
+            )
         )
     if model.head.global_pool.pool_type != "avg":
         raise ValueError("only average-pooled Swin heads are supported")
-    return {
-        "family": "swin",
-        "img_size": int(pe.img_size[0]),
-        "patch_size": int(pe.patch_size[0]),
-        "in_chans": int(pe.proj.in_channels),
-        "embed_dim": int(pe.proj.out_channels),
-        "stages": stages,
-        "num_classes": int(model.num_classes),
-        "distilled": False,
-    }
+    return SwinArch(
+        img_size=int(pe.img_size[0]),
+        patch_size=int(pe.patch_size[0]),
+        in_chans=int(pe.proj.in_channels),
+        embed_dim=int(pe.proj.out_channels),
+        num_classes=int(model.num_classes),
+        stages=tuple(stages),
+    )
 
 
 def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ from tvm import relax
 
 from intvit.deploy.compile import scheduled_module
 from intvit.deploy.targets import TargetPreset, get_preset
-from intvit.quant.int_vit import IntModel
+from intvit.quant.int_model import IntModel
 from intvit.schedules.tvm_intrinsics import import_tvm_tensor_intrinsics
 from intvit.tune.progress import TrialProgress
 
