@@ -73,20 +73,26 @@ needs_avx2 = pytest.mark.skipif(
         ((197,), 384, 576),
         ((3, 17), 768, 16),
         ((1, 197), 96, 32),
+        # widths that do not divide the tile: padded inside the kernel
+        ((17,), 72, 216),
+        ((17,), 100, 64),
+        ((17,), 64, 100),
+        ((5,), 6, 3),
+        ((3, 17), 30, 50),
     ],
 )
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_packed_gemm_bit_exact(kernel, lead, k, n, x_dtype):
     """The host's general kernel (any int8 weights) and ``vpmaddubsw`` (7-bit weights, int8
-    activations offset to uint8 in the kernel), weights over each kernel's whole exact range."""
+    activations offset to uint8 in the kernel), weights over each kernel's whole exact range;
+    N and K that do not divide the register tile included."""
     rng = np.random.default_rng(k + n)
     info = np.iinfo(x_dtype)
     x = rng.integers(info.min, info.max, (*lead, k), endpoint=True).astype(x_dtype)
     w_lo, w_hi = max(-128, -kernel.weight_max), min(127, kernel.weight_max)
     w = rng.integers(w_lo, w_hi, (n, k), endpoint=True).astype(np.int8)
     b = rng.integers(-(2**20), 2**20, n).astype(np.int32)
-    if not kernel.accepts(x_dtype, n, k):
-        pytest.skip(f"{kernel.name} does not take {x_dtype} {n}x{k}")
+    assert kernel.accepts(x_dtype, n, k)
     np.testing.assert_array_equal(_run_packed(x, w, b, kernel), dense_ref(x, w, b))
 
 
@@ -122,7 +128,7 @@ def test_narrow_kernel_only_takes_7bit_weights():
     kernels = (NARROW, KERNELS["avx2-pmaddwd"])
     assert kernel_for_gemm(kernels, "int8", w7) is NARROW
     assert kernel_for_gemm(kernels, "int8", w8) is KERNELS["avx2-pmaddwd"]
-    assert kernel_for_gemm(kernels, "int8", w7[:, :62]) is KERNELS["avx2-pmaddwd"]  # K % 4
+    assert kernel_for_gemm(kernels, "int8", w7[:, :62]) is NARROW  # K padded to 64
     assert kernel_for_gemm(kernels, "int16", w7) is None
     with pytest.raises(ValueError, match="weight_bits"):
         QuantConfig(weight_bits=6)
@@ -161,7 +167,7 @@ def test_kernel_choice_per_target():
     assert gemm_kernel_for(get_preset("graviton3").target) is KERNELS["arm-smmla"]
     assert gemm_kernels_for(get_preset("rpi4").target) == (KERNELS["arm-neon"],)
     assert KERNELS["arm-smmla"].accepts("uint8", 8, 8)
-    assert not KERNELS["arm-smmla"].accepts("int8", 8, 12)  # K in steps of 8
+    assert KERNELS["arm-smmla"].accepts("int8", 8, 12)  # K padded to steps of 8
     assert KERNELS["arm-sdot"].accepts("uint8", 64, 64)  # offset by -128, see pack_bias
     assert not KERNELS["arm-sdot"].accepts("int16", 64, 64)
 
@@ -183,8 +189,8 @@ def test_scheduled_model_is_bit_exact_and_has_no_separate_requantize(vit):
     if KERNEL is not None:
         # per block: qkv (one GEMM for q, k and v, requantized inside), proj, fc1
         # (requantized inside), fc2 and the two attention batch matmuls; plus the patch
-        # embedding
-        assert sum("_packed" in f for f in funcs) == 4 * (1 + 1 + 1 + 1 + 2) + 1
+        # embedding and the head (10 classes, padded to the tile inside the kernel)
+        assert sum("_packed" in f for f in funcs) == 4 * (1 + 1 + 1 + 1 + 2) + 2
         assert not any(f.startswith("rq") and "qkv" in f for f in funcs)
         # one kernel lays q, k and v out per head (no transposes before the attention)
         assert sum(f.startswith("heads") for f in funcs) == 4

@@ -114,7 +114,9 @@ def _dense(bb, x, weight, bias, name, epilogue, extra=(), unfused=None):
     args = [x, relax.const(pack_weights(weight, kernel)), relax.const(b), *extra]
     return emit_te(
         bb,
-        lambda q, w, c, *rest: epilogue(dense_packed(q, w, c, kernel, name), *rest),
+        lambda q, w, c, *rest: epilogue(
+            dense_packed(q, w, c, kernel, name, n_out=weight.shape[0]), *rest
+        ),
         *args,
         primfunc_name_hint=name + PACKED_FUNC,
     )

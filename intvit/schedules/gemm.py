@@ -155,16 +155,17 @@ def packed_gemm_func(
 ) -> tirx.PrimFunc:
     """A standalone scheduled packed GEMM ``main(x, wp, bias, out)``: ``x [..., K]`` int8 or
     uint8, ``wp`` from :func:`~intvit.topi.dense_packed.pack_weights`, ``bias`` from
-    :func:`~intvit.topi.dense_packed.pack_bias` (int32), ``out [..., N]`` int32."""
+    :func:`~intvit.topi.dense_packed.pack_bias` (int32, both padded to the tile), ``out [...,
+    N]`` int32."""
     from tvm import te
 
-    from intvit.topi.dense_packed import dense_packed
+    from intvit.topi.dense_packed import dense_packed, padded_shape
 
-    k = int(x_shape[-1])
+    n_pad, k_pad = padded_shape(n, int(x_shape[-1]), kernel)
     x = te.placeholder(x_shape, x_dtype, name="x")
     wp = te.placeholder(
-        (n // kernel.lanes, k // kernel.kpack, kernel.lanes, kernel.kpack), "int8", name="wp"
+        (n_pad // kernel.lanes, k_pad // kernel.kpack, kernel.lanes, kernel.kpack), "int8", name="wp"
     )
-    bias = te.placeholder((n,), "int32", name="bias")
-    func = te.create_prim_func([x, wp, bias, dense_packed(x, wp, bias, kernel)])
+    bias = te.placeholder((n_pad,), "int32", name="bias")
+    func = te.create_prim_func([x, wp, bias, dense_packed(x, wp, bias, kernel, n_out=n)])
     return schedule_packed_gemm(func, kernel, parallel=parallel)

@@ -268,11 +268,11 @@ class GemmKernel:
         return int(np.abs(w.astype(np.int16)).max(initial=0)) <= self.weight_max
 
     def accepts(self, x_dtype: str, n: int, k: int) -> bool:
-        """Whether a constant-weight GEMM ``[.., K] x [N, K]`` fits the packed layout (int8 or
-        uint8 activations: see :func:`intvit.topi.dense_packed.pack_bias`)."""
-        if x_dtype not in ("int8", "uint8"):
-            return False
-        return n % (self.lanes * self.n_vectors) == 0 and k % self.kpack == 0
+        """Whether a constant-weight GEMM ``[.., K] x [N, K]`` can use the kernel: int8 or
+        uint8 activations (see :func:`intvit.topi.dense_packed.pack_bias`); any ``N`` and
+        ``K``, padded to the register tile inside the kernel
+        (:func:`~intvit.topi.dense_packed.padded_shape`)."""
+        return x_dtype in ("int8", "uint8") and n >= 1 and k >= 1
 
 
 KERNELS = {

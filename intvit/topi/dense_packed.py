@@ -5,8 +5,12 @@ int8 weights (packed here at compile time), int32 bias; int32 out (or the requan
 
 Rows are padded to the register tile (``m_tile``) inside the kernel: the widening copy of
 ``x`` (packed ``[M/rows, K/kpack, rows, kpack]``, the micro-kernel's activation block
-contiguous) writes zeros there, and the epilogue reads only the real rows. Accumulators are
-``[M/rows, N/lanes, rows, lanes]``: one micro-kernel's output block contiguous.
+contiguous) writes zeros there, and the epilogue reads only the real rows. Widths that do not
+divide the tile are padded the same way: the weights at packing time (zero columns up to the
+register tile's ``lanes * n_vectors``, zero depth up to ``kpack``), the activations' depth
+in the widening copy; padded products are zero and the epilogue writes only the real
+columns. Accumulators are ``[M/rows, N/lanes, rows, lanes]``: one micro-kernel's output block
+contiguous.
 
 uint8 activations on an int8-operand micro-kernel (ARM ``sdot``) go in as ``x - 128`` (int8),
 int8 ones on a uint8-operand kernel (x86 ``vpmaddubsw``) as ``x + 128`` (uint8); the bias
@@ -28,8 +32,16 @@ from intvit.topi.contract import check_dtype
 PACKED_W = "_packed_w"
 
 
+def padded_shape(n: int, k: int, kernel: GemmKernel) -> tuple[int, int]:
+    """``(N, K)`` padded to the kernel's register tile: ``N`` to a multiple of ``lanes *
+    n_vectors``, ``K`` to a multiple of ``kpack``."""
+    n_tile = kernel.lanes * kernel.n_vectors
+    return -(-n // n_tile) * n_tile, -(-k // kernel.kpack) * kernel.kpack
+
+
 def pack_weights(w: np.ndarray, kernel: GemmKernel) -> np.ndarray:
-    """int8 ``[N, K]`` -> int8 ``[N/lanes, K/kpack, lanes, kpack]``. Stored as int8 whatever
+    """int8 ``[N, K]`` -> int8 ``[Np/lanes, Kp/kpack, lanes, kpack]`` (``Np, Kp`` from
+    :func:`padded_shape`, the padding zero). Stored as int8 whatever
     the kernel's operand dtype: an int16-operand kernel widens one column tile's panel at a
     time inside the kernel (:func:`dense_packed`), so the library and the weight traffic per
     inference are half what int16 storage costs."""
@@ -42,7 +54,9 @@ def pack_weights(w: np.ndarray, kernel: GemmKernel) -> np.ndarray:
         )
     n, k = w.shape
     lanes, kp = kernel.lanes, kernel.kpack
-    packed = w.reshape(n // lanes, lanes, k // kp, kp).transpose(0, 2, 1, 3)
+    n_pad, k_pad = padded_shape(n, k, kernel)
+    w = np.pad(w, ((0, n_pad - n), (0, k_pad - k)))
+    packed = w.reshape(n_pad // lanes, lanes, k_pad // kp, kp).transpose(0, 2, 1, 3)
     return np.ascontiguousarray(packed)
 
 
@@ -57,14 +71,15 @@ def x_offset(x_dtype: str, kernel: GemmKernel) -> int:
 
 
 def pack_bias(w: np.ndarray, bias: np.ndarray | None, x_dtype: str, kernel: GemmKernel):
-    """The int32 bias :func:`dense_packed` takes: ``bias`` minus the offset's contribution
-    ``offset * sum_k w[n, k]`` (see :func:`x_offset`)."""
-    n = w.shape[0]
+    """The int32 bias :func:`dense_packed` takes (``Np`` entries, zero past ``N``): ``bias``
+    minus the offset's contribution ``offset * sum_k w[n, k]`` (see :func:`x_offset`)."""
+    n, k = w.shape
     b = np.zeros(n, np.int64) if bias is None else np.asarray(bias, np.int64)
     folded = b - x_offset(x_dtype, kernel) * w.astype(np.int64).sum(axis=1)
     if np.abs(folded).max(initial=0) >= 2**31:
         raise ValueError("the bias with the activation offset folded in does not fit int32")
-    return folded.astype(np.int32)
+    n_pad, _ = padded_shape(n, k, kernel)
+    return np.pad(folded, (0, n_pad - n)).astype(np.int32)
 
 
 def dense_packed(
@@ -73,18 +88,23 @@ def dense_packed(
     bias: te.Tensor,
     kernel: GemmKernel,
     name: str = "dense",
+    n_out: int | None = None,
 ) -> te.Tensor:
-    """``out[..., n] = sum_k x[..., k] * w[n, k] + bias[n]`` (int32) from packed ``wp`` and
-    ``bias`` from :func:`pack_bias` (which folds in the activation offset where there is one)."""
+    """``out[..., n] = sum_k x[..., k] * w[n, k] + bias[n]`` (int32, ``n < n_out``, default
+    all the packed columns) from packed ``wp`` and ``bias`` from :func:`pack_bias` (which folds
+    in the activation offset where there is one)."""
     check_dtype("x", x.dtype, ("int8", "uint8"))
     check_dtype("bias", bias.dtype, ("int32",))
     check_dtype("wp", wp.dtype, ("int8",))
     lead = [int(s) for s in x.shape[:-1]]
     k_dim = int(x.shape[-1])
-    n_dim = int(wp.shape[0]) * kernel.lanes
+    lanes, kp = kernel.lanes, kernel.kpack
+    n_dim = int(wp.shape[0]) * lanes if n_out is None else n_out
+    k_pad = int(wp.shape[1]) * kp
+    if k_pad < k_dim or n_dim > int(wp.shape[0]) * lanes:
+        raise ValueError(f"{name}: packed weights {tuple(wp.shape)} do not cover K={k_dim}")
     m = int(np.prod(lead))
     mp = -(-m // kernel.m_tile) * kernel.m_tile
-    lanes, kp = kernel.lanes, kernel.kpack
 
     def row(flat):
         idx, rest = [], flat
@@ -96,8 +116,9 @@ def dense_packed(
     offset = x_offset(str(x.dtype), kernel)
 
     def widen(r, k):
-        inside = r < m
-        value = x[(*row(tirx.min(r, m - 1)), k)]
+        inside = tirx.all(r < m, k < k_dim) if k_pad > k_dim else r < m
+        kk = tirx.min(k, k_dim - 1) if k_pad > k_dim else k
+        value = x[(*row(tirx.min(r, m - 1)), kk)]
         if offset:
             value = value.astype("int16") + tirx.const(offset, "int16")
         value = value.astype(kernel.operand)
@@ -105,7 +126,7 @@ def dense_packed(
 
     rows = kernel.rows
     xw = te.compute(
-        (mp // rows, k_dim // kp, rows, kp),
+        (mp // rows, k_pad // kp, rows, kp),
         lambda mo, ko, mi, ki: widen(mo * rows + mi, ko * kp + ki),
         name=f"{name}_packed_x",
     )
