@@ -65,6 +65,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     )
     path = export(compiled, preset, args.output)
     print(f"library written to {path}")
+    from intvit.deploy.memory import MemoryReport
+
+    print(MemoryReport.from_dict(compiled.manifest.memory).summary())
     if not preset.linkable_here:
         print(f"link it on a Mac with: {apple_link_command(path, path.with_suffix('.dylib'))}")
     return 0
@@ -243,6 +246,20 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from intvit.api.train import TrainRequest, run_train
+    from intvit.models.train import TrainConfig
+
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    result = run_train(TrainRequest(args.arch, args.output, cfg, not args.quiet))
+    print(
+        f"{result['checkpoint']}: {result['params']:,} parameters, float top-1 "
+        f"{100 * result['top1']:.1f}% on the digits test split "
+        f"(quantize it: intvit quantize {result['checkpoint']} -o model.safetensors)"
+    )
+    return 0
+
+
 def _cmd_relu_distill(args: argparse.Namespace) -> int:
     from intvit.api.relu_distill import DistillRequest, format_report, run_relu_distill
     from intvit.models.gelu_less import DistillConfig
@@ -294,10 +311,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         int_model = load_int_model(args.int_model)
         model = spec.load_float(not args.quiet)
         test = spec.split("test", int_model.arch.img_size)
-        results = [evaluate(model, int_model, test, spec.name)]
+        results = [evaluate(model, int_model, test, spec.name, args.memory)]
     else:
         configs = variant_configs(_config(args)) if args.all_variants else [_config(args)]
-        results = evaluate_variants(spec, configs, progress=not args.quiet)
+        results = evaluate_variants(spec, configs, not args.quiet, args.memory)
     print(format_results(results))
     if args.json:
         print(f"written to {save_results(results, args.json)}")
@@ -305,7 +322,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="timm name (vit_*, deit_*) or a small config (digits_vit, ...)")
+    p.add_argument(
+        "model",
+        help="timm name (vit_*, deit_*), a small config (digits_vit, ...) or a checkpoint "
+        "that carries its arch (intvit train, intvit nas extract)",
+    )
     p.add_argument("--checkpoint", help="local state dict of the float model")
     p.add_argument("--pretrained", action="store_true", help="download timm's weights")
     p.add_argument("--data", help="ImageFolder root (default: the built-in digits data)")
@@ -357,6 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
     quant.add_argument("-o", "--output", type=Path, required=True, help="a .safetensors file")
     quant.set_defaults(func=_cmd_quantize)
 
+    tr = sub.add_parser("train", help="train a heterogeneous ViT (an arch JSON) on digits")
+    tr.add_argument("arch", help="an arch JSON file or a shipped arch (digits_odd, ...)")
+    tr.add_argument("-o", "--output", type=Path, required=True, help="the checkpoint (.pt)")
+    tr.add_argument("--epochs", type=int, default=60)
+    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument("--lr", type=float, default=2e-3)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
+
     rd = sub.add_parser(
         "relu-distill",
         help="GELU-less model: GELU -> ReLU block by block with distillation (seed 002)",
@@ -391,6 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--int-model", help="evaluate this saved integer model")
     ev.add_argument("--all-variants", action="store_true", help="the full variant table")
     ev.add_argument("--json", type=Path, help="also write the results here")
+    ev.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        help="skip the host library's memory plan (lowering each model)",
+    )
     ev.set_defaults(func=_cmd_eval)
 
     comp = sub.add_parser("compile", help="compile an integer model into a deployable library")

@@ -63,10 +63,11 @@ def detect_preset(session: DeviceSession) -> str:
 
 def float_model_name(source: str) -> str | None:
     """The float model an artifact came from, when its ``source`` names one."""
+    from intvit.models.hetero_vit import is_hetero_checkpoint
     from intvit.models.zoo import SMALL_CONFIGS, SUPPORTED_PREFIXES
 
     name = source.split(" ")[0] if source else ""
-    if name in SMALL_CONFIGS or name.startswith(SUPPORTED_PREFIXES):
+    if name in SMALL_CONFIGS or name.startswith(SUPPORTED_PREFIXES) or is_hetero_checkpoint(name):
         return name
     return None
 
@@ -138,6 +139,7 @@ def _bench_on(session, req, source: Path, report: BenchReport, steps, stem: str)
         library = source
     manifest = read_manifest(library)
     report.libraries["integer"] = str(library)
+    report.memory = manifest.memory
     steps.done()
 
     if int_model is not None:
@@ -180,13 +182,13 @@ def _float_build(req, report, manifest, int_model, stem, steps):
     """The FP32 TVM library of the float model (trained weights where known; random weights
     time the same)."""
     from intvit.deploy.compile import compile_float_model, export
-    from intvit.models.zoo import create_float_model
+    from intvit.models.zoo import load_float_model
 
     name = req.float_model or (float_model_name(int_model.source) if int_model else None)
     if name is None:
         raise ValueError("--compare needs the float model: pass --model NAME")
     steps.start(f"compiling FP32 {name} for {report.preset}")
-    model = create_float_model(name, checkpoint=req.checkpoint)
+    model = load_float_model(name, checkpoint=req.checkpoint)
     shape = manifest.input_shape
     compiled = compile_float_model(model, shape, report.preset, name, profile=req.per_op)
     library = export(compiled, report.preset, req.out / f"{stem}.fp32.so")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from intvit.models.data import ArraySplit, digits, image_folder
-from intvit.models.zoo import SMALL_CONFIGS, create_float_model
+from intvit.models.zoo import SMALL_CONFIGS, load_float_model
 from intvit.quant.calibrate import calibrate
 from intvit.quant.config import QuantConfig
 from intvit.quant.int_model import IntModel
@@ -35,11 +35,18 @@ class ModelSpec:
             from intvit.models.train import ensure_trained
 
             checkpoint = ensure_trained(self.name, progress=progress)
-        return create_float_model(self.name, self.pretrained, checkpoint)
+        return load_float_model(self.name, self.pretrained, checkpoint)
+
+    def on_digits(self) -> bool:
+        """Whether the model is one for the built-in digits data (a small config, or a
+        checkpoint trained on them)."""
+        from intvit.models.hetero_vit import checkpoint_meta
+
+        return self.name in SMALL_CONFIGS or checkpoint_meta(self.name).get("data") == "digits"
 
     def split(self, which: str, img_size: int) -> ArraySplit:
         if self.data is None:
-            if self.name not in SMALL_CONFIGS:
+            if not self.on_digits():
                 raise ValueError(f"model {self.name!r} needs --data (an ImageFolder root)")
             return digits("calib" if which == "calib" else "test")
         limit = self.calib_count if which == "calib" else self.test_count
@@ -74,6 +81,8 @@ class EvalResult:
     agreement: float
     truncation: dict[str, float]
     images: int
+    #: the integer library's memory per inference on the host (a MemoryReport dict)
+    memory: dict | None = None
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -107,7 +116,16 @@ def float_logits(float_model, split: ArraySplit, batch: int = 128) -> np.ndarray
         )
 
 
-def evaluate(float_model, int_model: IntModel, test: ArraySplit, model_name: str) -> EvalResult:
+def library_memory(int_model: IntModel, target: str = "host") -> dict:
+    """The planned memory of ``int_model``'s library for ``target`` (lowered, not built)."""
+    from intvit.deploy.compile import plan_memory
+
+    return plan_memory(int_model, target).as_dict()
+
+
+def evaluate(
+    float_model, int_model: IntModel, test: ArraySplit, model_name: str, memory: bool = False
+) -> EvalResult:
     fp = float_logits(float_model, test)
     il, trunc = int_logits_with_truncation(int_model, test.images)
     fp_pred, int_pred = fp.argmax(1), il.argmax(1)
@@ -120,6 +138,7 @@ def evaluate(float_model, int_model: IntModel, test: ArraySplit, model_name: str
         float((fp_pred == int_pred).mean()),
         trunc,
         len(test),
+        library_memory(int_model) if memory else None,
     )
 
 
@@ -137,7 +156,9 @@ def variant_configs(base: QuantConfig = QuantConfig()) -> list[QuantConfig]:  # 
     return configs
 
 
-def evaluate_variants(spec: ModelSpec, configs: list[QuantConfig], progress: bool = True):
+def evaluate_variants(
+    spec: ModelSpec, configs: list[QuantConfig], progress: bool = True, memory: bool = False
+):
     """One float model, calibrated and evaluated once per config."""
     model = spec.load_float(progress)
     img = int(model.patch_embed.img_size[0])
@@ -155,21 +176,29 @@ def evaluate_variants(spec: ModelSpec, configs: list[QuantConfig], progress: boo
             continue
         seen.add(cfg)
         int_model = calibrate(model, calib.images, cfg)
-        results.append(evaluate(model, int_model, test, spec.name))
+        results.append(evaluate(model, int_model, test, spec.name, memory))
     return results
 
 
 def format_results(results: list[EvalResult]) -> str:
+    """A table: top-1 (%), agreement, truncation, and the host library's planned activation
+    memory and weight bytes (KiB) where measured."""
+    wm = max([len("model"), *(len(r.model) for r in results)]) + 2
+    wv = max([len("variant"), *(len(r.variant) for r in results)]) + 2
     head = (
-        f"{'model':<12}{'variant':<56}{'fp32':>7}{'int':>7}{'agree':>7}{'trunc sm/gelu/ln %':>22}"
+        f"{'model':<{wm}}{'variant':<{wv}}{'fp32':>7}{'int':>7}{'agree':>7}"
+        f"{'trunc sm/gelu/ln %':>22}{'act KiB':>10}{'weights KiB':>13}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         t = r.truncation
         trunc = "/".join(f"{100 * t.get(k, 0):.1f}" for k in ("softmax", "gelu", "layernorm"))
+        mem = r.memory or {}
+        act = f"{mem['activation_bytes'] / 1024:.1f}" if mem else "-"
+        wts = f"{mem['weight_bytes'] / 1024:.1f}" if mem else "-"
         lines.append(
-            f"{r.model:<12}{r.variant:<56}{100 * r.fp32_top1:>7.2f}"
-            f"{100 * r.int_top1:>7.2f}{100 * r.agreement:>7.2f}{trunc:>22}"
+            f"{r.model:<{wm}}{r.variant:<{wv}}{100 * r.fp32_top1:>7.2f}"
+            f"{100 * r.int_top1:>7.2f}{100 * r.agreement:>7.2f}{trunc:>22}{act:>10}{wts:>13}"
         )
     return "\n".join(lines)
 

@@ -17,6 +17,7 @@ import tvm
 from tvm import relax
 
 from intvit.deploy.manifest import KernelCall, LibraryManifest, arch_of_target, write_manifest
+from intvit.deploy.memory import MemoryReport, memory_report
 from intvit.deploy.targets import TargetPreset, get_preset
 from intvit.quant.int_model import IntModel
 from intvit.relax_ops.graph import build_module
@@ -83,8 +84,26 @@ def compile_relax(
         kind=kind,
         model=model,
         calls=kernel_calls(lowered),
+        memory=memory_report(mod, lowered).as_dict(),
     )
     return CompiledModel(executable, manifest, kernels)
+
+
+def lowered_module(model: IntModel, preset: TargetPreset | str = "host", batch: int = 1):
+    """``(unplanned, lowered)``: the model's scheduled Relax module and what TVM's default
+    pipeline (static memory planning included) makes of it, without code generation."""
+    from intvit.schedules.model import schedule_rows
+
+    preset = _as_preset(preset)
+    mod = schedule_rows(scheduled_module(model, preset, batch), preset.cores)
+    with preset.tvm_target():
+        return mod, relax.get_pipeline("default")(mod)
+
+
+def plan_memory(model: IntModel, preset: TargetPreset | str = "host", batch: int = 1):
+    """The :class:`MemoryReport` of ``model``'s library for ``preset`` (no code generation:
+    the activation plan and constants only; ``library_bytes`` is None)."""
+    return memory_report(*lowered_module(model, preset, batch))
 
 
 def scheduled_module(model: IntModel, preset: TargetPreset, batch: int) -> tvm.IRModule:
@@ -225,6 +244,9 @@ def export(
     path.parent.mkdir(parents=True, exist_ok=True)
     path = _export_library(executable, preset, path)
     if isinstance(compiled, CompiledModel):
+        if compiled.manifest.memory is not None:
+            memory = MemoryReport.from_dict(compiled.manifest.memory)
+            compiled.manifest.memory = memory.with_library(path.stat().st_size).as_dict()
         if compiled.kernels is not None:
             kernels = _export_library(compiled.kernels, preset, kernels_path(path))
             compiled.manifest.kernels_library = kernels.name

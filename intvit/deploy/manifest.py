@@ -37,6 +37,8 @@ class LibraryManifest:
     calls: list[KernelCall] = field(default_factory=list)
     kernels_library: str | None = None  # file name beside the library, for per-op timing
     version: int = MANIFEST_VERSION
+    #: bytes per inference (:class:`intvit.deploy.memory.MemoryReport` as a dict)
+    memory: dict | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -58,6 +60,7 @@ class LibraryManifest:
             calls,
             d.get("kernels_library"),
             d.get("version", MANIFEST_VERSION),
+            d.get("memory"),
         )
 
 

@@ -25,6 +25,8 @@ class BenchReport:
     per_op: dict[str, list[OpTime]] = field(default_factory=dict)
     status: str = "running"
     error: str | None = None
+    #: the integer library's memory per inference (its manifest's ``memory``)
+    memory: dict | None = None
 
     @property
     def reference(self) -> Latency | None:
@@ -50,6 +52,7 @@ class BenchReport:
             "device_info": self.device_info,
             "config": self.config,
             "libraries": self.libraries,
+            "memory": self.memory,
             "status": self.status,
             "error": self.error,
             "latencies": [lat.as_dict() for lat in self.latencies],
@@ -85,6 +88,10 @@ class BenchReport:
             )
         if self.emulated:
             lines.append("(emulated device: latency is meaningless; correctness is checked)")
+        if self.memory is not None:
+            from intvit.deploy.memory import MemoryReport
+
+            lines.append("integer-only " + MemoryReport.from_dict(self.memory).summary())
         for label, ops in self.per_op.items():
             total = sum(o.total_ms for o in ops)
             ref = self.reference.median_ms if self.reference else float("nan")

@@ -219,14 +219,46 @@ def load_hetero_checkpoint(path: str | Path) -> HeteroViT:
     return model.eval()
 
 
-def is_hetero_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a checkpoint file that carries its arch (cheap check by loading)."""
+def checkpoint_meta(path: str | Path) -> dict:
+    """The intvit metadata of a checkpoint file that carries its arch (``{}`` for anything
+    else: a model name, a plain state dict, a file that is no checkpoint)."""
     path = Path(path)
     if not path.is_file() or path.suffix not in (".pt", ".pth", ".ckpt"):
-        return False
+        return {}
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # not a checkpoint at all: the caller treats it as a model name
-        return False
+        return {}
     meta = state.get(META_KEY, {}) if isinstance(state, dict) else {}
-    return isinstance(meta, dict) and "arch" in meta
+    return meta if isinstance(meta, dict) and "arch" in meta else {}
+
+
+def is_hetero_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a checkpoint file that carries its arch."""
+    return bool(checkpoint_meta(path))
+
+
+#: Architectures shipped with intvit (``intvit/models/archs/<name>.json``).
+ARCHS_DIR = Path(__file__).parent / "archs"
+
+
+def shipped_archs() -> list[str]:
+    return sorted(p.stem for p in ARCHS_DIR.glob("*.json"))
+
+
+def resolve_arch(name_or_path: str | Path) -> VitArch:
+    """A shipped arch by name (``digits_odd``, ...) or an arch JSON file."""
+    from intvit.quant.arch import read_arch
+
+    path = Path(name_or_path)
+    if not path.is_file() and (ARCHS_DIR / f"{name_or_path}.json").is_file():
+        path = ARCHS_DIR / f"{name_or_path}.json"
+    elif not path.is_file():
+        raise ValueError(
+            f"{str(name_or_path)!r} is neither an arch file nor a shipped arch "
+            f"({', '.join(shipped_archs())})"
+        )
+    arch = read_arch(path)
+    if not isinstance(arch, VitArch):
+        raise ValueError(f"{str(path)!r} holds a {arch.family} arch; a ViT arch is needed")
+    return arch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,13 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr} must be > 0")
 
 
 def cache_dir() -> Path:
@@ -42,25 +49,55 @@ def evaluate_float(model, split) -> float:
     return correct / len(split)
 
 
+def _single_thread(fn):
+    """Run ``fn`` on one torch thread: deterministic across machines (the models are tiny)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(threads)
+
+
 def train_small(name: str, cfg: TrainConfig = TrainConfig(), progress: bool = True) -> Path:
     """Train ``name`` (a small config) on digits and save its state dict; returns the path."""
     import torch
 
     if name not in SMALL_CONFIGS:
         raise ValueError(f"{name!r} is not a small config; choose from {sorted(SMALL_CONFIGS)}")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # deterministic across machines; the model is tiny
-    try:
-        return _train(name, cfg, progress)
-    finally:
-        torch.set_num_threads(threads)
+
+    def run():
+        torch.manual_seed(cfg.seed)
+        model = fit(create_float_model(name), cfg, progress, f"train {name}")
+        path = checkpoint_path(name)
+        torch.save(model.state_dict(), path)
+        return path
+
+    return _single_thread(run)
 
 
-def _train(name: str, cfg: TrainConfig, progress: bool) -> Path:
+def train_arch(arch, out: str | Path, cfg: TrainConfig = TrainConfig(), progress: bool = True):
+    """Train the heterogeneous ViT of ``arch`` (a :class:`~intvit.quant.arch.VitArch`) from
+    scratch on digits and save it with its arch (``intvit quantize OUT`` takes it)."""
     import torch
 
-    torch.manual_seed(cfg.seed)
-    model = create_float_model(name).train()
+    from intvit.models.hetero_vit import HeteroViT, save_hetero_checkpoint
+
+    def run():
+        torch.manual_seed(cfg.seed)
+        model = fit(HeteroViT(arch), cfg, progress, "train")
+        return save_hetero_checkpoint(model, out, data="digits", train=asdict(cfg))
+
+    return _single_thread(run)
+
+
+def fit(model, cfg: TrainConfig, progress: bool = True, desc: str = "train"):
+    """``model`` trained on the digits train split (AdamW, cosine schedule), in eval mode."""
+    import torch
+
+    model.train()
     train = digits("train")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
@@ -69,7 +106,7 @@ def _train(name: str, cfg: TrainConfig, progress: bool) -> Path:
     if progress:
         from tqdm import tqdm
 
-        epochs = tqdm(epochs, desc=f"train {name}", unit="epoch")
+        epochs = tqdm(epochs, desc=desc, unit="epoch")
     for _ in epochs:
         order = rng.permutation(len(train))
         for i in range(0, len(order), cfg.batch_size):
@@ -85,9 +122,7 @@ def _train(name: str, cfg: TrainConfig, progress: bool) -> Path:
             loss.backward()
             opt.step()
         sched.step()
-    path = checkpoint_path(name)
-    torch.save(model.eval().state_dict(), path)
-    return path
+    return model.eval()
 
 
 def ensure_trained(name: str, progress: bool = True) -> Path:

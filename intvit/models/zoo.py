@@ -78,6 +78,19 @@ def check_model_name(name: str) -> None:
         raise ValueError(f"timm has no model named {name!r}")
 
 
+def load_float_model(name: str, pretrained: bool = False, checkpoint: str | Path | None = None):
+    """The float model ``name``: a checkpoint that carries its arch (``intvit nas extract``,
+    ``intvit train``: see :mod:`intvit.models.hetero_vit`), or a timm / small config name
+    (:func:`create_float_model`)."""
+    from intvit.models.hetero_vit import is_hetero_checkpoint, load_hetero_checkpoint
+
+    if is_hetero_checkpoint(name):
+        if checkpoint is not None or pretrained:
+            raise ValueError(f"{name!r} is a checkpoint already; drop --checkpoint/--pretrained")
+        return load_hetero_checkpoint(name)
+    return create_float_model(name, pretrained, checkpoint)
+
+
 def create_float_model(
     name: str, pretrained: bool = False, checkpoint: str | Path | None = None, **overrides
 ):

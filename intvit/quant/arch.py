@@ -312,3 +312,24 @@ def arch_from_dict(data: object) -> Arch:
         return ARCH_TYPES[family].from_dict(data)
     except TypeError as err:  # a required field missing
         raise ValueError(f"arch ({family}) is incomplete: {err}") from None
+
+
+def read_arch(path) -> Arch:
+    """The arch in a JSON file (``VitArch.to_dict()`` form; ``family`` defaults to ``vit``);
+    ValueError naming the file and what is wrong."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"arch file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"arch file {str(path)!r} is not JSON: {err}") from None
+    if isinstance(data, dict):
+        data = {"family": "vit", "version": ARCH_VERSION, **data}
+    try:
+        return arch_from_dict(data)
+    except ValueError as err:
+        raise ValueError(f"arch file {str(path)!r}: {err}") from None

@@ -164,7 +164,9 @@ def packed_gemm_func(
     n_pad, k_pad = padded_shape(n, int(x_shape[-1]), kernel)
     x = te.placeholder(x_shape, x_dtype, name="x")
     wp = te.placeholder(
-        (n_pad // kernel.lanes, k_pad // kernel.kpack, kernel.lanes, kernel.kpack), "int8", name="wp"
+        (n_pad // kernel.lanes, k_pad // kernel.kpack, kernel.lanes, kernel.kpack),
+        "int8",
+        name="wp",
     )
     bias = te.placeholder((n_pad,), "int32", name="bias")
     func = te.create_prim_func([x, wp, bias, dense_packed(x, wp, bias, kernel, n_out=n)])
