@@ -101,8 +101,34 @@ def test_model_bit_exact_on_emulated_arm(name, config, preset, arm_device, tmp_p
     np.testing.assert_array_equal(result.outputs, reference_forward(model, q))
 
 
-#: (leading dims, K, N): one row, odd rows (padded to the tile), DeiT-tiny's qkv, a batch.
-ARM_GEMM_SHAPES = [((1,), 8, 16), ((7,), 64, 32), ((197,), 192, 576), ((3, 17), 768, 16)]
+@pytest.mark.parametrize("name", ["low-rank", "odd-widths", "per-block"])
+@pytest.mark.parametrize("preset", ["aarch64-linux", "aarch64-dotprod", "graviton3"])
+def test_heterogeneous_models_bit_exact_on_emulated_arm(name, preset, arm_device, tmp_path):
+    """The three fixed heterogeneous configs (every linear low-rank; attention dim 72 in 3
+    heads with MLP hidden 100; per-block depth, heads and MLP ratio) on the NEON, sdot and
+    smmla micro-kernels."""
+    from test_hetero import CONFIGS
+
+    from intvit.models.hetero_vit import HeteroViT
+
+    torch.manual_seed(5)
+    model = calibrate(HeteroViT(CONFIGS[name]).eval(), digits("calib").images[:24])
+    lib = export(compile_model(model, preset, batch=2), preset, tmp_path / f"{name}.so")
+    q = quantize_input(model, digits("test").images[:2])
+    result = run_remote(arm_device, "emu-a76", lib, q)
+    np.testing.assert_array_equal(result.outputs, reference_forward(model, q))
+
+
+#: (leading dims, K, N): one row, odd rows (padded to the tile), DeiT-tiny's qkv, a batch,
+#: and widths that do not divide the tile (padded inside the kernel).
+ARM_GEMM_SHAPES = [
+    ((1,), 8, 16),
+    ((7,), 64, 32),
+    ((197,), 192, 576),
+    ((3, 17), 768, 16),
+    ((5,), 6, 3),
+    ((17,), 100, 72),
+]
 
 
 @pytest.mark.parametrize(
