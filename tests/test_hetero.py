@@ -28,6 +28,7 @@ from intvit.models.hetero_vit import (
 from intvit.quant.arch import BlockArch, SwinArch, VitArch, arch_from_dict, read_arch
 from intvit.quant.artifact import load_int_model, save_int_model
 from intvit.quant.calibrate import calibrate
+from intvit.quant.config import QuantConfig
 from intvit.quant.reference import quantize_input, reference_forward
 from intvit.quant.shadow import shadow_forward
 
@@ -352,3 +353,25 @@ def test_quantize_and_compile_a_checkpoint_from_the_cli(tmp_path):
         text=True,
     )
     assert run.returncode == 2 and "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("arch", "epochs"), [("digits_lowrank", 150), ("digits_odd", 60), ("digits_hetero", 60)]
+)
+def test_trained_heterogeneous_models_keep_their_accuracy(arch, epochs, tmp_path):
+    """Trained by the built-in trainer (the low-rank one needs 150 epochs to converge), the
+    integer-only model is within 0.5 points of the float top-1 with >= 98.5% agreement on the
+    500 digits test images."""
+    from intvit.api.model_eval import ModelSpec, evaluate, quantize
+    from intvit.models.train import TrainConfig, train_arch
+
+    ckpt = train_arch(
+        resolve_arch(arch), tmp_path / f"{arch}.pt", TrainConfig(epochs=epochs), False
+    )
+    spec = ModelSpec(str(ckpt))
+    float_model, int_model = quantize(spec, QuantConfig(), progress=False)
+    result = evaluate(float_model, int_model, spec.split("test", 32), arch)
+    assert result.fp32_top1 >= 0.9, result
+    assert abs(result.int_top1 - result.fp32_top1) <= 0.005, result
+    assert result.agreement >= 0.985, result
