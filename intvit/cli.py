@@ -260,6 +260,79 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_nas(args: argparse.Namespace) -> int:
+    from intvit.api import nas
+
+    if args.nas_command == "train-supernet":
+        from intvit.nas.space import load_space
+        from intvit.nas.train import SupernetConfig
+
+        cfg = SupernetConfig(args.epochs, args.batch_size, args.lr, args.weight_decay, args.seed)
+        result = nas.run_train_supernet(
+            load_space(args.space), args.data, args.output, cfg, not args.quiet
+        )
+        print(
+            f"supernet {result['checkpoint']} ({result['seconds']:.0f} s): validation top-1 "
+            f"{100 * result['largest_val_top1']:.1f}% (largest subnet), "
+            f"{100 * result['smallest_val_top1']:.1f}% (smallest), inherited weights"
+        )
+        return 0
+    if args.nas_command == "extract":
+        path = nas.run_extract(args.supernet, args.arch, args.output)
+        print(
+            f"subnet written to {path} (quantize it: intvit quantize {path} -o subnet.safetensors)"
+        )
+        return 0
+    limits = {
+        "max_params": args.max_params,
+        "max_macs": args.max_macs,
+        "max_memory_bytes": None
+        if args.max_memory_kib is None
+        else int(args.max_memory_kib * 1024),
+        "max_latency_ms": args.max_latency_ms,
+    }
+    config = {
+        "population": args.population,
+        "generations": args.generations,
+        "parents": args.parents,
+        "crossover": args.crossover,
+        "mutation": args.mutation,
+        "seed_measurements": args.seed_measurements,
+        "final_measurements": args.final_measurements,
+        "int_fitness": args.int_fitness,
+        "seed": args.seed,
+    }
+    request = nas.SearchRequest(
+        args.supernet,
+        args.out,
+        args.data,
+        limits,
+        config,
+        args.tracker,
+        args.key,
+        args.target,
+        not args.quiet,
+    )
+    summary = nas.run_search(request)
+    lat = summary["best_latency_ms"]
+    print(
+        f"best subnet {summary['best_arch']}: validation top-1 "
+        f"{100 * summary['best_val_top1']:.1f}%"
+        + (f", {lat:.3f} ms measured on {args.key!r}" if lat is not None else "")
+        + f", {summary['best_params']:,} parameters"
+    )
+    if summary["predictor_mape"] is not None:
+        print(
+            f"latency predictor error on the re-measured candidates: "
+            f"{100 * summary['predictor_mape']:.1f}% (MAPE)"
+        )
+    print(
+        f"library {summary['library']} (bit-exact: {summary['bit_exact']}); "
+        f"every evaluated subnet, the Pareto fronts and the plot in {args.out}"
+    )
+    return 0
+
+
 def _cmd_relu_distill(args: argparse.Namespace) -> int:
     from intvit.api.relu_distill import DistillRequest, format_report, run_relu_distill
     from intvit.models.gelu_less import DistillConfig
@@ -387,6 +460,57 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
+
+    nas_p = sub.add_parser("nas", help="architecture search: supernet, extraction, evolution")
+    nas_sub = nas_p.add_subparsers(dest="nas_command", required=True)
+    ts = nas_sub.add_parser("train-supernet", help="train a weight-entangled supernet")
+    ts.add_argument("--space", required=True, help="a space JSON or a shipped one (digits, ...)")
+    ts.add_argument("--data", default="digits", help="digits, or a folder with train/val/test")
+    ts.add_argument("--epochs", type=int, default=100)
+    ts.add_argument("--batch-size", type=int, default=64)
+    ts.add_argument("--lr", type=float, default=2e-3)
+    ts.add_argument("--weight-decay", type=float, default=0.05)
+    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("-o", "--output", type=Path, required=True, help="the checkpoint (.pt)")
+    ts.add_argument("--quiet", action="store_true", help="no progress bar")
+    ts.set_defaults(func=_cmd_nas)
+    ex = nas_sub.add_parser("extract", help="a subnet of a supernet as a float checkpoint")
+    ex.add_argument("supernet", type=Path)
+    ex.add_argument("--arch", type=Path, required=True, help="subnet choice or ViT arch JSON")
+    ex.add_argument("-o", "--output", type=Path, required=True)
+    ex.set_defaults(func=_cmd_nas)
+    se = nas_sub.add_parser("search", help="evolutionary search under device constraints")
+    se.add_argument("supernet", type=Path)
+    se.add_argument("--data", default="digits")
+    se.add_argument("--out", type=Path, default=Path("out/nas"), help="results and state")
+    se.add_argument("--max-params", type=int, default=None)
+    se.add_argument("--max-macs", type=int, default=None)
+    se.add_argument(
+        "--max-memory-kib",
+        type=float,
+        default=None,
+        help="planned activations + weights of the compiled integer library",
+    )
+    se.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=None,
+        help="integer-only latency on the --tracker/--key device",
+    )
+    se.add_argument("--tracker", default=None, help="RPC tracker HOST:PORT")
+    se.add_argument("--key", default=None, help="device key")
+    se.add_argument("--target", default="host", help="the devices' preset")
+    se.add_argument("--population", type=int, default=50)
+    se.add_argument("--generations", type=int, default=20)
+    se.add_argument("--parents", type=int, default=10)
+    se.add_argument("--crossover", type=int, default=25)
+    se.add_argument("--mutation", type=int, default=25)
+    se.add_argument("--seed-measurements", type=int, default=24)
+    se.add_argument("--final-measurements", type=int, default=8)
+    se.add_argument("--int-fitness", action="store_true", help="integer-only top-1 as fitness")
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--quiet", action="store_true", help="no progress bars")
+    se.set_defaults(func=_cmd_nas)
 
     rd = sub.add_parser(
         "relu-distill",

@@ -15,12 +15,23 @@ from __future__ import annotations
 from tvm import s_tir, tirx
 
 from intvit.schedules.intrinsics import GemmKernel
-from intvit.topi.dense_packed import PACKED_W
+from intvit.topi.dense_packed import NARROW_ROW_CHUNKS, NARROW_TILES, PACKED_W
 
 PACKED_ACC = "_packed_acc"
 MIN_PARALLEL_MACS = 1 << 21
 #: Relax ops name the PrimFuncs of packed GEMMs with this in their name.
 PACKED_FUNC = "_packed"
+
+
+def _row_split(column_tiles: int, row_tiles: int) -> int:
+    """How many row chunks a dense GEMM's parallel loop takes, outside its column tiles: 1
+    (parallel over column tiles) unless the column tiles are too few to share evenly, as in
+    the first factor of a low-rank linear (``N = r``: 48 columns are 3 tiles, two cores ran
+    them as 2 + 1). Then ``NARROW_ROW_CHUNKS`` chunks of rows (``dense_packed`` pads the rows
+    to them), each widening its own copy of the weight panels."""
+    if column_tiles >= NARROW_TILES or row_tiles % NARROW_ROW_CHUNKS:
+        return 1
+    return NARROW_ROW_CHUNKS
 
 
 def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool = True):
@@ -44,16 +55,24 @@ def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool
         macs = 1
         for loop in sch.get_loops(block):
             macs *= int(sch.get(loop).extent)
-        if batch:  # batched (attention): one parallel loop over groups and column tiles
-            no = sch.fuse(*batch, no)
-        _weight_panel_at(sch, blocks, names, no)
-        tiled_epilogue = _epilogue_at(
-            sch, names, names.index(name), no, kernel.lanes * kernel.n_vectors, bool(batch)
-        )
         # Small GEMMs (the digits models: ~70k MACs) lose more to the thread pool than they
         # gain; DeiT's (~20M MACs) gain: measured 28 vs 41 ms for DeiT-tiny on 2 cores.
         big = macs >= MIN_PARALLEL_MACS
-        if parallel and big and int(sch.get(no).extent) > 1:
+        row_split = 1
+        if batch:  # batched (attention): one parallel loop over groups and column tiles
+            no = sch.fuse(*batch, no)
+        elif parallel and big:
+            row_split = _row_split(int(sch.get(no).extent), int(sch.get(mo).extent))
+        if row_split > 1:  # few column tiles: row chunks outside them, one per core
+            chunk, mo = sch.split(mo, [row_split, None])
+            sch.reorder(chunk, no)
+        _weight_panel_at(sch, blocks, names, no)
+        tiled_epilogue = row_split == 1 and _epilogue_at(
+            sch, names, names.index(name), no, kernel.lanes * kernel.n_vectors, bool(batch)
+        )
+        if row_split > 1:
+            sch.parallel(chunk)
+        elif parallel and big and int(sch.get(no).extent) > 1:
             sch.parallel(no)  # before tensorize: parallel needs the block's affine bindings
         sch.decompose_reduction(block, ko)
         # one row: the unit row loop stays outside (see intrinsics._dot_desc)
@@ -151,7 +170,11 @@ def _parallel_around_gemm(sch: s_tir.Schedule, names: list[str], epilogue: bool 
 
 
 def packed_gemm_func(
-    x_shape: tuple[int, ...], x_dtype: str, n: int, kernel: GemmKernel, parallel: bool = True
+    x_shape: tuple[int, ...],
+    x_dtype: str,
+    n: int,
+    kernel: GemmKernel,
+    parallel: bool = True,
 ) -> tirx.PrimFunc:
     """A standalone scheduled packed GEMM ``main(x, wp, bias, out)``: ``x [..., K]`` int8 or
     uint8, ``wp`` from :func:`~intvit.topi.dense_packed.pack_weights`, ``bias`` from

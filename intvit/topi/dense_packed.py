@@ -27,6 +27,14 @@ from tvm import te, tirx
 from intvit.schedules.intrinsics import GemmKernel
 from intvit.topi.contract import check_dtype
 
+#: A dense GEMM with fewer column tiles than this (``lanes * n_vectors`` columns each) is
+#: "narrow" (the first factor of a low-rank linear: ``N = r``): its rows are padded to
+#: ``NARROW_ROW_CHUNKS`` register tiles, so the schedule can run that many row chunks in
+#: parallel (:func:`intvit.schedules.gemm.schedule_packed_gemm`) instead of sharing 3
+#: column tiles between 2 cores as 2 + 1.
+NARROW_TILES = 8
+NARROW_ROW_CHUNKS = 2
+
 #: The stage that widens (dense) or packs (batch_matmul) the weight operand: the schedule
 #: computes it per column tile, inside the parallel loop, where the micro-kernel reads it.
 PACKED_W = "_packed_w"
@@ -104,7 +112,9 @@ def dense_packed(
     if k_pad < k_dim or n_dim > int(wp.shape[0]) * lanes:
         raise ValueError(f"{name}: packed weights {tuple(wp.shape)} do not cover K={k_dim}")
     m = int(np.prod(lead))
-    mp = -(-m // kernel.m_tile) * kernel.m_tile
+    n_tiles = -(-n_dim // (lanes * kernel.n_vectors))
+    row_block = kernel.m_tile * (NARROW_ROW_CHUNKS if n_tiles < NARROW_TILES else 1)
+    mp = -(-m // row_block) * row_block
 
     def row(flat):
         idx, rest = [], flat

@@ -1,0 +1,336 @@
+"""``intvit nas``: train a supernet, extract a subnet, and search under the compiled
+integer-only library's measured latency and planned memory (see :mod:`intvit.nas`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from intvit.nas.space import SearchSpace, SubnetChoice, hidden_width
+from intvit.nas.train import SupernetConfig
+from intvit.quant.arch import VitArch
+
+
+def choice_of_arch(space: SearchSpace, arch: VitArch) -> SubnetChoice:
+    """The subnet of ``space`` whose arch is ``arch``; ValueError naming what is not in it."""
+    ratios = []
+    for i, blk in enumerate(arch.blocks):
+        if blk.attn_dim != blk.heads * space.head_dim:
+            raise ValueError(
+                f"blocks[{i}].attn_dim={blk.attn_dim} is not heads * head_dim "
+                f"({blk.heads} * {space.head_dim}) of space {space.name!r}"
+            )
+        match = [r for r in space.mlp_ratio if hidden_width(arch.dim, r) == blk.mlp_hidden]
+        if not match:
+            raise ValueError(
+                f"blocks[{i}].mlp_hidden={blk.mlp_hidden} is no MLP ratio of space "
+                f"{space.name!r} ({space.mlp_ratio}) at dim {arch.dim}"
+            )
+        ratios.append(match[0])
+    heads = tuple(b.heads for b in arch.blocks)
+    for rank in space.rank_ratio or (None,):
+        choice = SubnetChoice(arch.dim, heads, tuple(ratios), rank)
+        if space.contains(choice) and space.arch(choice) == arch:
+            return choice
+    raise ValueError(f"the arch is not a subnet of search space {space.name!r}")
+
+
+def read_choice(space: SearchSpace, path: str | Path) -> SubnetChoice:
+    """A subnet from a JSON file: a subnet choice (``embed_dim``, ``heads``, ``mlp_ratio``,
+    ``rank_ratio``: what ``intvit nas search`` writes) or a ViT arch of the space."""
+    from intvit.quant.arch import read_arch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"arch file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"arch file {str(path)!r} is not JSON: {err}") from None
+    if isinstance(data, dict) and "embed_dim" in data:
+        try:
+            choice = SubnetChoice.from_dict(data)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"arch file {str(path)!r} is not a subnet choice: {err!r}") from None
+        space.check(choice)
+        return choice
+    arch = read_arch(path)
+    if not isinstance(arch, VitArch):
+        raise ValueError(f"arch file {str(path)!r} holds a {arch.family} arch")
+    return choice_of_arch(space, arch)
+
+
+def run_train_supernet(space, data: str, out: Path, cfg: SupernetConfig, progress=True) -> dict:
+    from intvit.nas.data import search_data
+    from intvit.nas.train import load_supernet, train_supernet
+
+    splits = search_data(data, space.img_size)
+    t0 = time.time()
+    path = train_supernet(space, splits.train, out, cfg, progress)
+    net, _ = load_supernet(path)
+    import torch
+
+    def top1(choice):
+        with torch.no_grad():
+            pred = net(torch.from_numpy(splits.val.images), choice).argmax(-1).numpy()
+        return float((pred == splits.val.labels).mean())
+
+    return {
+        "checkpoint": str(path),
+        "seconds": time.time() - t0,
+        "largest_val_top1": top1(space.largest()),
+        "smallest_val_top1": top1(space.smallest()),
+    }
+
+
+def run_extract(supernet: Path, arch_file: Path, out: Path) -> Path:
+    from intvit.nas.extract import save_subnet
+    from intvit.nas.train import load_supernet
+
+    net, _ = load_supernet(supernet)
+    choice = read_choice(net.space, arch_file)
+    return save_subnet(net, choice, out, data="digits", supernet=str(supernet))
+
+
+@dataclass
+class SearchRequest:
+    supernet: Path
+    out: Path
+    data: str = "digits"
+    constraints: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    tracker: str | None = None
+    key: str | None = None
+    target: str = "host"
+    progress: bool = True
+
+
+def run_search(req: SearchRequest) -> dict:
+    """The whole search: seed measurements and the predictor (with a device), the
+    generations, the final measurements, the outputs in ``req.out``, and the best subnet
+    extracted, quantized, compiled and exported there."""
+    from intvit.nas.data import search_data
+    from intvit.nas.measure import LatencyMeter, MemoryMeter
+    from intvit.nas.predictor import LatencyPredictor, mape
+    from intvit.nas.search import (
+        Constraints,
+        Evaluator,
+        EvolutionConfig,
+        SearchState,
+        evolve,
+        pareto_front,
+    )
+    from intvit.nas.train import load_supernet
+
+    t0 = time.time()
+    limits = Constraints(**req.constraints)
+    cfg = EvolutionConfig(**req.config)
+    if limits.max_latency_ms is not None and req.tracker is None:
+        raise ValueError("a latency constraint needs a device: give --tracker and --key")
+    if (req.tracker is None) != (req.key is None):
+        raise ValueError("--tracker and --key go together")
+    net, _ = load_supernet(req.supernet)
+    space = net.space
+    splits = search_data(req.data, space.img_size)
+    calib = splits.val.images[:32]
+    out = Path(req.out)
+    out.mkdir(parents=True, exist_ok=True)
+    memory = MemoryMeter(req.target, calib) if limits.max_memory_bytes is not None else None
+    evaluator = Evaluator(net, splits.val, calib, cfg.int_fitness, memory)
+    meter = None
+    if req.tracker is not None:
+        meter = LatencyMeter(req.tracker, req.key, req.target, calib)
+    state_path = out / "state.json"
+    key_cfg = {**asdict(cfg), "supernet": str(Path(req.supernet).resolve()), "target": req.target}
+    state = (
+        SearchState.load(state_path, space, key_cfg, asdict(limits))
+        if state_path.is_file()
+        else SearchState(key_cfg, asdict(limits))
+    )
+
+    def save(s: SearchState) -> None:
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(s.to_json(space))
+        tmp.replace(state_path)
+
+    def measure(choices: list[SubnetChoice], what: str) -> None:
+        todo = [c for c in choices if c.key() not in state.measured]
+        if not todo:
+            return
+        bar = None
+        if req.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc=what, unit="subnet")
+        by_arch: dict[str, list[SubnetChoice]] = {}
+        for c in todo:  # two choices may make one arch (rank ratios rounding alike)
+            by_arch.setdefault(json.dumps(space.arch(c).to_dict(), sort_keys=True), []).append(c)
+
+        def done(m):
+            for c in by_arch[json.dumps(m.arch.to_dict(), sort_keys=True)]:
+                state.measured[c.key()] = m.ms
+            save(state)  # every measurement kept as it comes
+            if bar is not None:
+                bar.update(1)
+
+        firsts = [cs[0] for cs in by_arch.values()]
+        meter.measure_all([(space.arch(c), evaluator.make(c)) for c in firsts], on_done=done)
+        if bar is not None:
+            bar.close()
+
+    predictor_mape = None
+    if meter is not None:
+        rng = np.random.default_rng([cfg.seed, 7])
+        seeds = [space.largest(), space.smallest()]
+        seeds += [space.sample(rng) for _ in range(max(0, cfg.seed_measurements - 2))]
+        measure(list({c.key(): c for c in seeds}.values()), "measure seed subnets")
+        keys = list(state.measured)
+        choices = [SubnetChoice.from_dict(json.loads(k)) for k in keys]
+        evaluator.predictor = LatencyPredictor(cfg.seed).fit(
+            [space.arch(c) for c in choices], [state.measured[k] for k in keys]
+        )
+    state = evolve(space, evaluator, limits, cfg, state, save, req.progress)
+
+    cands = list(state.history.values())
+    final = []
+    if meter is not None:
+        front = pareto_front(cands, "latency_pred_ms")
+        front = sorted(front, key=lambda c: -c.val_top1)[: cfg.final_measurements]
+        measure([c.choice for c in front], "measure Pareto subnets")
+        for c in front:
+            c.latency_ms = state.measured[c.choice.key()]
+        save(state)
+        final = front
+        predictor_mape = mape([c.latency_pred_ms for c in front], [c.latency_ms for c in front])
+    under = [c for c in (final or cands) if _meets_measured(c, limits)]
+    if not under:
+        raise ValueError("no candidate meets the constraints on the device; relax them")
+    best = max(under, key=lambda c: (c.val_top1, -(c.latency_ms or c.macs)))
+    summary = _write_outputs(out, space, net, state, best, splits, req, predictor_mape)
+    summary["search_s"] = time.time() - t0
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _meets_measured(c, limits) -> bool:
+    if limits.max_latency_ms is not None:
+        return c.latency_ms is not None and c.latency_ms <= limits.max_latency_ms
+    return True
+
+
+def _write_outputs(out, space, net, state, best, splits, req, predictor_mape) -> dict:
+    from intvit.deploy.compile import compile_int_model, export
+    from intvit.deploy.memory import MemoryReport
+    from intvit.nas.extract import save_subnet
+    from intvit.nas.search import pareto_front
+    from intvit.quant.artifact import save_int_model
+    from intvit.quant.calibrate import calibrate
+    from intvit.quant.reference import quantize_input, reference_forward
+
+    cands = list(state.history.values())
+    (out / "evaluated.json").write_text(
+        json.dumps([c.as_dict(space) for c in cands], indent=1) + "\n"
+    )
+    fronts = {
+        cost: [c.as_dict(space) for c in pareto_front(cands, cost)]
+        for cost in ("latency_ms", "latency_pred_ms", "memory_bytes", "macs", "params")
+    }
+    (out / "pareto.json").write_text(json.dumps(fronts, indent=1) + "\n")
+    _plot(out / "pareto.png", cands, best)
+    (out / "best_arch.json").write_text(json.dumps(asdict(best.choice), indent=1) + "\n")
+    ckpt = save_subnet(net, best.choice, out / "best.pt", data=splits.name)
+    from intvit.models.hetero_vit import load_hetero_checkpoint
+
+    model = load_hetero_checkpoint(ckpt)
+    int_model = calibrate(model, splits.val.images[:97], source=str(ckpt))
+    save_int_model(int_model, out / "best.safetensors")
+    compiled = compile_int_model(int_model, req.target)
+    lib = export(compiled, req.target, out / "best.so")
+    exact = True
+    if req.target == "host":
+        import tvm
+        from tvm import relax
+
+        q = quantize_input(int_model, splits.test.images[:4])
+        vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib)), tvm.cpu())
+        exact = bool(
+            np.array_equal(
+                vm["main"](tvm.runtime.tensor(q)).numpy(), reference_forward(int_model, q)
+            )
+        )
+    return {
+        "best_arch": asdict(best.choice),
+        "best_val_top1": best.val_top1,
+        "best_latency_ms": best.latency_ms,
+        "best_latency_pred_ms": best.latency_pred_ms,
+        "best_params": best.params,
+        "best_macs": best.macs,
+        "best_memory_bytes": best.memory_bytes,
+        "library": str(lib),
+        "library_memory": MemoryReport.from_dict(compiled.manifest.memory).as_dict(),
+        "bit_exact": exact,
+        "predictor_mape": predictor_mape,
+        "evaluated": len(cands),
+        "generations": state.generation,
+    }
+
+
+def _plot(path: Path, cands, best) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from intvit.nas.search import pareto_front
+
+    panels = [
+        ("latency_pred_ms", "integer-only latency (ms, predicted; o = measured)"),
+        ("memory_bytes", "compiled memory: activations + weights (KiB)"),
+        ("macs", "MACs per image (M)"),
+    ]
+    panels = [(k, t) for k, t in panels if any(getattr(c, k) is not None for c in cands)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    scale = {"latency_pred_ms": 1.0, "memory_bytes": 1 / 1024, "macs": 1e-6}
+    for ax, (key, title) in zip(axes[0], panels, strict=True):
+        pts = [c for c in cands if getattr(c, key) is not None]
+        xs = [getattr(c, key) * scale[key] for c in pts]
+        ax.scatter(xs, [100 * c.val_top1 for c in pts], s=10, alpha=0.35, label="evaluated")
+        front = pareto_front(pts, key)
+        ax.plot(
+            [getattr(c, key) * scale[key] for c in front],
+            [100 * c.val_top1 for c in front],
+            "r.-",
+            label="Pareto front",
+        )
+        if key == "latency_pred_ms":
+            meas = [c for c in pts if c.latency_ms is not None]
+            ax.scatter(
+                [c.latency_ms for c in meas],
+                [100 * c.val_top1 for c in meas],
+                marker="o",
+                facecolors="none",
+                edgecolors="k",
+                label="measured",
+            )
+        if getattr(best, key) is not None:
+            ax.scatter(
+                [getattr(best, key) * scale[key]],
+                [100 * best.val_top1],
+                marker="*",
+                s=160,
+                c="gold",
+                edgecolors="k",
+                label="best under the constraint",
+            )
+        ax.set_xlabel(title)
+        ax.set_ylabel("validation top-1 (%), inherited weights")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("intvit nas search")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

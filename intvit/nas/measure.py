@@ -1,0 +1,197 @@
+"""What a search measures of a subnet through intvit's own pipeline: the compiled integer-only
+library's latency on an RPC device (checked bit-exact against the reference forward first)
+and its planned memory; both cached by arch.
+
+Latency: the subnet is extracted, calibrated on a few validation images, compiled for the
+target preset, exported, uploaded to a device of the key, checked bit-exact once and timed
+with intvit's bench (median of the samples). Measurements are spread over every free device of
+the key on the tracker, one worker per device; each finished measurement is written to the
+cache at once, so a job that queues or loses a device loses nothing already measured.
+
+Cache: ``<cache>/nas/latency-<key>-<preset>.json``, ``{arch_hash: {"ms", "arch"}}`` where
+``arch_hash`` is the SHA-256 of the arch's JSON (stable across runs, not Python's ``hash``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from intvit.quant.arch import VitArch
+
+
+def arch_hash(arch: VitArch) -> str:
+    return hashlib.sha256(json.dumps(arch.to_dict(), sort_keys=True).encode()).hexdigest()[:20]
+
+
+class JsonCache:
+    """A dict persisted as JSON, rewritten atomically after each put (thread-safe)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.data: dict = {}
+        if path.is_file():
+            try:
+                self.data = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                bad = path.with_suffix(".corrupt.json")
+                path.replace(bad)
+                print(f"warning: {path} was corrupt; moved to {bad.name}, starting afresh")
+
+    def get(self, key: str):
+        with self.lock:
+            return self.data.get(key)
+
+    def put(self, key: str, value) -> None:
+        with self.lock:
+            self.data[key] = value
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+            tmp.replace(self.path)
+
+
+def default_cache_dir() -> Path:
+    from intvit.models.train import cache_dir
+
+    return cache_dir() / "nas"
+
+
+def int_model_of(float_model, calib: np.ndarray, config=None):
+    from intvit.quant.calibrate import calibrate
+
+    return calibrate(float_model, calib, config)
+
+
+@dataclass
+class Measurement:
+    arch: VitArch
+    ms: float
+    bit_exact: bool
+    cached: bool
+
+
+class LatencyMeter:
+    """Measures subnets' integer-only latency on the devices of ``key`` (see the module)."""
+
+    def __init__(
+        self,
+        tracker: str,
+        key: str,
+        preset: str,
+        calib: np.ndarray,
+        cache_dir: Path | None = None,
+        repeat: int = 10,
+        number: int = 20,
+    ) -> None:
+        from intvit.deploy.bench import BenchConfig
+        from intvit.deploy.rpc import parse_address
+
+        self.tracker, self.key, self.preset = tracker, key, preset
+        self.host, self.port = parse_address(tracker)
+        self.calib = calib
+        self.config = BenchConfig(warmup=3, number=number, repeat=repeat, queue_timeout_s=600)
+        folder = cache_dir or default_cache_dir()
+        self.cache = JsonCache(folder / f"latency-{key}-{preset}.json")
+
+    def devices(self) -> int:
+        """Servers registered for the key (free or busy); at least 1 worker."""
+        from intvit.deploy.rpc import connect_tracker
+
+        summary = connect_tracker(self.host, self.port).summary()
+        queue = summary.get("queue_info", {}).get(self.key, {})
+        servers = sum(
+            1 for s in summary.get("server_info", []) if str(s.get("key", "")).endswith(self.key)
+        )
+        if servers == 0 and not queue:
+            raise ValueError(f"no device with key {self.key!r} is registered at {self.tracker}")
+        return max(1, servers, int(queue.get("free", 0)))
+
+    def cached(self, arch: VitArch) -> float | None:
+        hit = self.cache.get(arch_hash(arch))
+        return None if hit is None else float(hit["ms"])
+
+    def measure_all(
+        self,
+        models: list[tuple[VitArch, Callable]],
+        on_done: Callable[[Measurement], None] | None = None,
+    ) -> list[Measurement]:
+        """Latency of every ``(arch, make_float_model)``: cached ones at once, the rest
+        compiled and timed, one worker per device of the key."""
+        results, todo = [], []
+        for arch, make in models:
+            ms = self.cached(arch)
+            if ms is not None:
+                m = Measurement(arch, ms, True, True)
+                results.append(m)
+                if on_done:
+                    on_done(m)
+            else:
+                todo.append((arch, make))
+        if not todo:
+            return results
+        workers = min(self.devices(), len(todo))
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(self._measure_one, arch, make) for arch, make in todo]
+            for future in as_completed(futures):
+                m = future.result()
+                results.append(m)
+                if on_done:
+                    on_done(m)
+        return results
+
+    def _measure_one(self, arch: VitArch, make: Callable) -> Measurement:
+        from intvit.deploy.bench import DeviceSession
+        from intvit.deploy.compile import compile_int_model, export
+        from intvit.deploy.manifest import read_manifest
+        from intvit.deploy.rpc import connect_tracker
+        from intvit.quant.reference import reference_forward
+
+        model = int_model_of(make(), self.calib)
+        with tempfile.TemporaryDirectory() as tmp:
+            lib = export(
+                compile_int_model(model, self.preset), self.preset, Path(tmp) / "subnet.so"
+            )
+            manifest = read_manifest(lib)
+            image = np.random.default_rng(1).integers(-128, 128, manifest.input_shape, np.int8)
+            tracker = connect_tracker(self.host, self.port)
+            with DeviceSession(tracker, self.key, self.config) as session:
+                exact = bool(
+                    np.array_equal(session.run(lib, image), reference_forward(model, image))
+                )
+                latency = session.measure(lib, manifest, "subnet")
+        if not exact:
+            raise AssertionError(f"subnet {arch_hash(arch)} is not bit-exact on {self.key!r}")
+        ms = float(latency.median_ms)
+        self.cache.put(arch_hash(arch), {"ms": ms, "arch": arch.to_dict()})
+        return Measurement(arch, ms, exact, False)
+
+
+class MemoryMeter:
+    """The compiled integer library's planned activation memory plus weight bytes for the
+    target preset (lowered, not built), cached by arch."""
+
+    def __init__(self, preset: str, calib: np.ndarray, cache_dir: Path | None = None) -> None:
+        self.preset, self.calib = preset, calib
+        folder = cache_dir or default_cache_dir()
+        self.cache = JsonCache(folder / f"memory-{preset}.json")
+
+    def bytes(self, arch: VitArch, make: Callable) -> int:
+        key = arch_hash(arch)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return int(hit["activation_bytes"]) + int(hit["weight_bytes"])
+        from intvit.deploy.compile import plan_memory
+
+        report = plan_memory(int_model_of(make(), self.calib[:8]), self.preset)
+        self.cache.put(key, {**report.as_dict(), "arch": arch.to_dict()})
+        return report.activation_bytes + report.weight_bytes

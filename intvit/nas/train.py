@@ -1,0 +1,141 @@
+"""Supernet training (AutoFormer's Algorithm 1): each step samples one subnet uniformly from
+the space and updates only its slice of the shared weights (:class:`~intvit.nas.optim.LazyAdamW`).
+
+The checkpoint (``{"supernet", "optimizer", "epoch", "space", "config"}``) is written
+atomically after every epoch; a rerun with the same space and settings resumes after the last
+finished epoch, bit-identical to an uninterrupted run (each epoch's sampling and shuffling
+are seeded by ``(seed, epoch)``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from intvit.nas.optim import LazyAdamW
+from intvit.nas.space import SearchSpace, space_from_dict
+from intvit.nas.supernet import Supernet
+
+FORMAT = "intvit-supernet"
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr} must be > 0")
+
+
+def _save(path: Path, body: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(body, tmp)
+    os.replace(tmp, path)
+
+
+def load_supernet(path: str | Path) -> tuple[Supernet, dict]:
+    """The supernet in a checkpoint and the checkpoint's fields; ValueError naming the file
+    when it is missing, unreadable or not a supernet."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"supernet checkpoint {str(path)!r} does not exist")
+    try:
+        body = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip or format errors all mean the same to a user
+        raise ValueError(f"{str(path)!r} is not a readable checkpoint: {err}") from None
+    if not isinstance(body, dict) or body.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r} is not an intvit supernet checkpoint")
+    space = space_from_dict(body["space"], f"the space in {str(path)!r}")
+    net = Supernet(space)
+    try:
+        net.load_state_dict(body["supernet"])
+    except RuntimeError as err:
+        raise ValueError(f"{str(path)!r}: its weights do not fit its space ({err})") from None
+    return net.eval(), body
+
+
+def train_supernet(
+    space: SearchSpace,
+    train,
+    out: str | Path,
+    cfg: SupernetConfig = SupernetConfig(),
+    progress: bool = True,
+) -> Path:
+    """Train the supernet of ``space`` on ``train`` (an ``ArraySplit``) for ``cfg.epochs``,
+    resuming from ``out`` when it holds a run of the same space and settings."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    net = Supernet(space)
+    opt = LazyAdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start = 0
+    if out.exists():
+        _, body = load_supernet(out)
+        if body["space"] != space.to_dict():
+            raise ValueError(f"{out} is a supernet of another space; choose another -o")
+        if body["config"] != asdict(cfg):
+            raise ValueError(
+                f"{out} was trained with {body['config']}; resume with the same settings "
+                f"(asked: {asdict(cfg)}) or choose another -o"
+            )
+        net.load_state_dict(body["supernet"])
+        opt.load_state_dict(body["optimizer"])
+        start = int(body["epoch"])
+    epochs = range(start, cfg.epochs)
+    if progress:
+        from tqdm import tqdm
+
+        epochs = tqdm(epochs, desc="train supernet", unit="epoch", initial=start, total=cfg.epochs)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # deterministic across machines; the digits supernet is tiny
+    try:
+        for epoch in epochs:
+            _epoch(net, opt, space, train, cfg, epoch)
+            body = {
+                "format": FORMAT,
+                "supernet": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch + 1,
+                "space": space.to_dict(),
+                "config": asdict(cfg),
+            }
+            _save(out, body)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _lr(cfg: SupernetConfig, epoch: int) -> float:
+    """Cosine decay from ``cfg.lr`` over the epochs (per epoch, so a resumed run matches)."""
+    return float(0.5 * cfg.lr * (1 + np.cos(np.pi * epoch / cfg.epochs)))
+
+
+def _epoch(net: Supernet, opt, space: SearchSpace, train, cfg: SupernetConfig, epoch: int):
+    net.train()
+    rng = np.random.default_rng([cfg.seed, epoch])
+    torch.manual_seed(cfg.seed * 100_003 + epoch)
+    for group in opt.param_groups:
+        group["lr"] = _lr(cfg, epoch)
+    order = rng.permutation(len(train))
+    for i in range(0, len(order), cfg.batch_size):
+        idx = order[i : i + cfg.batch_size]
+        choice = space.sample(rng)
+        x = torch.from_numpy(train.images[idx])
+        y = torch.from_numpy(train.labels[idx])
+        loss = torch.nn.functional.cross_entropy(net(x, choice), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
