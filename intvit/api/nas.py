@@ -70,7 +70,7 @@ def run_train_supernet(space, data: str, out: Path, cfg: SupernetConfig, progres
 
     splits = search_data(data, space.img_size)
     t0 = time.time()
-    path = train_supernet(space, splits.train, out, cfg, progress)
+    path = train_supernet(space, splits.train, out, cfg, progress, data_name=splits.name)
     net, _ = load_supernet(path)
     import torch
 
@@ -91,9 +91,9 @@ def run_extract(supernet: Path, arch_file: Path, out: Path) -> Path:
     from intvit.nas.extract import save_subnet
     from intvit.nas.train import load_supernet
 
-    net, _ = load_supernet(supernet)
+    net, body = load_supernet(supernet)
     choice = read_choice(net.space, arch_file)
-    return save_subnet(net, choice, out, data="digits", supernet=str(supernet))
+    return save_subnet(net, choice, out, data=body.get("data"), from_supernet=str(supernet))
 
 
 @dataclass
@@ -107,6 +107,8 @@ class SearchRequest:
     key: str | None = None
     target: str = "host"
     progress: bool = True
+    #: where measurements are cached (default ``~/.cache/intvit/nas``)
+    cache_dir: Path | None = None
 
 
 def run_search(req: SearchRequest) -> dict:
@@ -139,11 +141,13 @@ def run_search(req: SearchRequest) -> dict:
     calib = splits.val.images[:32]
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
-    memory = MemoryMeter(req.target, calib) if limits.max_memory_bytes is not None else None
+    memory = None
+    if limits.max_memory_bytes is not None:
+        memory = MemoryMeter(req.target, calib, req.cache_dir)
     evaluator = Evaluator(net, splits.val, calib, cfg.int_fitness, memory)
     meter = None
     if req.tracker is not None:
-        meter = LatencyMeter(req.tracker, req.key, req.target, calib)
+        meter = LatencyMeter(req.tracker, req.key, req.target, calib, req.cache_dir)
     state_path = out / "state.json"
     key_cfg = {**asdict(cfg), "supernet": str(Path(req.supernet).resolve()), "target": req.target}
     state = (
@@ -255,13 +259,11 @@ def _write_outputs(out, space, net, state, best, splits, req, predictor_mape) ->
         import tvm
         from tvm import relax
 
-        q = quantize_input(int_model, splits.test.images[:4])
         vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib)), tvm.cpu())
-        exact = bool(
-            np.array_equal(
-                vm["main"](tvm.runtime.tensor(q)).numpy(), reference_forward(int_model, q)
-            )
-        )
+        for image in splits.test.images[:4]:  # the library takes batch 1
+            q = quantize_input(int_model, image[None])
+            got = vm["main"](tvm.runtime.tensor(q)).numpy()
+            exact = exact and bool(np.array_equal(got, reference_forward(int_model, q)))
     return {
         "best_arch": asdict(best.choice),
         "best_val_top1": best.val_top1,
@@ -316,9 +318,10 @@ def _plot(path: Path, cands, best) -> None:
                 edgecolors="k",
                 label="measured",
             )
-        if getattr(best, key) is not None:
+        best_x = best.latency_ms if key == "latency_pred_ms" else getattr(best, key)
+        if best_x is not None:
             ax.scatter(
-                [getattr(best, key) * scale[key]],
+                [best_x * scale[key]],
                 [100 * best.val_top1],
                 marker="*",
                 s=160,

@@ -93,12 +93,13 @@ def train_arch(arch, out: str | Path, cfg: TrainConfig = TrainConfig(), progress
     return _single_thread(run)
 
 
-def fit(model, cfg: TrainConfig, progress: bool = True, desc: str = "train"):
-    """``model`` trained on the digits train split (AdamW, cosine schedule), in eval mode."""
+def fit(model, cfg: TrainConfig, progress: bool = True, desc: str = "train", train=None):
+    """``model`` trained on ``train`` (an ``ArraySplit``; default the digits train split) with
+    AdamW and a cosine schedule, in eval mode."""
     import torch
 
     model.train()
-    train = digits("train")
+    train = digits("train") if train is None else train
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
     rng = np.random.default_rng(cfg.seed)

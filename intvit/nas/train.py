@@ -73,6 +73,7 @@ def train_supernet(
     out: str | Path,
     cfg: SupernetConfig = SupernetConfig(),
     progress: bool = True,
+    data_name: str = "digits",
 ) -> Path:
     """Train the supernet of ``space`` on ``train`` (an ``ArraySplit``) for ``cfg.epochs``,
     resuming from ``out`` when it holds a run of the same space and settings."""
@@ -111,6 +112,7 @@ def train_supernet(
                 "epoch": epoch + 1,
                 "space": space.to_dict(),
                 "config": asdict(cfg),
+                "data": data_name,
             }
             _save(out, body)
     finally:

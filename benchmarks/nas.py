@@ -1,0 +1,195 @@
+"""Benchmark: hardware-aware architecture search on the digits data, with this host as the RPC
+device, in one run.
+
+    .venv/bin/python benchmarks/nas.py
+
+1. The baseline: the built-in digits ViT, integer-only top-1 on the test split, and its
+   integer-only latency measured on the device (compiled, checked bit-exact, timed).
+2. A weight-entangled supernet trained on the digits search space (the first 1000 train
+   images; the last 200 are the search's validation split; the test split is never seen).
+3. An evolutionary search (the seed's defaults: population 50, 20 generations) under a latency
+   budget equal to the baseline's measured latency: seed subnets measured on the device, an
+   XGBoost predictor inside the loop, the final Pareto candidates measured again (the
+   predictor's error on them is ``predictor_mape``).
+4. The best subnet, extracted with its inherited weights, quantized and compiled: its
+   integer-only top-1 on the test split and its measured latency.
+5. The ranking check: 5 subnets retrained from scratch, Kendall's tau of their validation
+   ranking against the inherited-weight ranking.
+6. The same search under a memory budget (activations + weights of the compiled library)
+   instead, the best subnet's compiled library checked against the budget.
+
+Writes benchmarks/results/nas.json: one record per case with ``case, baseline,
+baseline_top1, baseline_latency_ms, best_top1, best_latency_ms, best_arch, predictor_mape,
+kendall_tau, search_s`` and the details; the search outputs (every evaluated subnet, Pareto
+fronts, the PNG plot, the best library) go to out/nas-bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results" / "nas.json"
+
+
+def _int_top1(float_model, splits) -> float:
+    from intvit.models.data import digits
+    from intvit.quant.calibrate import calibrate
+    from intvit.quant.reference import predict
+
+    int_model = calibrate(float_model, digits("calib").images)
+    pred = predict(int_model, splits.test.images).argmax(-1)
+    return float((pred == splits.test.labels).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--work", type=Path, default=Path("out/nas-bench"))
+    parser.add_argument("--epochs", type=int, default=100, help="supernet epochs")
+    parser.add_argument("--generations", type=int, default=20)
+    parser.add_argument("--population", type=int, default=50)
+    args = parser.parse_args(argv)
+
+    from intvit.api.nas import SearchRequest, run_search
+    from intvit.deploy.benchrecord import machine_info
+    from intvit.deploy.memory import MemoryReport
+    from intvit.deploy.rpc import connect_tracker, start_host_server, start_tracker, wait_for_device
+    from intvit.models.train import ensure_trained
+    from intvit.models.zoo import create_float_model
+    from intvit.nas.data import search_data
+    from intvit.nas.measure import LatencyMeter
+    from intvit.nas.ranking import ranking_check
+    from intvit.nas.space import load_space
+    from intvit.nas.train import SupernetConfig, load_supernet, train_supernet
+    from intvit.quant.shadow import vit_arch
+
+    machine = machine_info()
+    print(f"machine: {machine}", flush=True)
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    splits = search_data("digits")
+    space = load_space("digits")
+    records: list[dict] = []
+
+    def write(record: dict) -> None:
+        records.append({**record, "machine": machine["cpu"], "threads": machine["threads"]})
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(records, indent=2) + "\n")
+
+    t0 = time.time()
+    baseline = create_float_model("digits_vit", checkpoint=ensure_trained("digits_vit"))
+    baseline_top1 = _int_top1(baseline, splits)
+    supernet_path = work / "supernet.pt"
+    train_supernet(space, splits.train, supernet_path, SupernetConfig(epochs=args.epochs))
+    supernet_s = time.time() - t0
+    net, _ = load_supernet(supernet_path)
+
+    with tempfile.TemporaryDirectory() as cache, start_tracker() as tracker:
+        with start_host_server(tracker.port, "host-bench"):
+            wait_for_device(connect_tracker("127.0.0.1", tracker.port), "host-bench", 60)
+            address = f"127.0.0.1:{tracker.port}"
+            meter = LatencyMeter(address, "host-bench", "host", splits.val.images[:32], Path(cache))
+            (m,) = meter.measure_all([(vit_arch(baseline), lambda: baseline)])
+            baseline_ms = m.ms
+            print(
+                f"baseline digits_vit: integer top-1 {100 * baseline_top1:.1f}%, "
+                f"{baseline_ms:.3f} ms on the device",
+                flush=True,
+            )
+            config = {"population": args.population, "generations": args.generations}
+            t1 = time.time()
+            request = SearchRequest(
+                supernet_path,
+                work / "latency",
+                "digits",
+                {"max_latency_ms": baseline_ms},
+                config,
+                address,
+                "host-bench",
+                "host",
+                cache_dir=Path(cache),
+            )  # a fresh cache: every figure is this run's
+            summary = run_search(request)
+            search_s = supernet_s + (time.time() - t1)
+    best_model = _extracted(net, summary["best_arch"])
+    best_top1 = _int_top1(best_model, splits)
+    t2 = time.time()
+    ranking = ranking_check(net, splits, count=5, epochs=60)
+    ranking_s = time.time() - t2
+    write(
+        {
+            "case": "digits, latency budget = digits_vit's measured latency",
+            "baseline": "digits_vit",
+            "baseline_top1": baseline_top1,
+            "baseline_latency_ms": baseline_ms,
+            "best_top1": best_top1,
+            "best_latency_ms": summary["best_latency_ms"],
+            "best_arch": summary["best_arch"],
+            "predictor_mape": summary["predictor_mape"],
+            "kendall_tau": ranking["kendall_tau"],
+            "search_s": search_s,
+            "supernet_s": supernet_s,
+            "ranking_s": ranking_s,
+            "best_val_top1": summary["best_val_top1"],
+            "best_bit_exact": summary["bit_exact"],
+            "evaluated": summary["evaluated"],
+            "ranking": ranking["subnets"],
+        }
+    )
+    print(json.dumps(records[-1], indent=1), flush=True)
+
+    # the same search under a memory budget: 80% of the baseline library's
+    from intvit.deploy.compile import plan_memory
+    from intvit.quant.calibrate import calibrate
+
+    base_mem = plan_memory(calibrate(baseline, splits.val.images[:8]), "host")
+    budget = int(0.8 * (base_mem.activation_bytes + base_mem.weight_bytes))
+    t3 = time.time()
+    mem_summary = run_search(
+        SearchRequest(
+            supernet_path,
+            work / "memory",
+            "digits",
+            {"max_memory_bytes": budget},
+            {"population": args.population, "generations": args.generations},
+            cache_dir=work / "memory-cache",
+        )
+    )
+    lib_mem = MemoryReport(**mem_summary["library_memory"])
+    write(
+        {
+            "case": "digits, memory budget = 80% of digits_vit's activations + weights",
+            "baseline": "digits_vit",
+            "baseline_top1": baseline_top1,
+            "baseline_memory_bytes": base_mem.activation_bytes + base_mem.weight_bytes,
+            "memory_budget_bytes": budget,
+            "best_top1": _int_top1(_extracted(net, mem_summary["best_arch"]), splits),
+            "best_arch": mem_summary["best_arch"],
+            "best_memory_bytes": lib_mem.activation_bytes + lib_mem.weight_bytes,
+            "within_budget": lib_mem.activation_bytes + lib_mem.weight_bytes <= budget,
+            "search_s": time.time() - t3,
+            "best_bit_exact": mem_summary["bit_exact"],
+        }
+    )
+    print(json.dumps(records[-1], indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _extracted(net, choice: dict):
+    from intvit.nas.extract import extract_subnet
+    from intvit.nas.space import SubnetChoice
+
+    return extract_subnet(net, SubnetChoice.from_dict(choice))
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Architecture search: spaces and their errors, the weight-entangled supernet and exact subnet
+extraction, slice-only updates, resumable supernet training and search, and the whole search
+on a local RPC device with a tiny space and budget."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from intvit.models.data import ArraySplit, digits
+from intvit.nas.extract import extract_subnet
+from intvit.nas.optim import LazyAdamW
+from intvit.nas.search import (
+    Constraints,
+    Evaluator,
+    EvolutionConfig,
+    SearchState,
+    crossover,
+    evolve,
+    mutate,
+)
+from intvit.nas.space import SubnetChoice, load_space, shipped_spaces, space_from_dict
+from intvit.nas.supernet import Supernet
+from intvit.nas.train import SupernetConfig, load_supernet, train_supernet
+
+TINY = {
+    "name": "tiny",
+    "img_size": 32,
+    "patch_size": 8,
+    "in_chans": 1,
+    "num_classes": 10,
+    "embed_dim": [16, 24],
+    "depth": [1, 2],
+    "heads": [1, 2],
+    "mlp_ratio": [1.0, 2.0],
+    "head_dim": 8,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_splits():
+    full = digits("train")
+    return (
+        ArraySplit(full.images[:128], full.labels[:128]),
+        ArraySplit(full.images[1000:1064], full.labels[1000:1064]),
+    )
+
+
+def test_shipped_spaces_load():
+    names = shipped_spaces()
+    assert {"digits", "autoformer_t", "autoformer_s", "autoformer_b", "mcuformer_b2"} <= set(names)
+    b2 = load_space("mcuformer_b2")
+    assert b2.rank_ratio[0] == 0.4 and b2.rank_ratio[-1] == 0.95 and len(b2.rank_ratio) == 12
+    assert load_space("autoformer_t").embed_dim == (192, 216, 240)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"heads": []}, r"heads must be a non-empty list"),
+        ({"depth": [0, 2]}, r"depth has 0; every choice must be an integer >= 1"),
+        ({"mlp_ratio": [-1.0]}, r"mlp_ratio has -1.0"),
+        ({"rank_ratio": [1.5]}, r"rank_ratio has 1.5; every choice must be a number in \(0, 1\]"),
+        ({"patch_size": 5}, r"patch_size=5 does not divide img_size=32"),
+        ({"embdim": [3]}, r"unknown field\(s\) embdim"),
+    ],
+)
+def test_bad_spaces_name_the_field(change, message):
+    with pytest.raises(ValueError, match=message):
+        space_from_dict({**TINY, **change})
+    bad = dict(TINY)
+    del bad["depth"]
+    with pytest.raises(ValueError, match="lacks depth"):
+        space_from_dict(bad)
+
+
+def test_bad_space_files(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text("{nope")
+    with pytest.raises(ValueError, match=r"s.json' is not JSON"):
+        load_space(path)
+    with pytest.raises(ValueError, match="neither a file nor a shipped space"):
+        load_space("no_such_space")
+
+
+@pytest.mark.parametrize("low_rank", [False, True])
+def test_extracted_subnet_equals_the_supernet(low_rank):
+    space = space_from_dict({**TINY, **({"rank_ratio": [0.5, 1.0]} if low_rank else {})})
+    torch.manual_seed(0)
+    net = Supernet(space).eval()
+    rng = np.random.default_rng(0)
+    x = torch.randn(2, 1, 32, 32)
+    for _ in range(6):
+        choice = space.sample(rng)
+        with torch.no_grad():
+            torch.testing.assert_close(
+                extract_subnet(net, choice)(x), net(x, choice), rtol=0, atol=0
+            )
+
+
+def test_a_step_updates_only_the_subnets_slice():
+    space = space_from_dict(TINY)
+    torch.manual_seed(0)
+    net = Supernet(space)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = LazyAdamW(net.parameters(), lr=1e-2)
+    small = SubnetChoice(16, (1,), (1.0,))
+    x, y = torch.randn(4, 1, 32, 32), torch.arange(4)
+    for _ in range(2):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x, small), y).backward()
+        opt.step()
+    after = net.state_dict()
+    assert torch.equal(after["blocks.1.qkv.weight"], before["blocks.1.qkv.weight"])  # depth 1
+    w0, w1 = before["blocks.0.fc1.weight"], after["blocks.0.fc1.weight"]
+    assert not torch.equal(w1[:16, :16], w0[:16, :16])  # hidden 16 of 48, dim 16 of 24
+    assert torch.equal(w1[16:], w0[16:]) and torch.equal(w1[:, 16:], w0[:, 16:])
+    q0, q1 = before["blocks.0.qkv.weight"], after["blocks.0.qkv.weight"]
+    assert torch.equal(q1[8:16], q0[8:16])  # q of head 2 (attn 8 of 16 per block)
+
+
+def test_supernet_training_resumes_bit_identically(tmp_path, tiny_splits):
+    space = space_from_dict(TINY)
+    train, _ = tiny_splits
+    cfg = SupernetConfig(epochs=2, batch_size=32)
+    whole = train_supernet(space, train, tmp_path / "whole.pt", cfg, progress=False)
+    assert torch.load(whole, weights_only=True)["epoch"] == 2
+    # an interrupted run: epoch 1 done, then resumed
+    first = tmp_path / "first.pt"
+
+    class Stop(Exception):
+        pass
+
+    import intvit.nas.train as nas_train
+
+    original = nas_train._save
+
+    def save_then_stop(path, b):  # the run is killed right after its first checkpoint
+        original(path, b)
+        if b["epoch"] == 1:
+            raise Stop
+
+    nas_train._save = save_then_stop
+    try:
+        with pytest.raises(Stop):
+            train_supernet(space, train, first, cfg, progress=False)
+    finally:
+        nas_train._save = original
+    assert torch.load(first, weights_only=True)["epoch"] == 1
+    train_supernet(space, train, first, cfg, progress=False)
+    a = torch.load(whole, weights_only=True)["supernet"]
+    b = torch.load(first, weights_only=True)["supernet"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="resume with the same settings"):
+        train_supernet(space, train, first, SupernetConfig(epochs=3, lr=1e-3), progress=False)
+
+
+def test_mutation_and_crossover_stay_in_the_space():
+    space = load_space("digits")
+    rng = np.random.default_rng(3)
+    pop = [space.sample(rng) for _ in range(10)]
+    for _ in range(200):
+        a, b = pop[int(rng.integers(10))], pop[int(rng.integers(10))]
+        assert space.contains(mutate(space, a, rng, 0.2, 0.4))
+        assert space.contains(crossover(a, b, rng))
+
+
+@pytest.fixture(scope="module")
+def tiny_supernet(tmp_path_factory, tiny_splits):
+    path = tmp_path_factory.mktemp("nas") / "supernet.pt"
+    train_supernet(space_from_dict(TINY), tiny_splits[0], path, SupernetConfig(epochs=1))
+    return path
+
+
+def test_search_honours_the_constraint_and_resumes(tiny_supernet, tiny_splits):
+    net, _ = load_supernet(tiny_supernet)
+    space = net.space
+    limits = Constraints(max_params=30_000)
+    cfg = EvolutionConfig(population=4, parents=2, crossover=2, mutation=2, generations=3)
+    evaluator = Evaluator(net, tiny_splits[1], tiny_splits[1].images[:8])
+
+    whole = evolve(space, evaluator, limits, cfg, SearchState({}, {}), lambda s: None, False)
+    assert all(c.params <= 30_000 for c in whole.history.values())
+
+    saved: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(state):
+        saved.append(state.to_json(space))
+        if state.generation == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        evolve(space, evaluator, limits, cfg, SearchState({}, {}), save_then_stop, False)
+    data = json.loads(saved[-1])
+    path = Path(tiny_supernet).with_name("state.json")
+    path.write_text(saved[-1])
+    state = SearchState.load(path, space, data["config"], data["constraints"])
+    resumed = evolve(space, evaluator, limits, cfg, state, lambda s: None, False)
+    assert resumed.generation == 3
+    assert set(resumed.history) == set(whole.history)
+    assert resumed.population == whole.population
+
+
+@pytest.mark.slow
+def test_whole_search_on_a_local_rpc_device(tiny_supernet, tmp_path):
+    """1 epoch, 2 generations, population 4, on a local device: the latency budget holds for
+    the measured best, and its exported library is bit-exact against its reference."""
+    from intvit.api.nas import SearchRequest, run_search
+    from intvit.deploy.rpc import connect_tracker, start_host_server, start_tracker, wait_for_device
+
+    with start_tracker(log_dir=tmp_path) as tracker:
+        with start_host_server(tracker.port, "nas-host", log_dir=tmp_path):
+            wait_for_device(connect_tracker("127.0.0.1", tracker.port), "nas-host", 60)
+            config = {
+                "population": 4,
+                "generations": 2,
+                "parents": 2,
+                "crossover": 2,
+                "mutation": 2,
+                "seed_measurements": 4,
+                "final_measurements": 2,
+            }
+            request = SearchRequest(
+                tiny_supernet,
+                tmp_path / "out",
+                "digits",
+                {"max_latency_ms": 50.0},
+                config,
+                f"127.0.0.1:{tracker.port}",
+                "nas-host",
+                "host",
+                False,
+                tmp_path / "cache",
+            )
+            summary = run_search(request)
+    assert summary["bit_exact"] is True
+    assert summary["best_latency_ms"] is not None and summary["best_latency_ms"] <= 50.0
+    assert summary["predictor_mape"] is not None
+    out = tmp_path / "out"
+    for name in ("evaluated.json", "pareto.json", "pareto.png", "best.so", "best.so.json"):
+        assert (out / name).is_file(), name
+    cache = json.loads((tmp_path / "cache" / "latency-nas-host-host.json").read_text())
+    assert len(cache) >= 4  # the seed measurements, reusable by a later run
+
+
+def test_cli_extract_and_bad_files(tiny_supernet, tmp_path):
+    cli = [sys.executable, "-m", "intvit.cli", "nas"]
+    choice = tmp_path / "arch.json"
+    choice.write_text(json.dumps(asdict(SubnetChoice(24, (2, 1), (2.0, 1.0)))))
+    out = tmp_path / "sub.pt"
+    run = subprocess.run(
+        [*cli, "extract", str(tiny_supernet), "--arch", str(choice), "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    net, _ = load_supernet(tiny_supernet)
+    from intvit.models.hetero_vit import load_hetero_checkpoint
+
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            load_hetero_checkpoint(out)(x),
+            net(x, SubnetChoice(24, (2, 1), (2.0, 1.0))),
+            rtol=0,
+            atol=0,
+        )
+    choice.write_text(json.dumps(asdict(SubnetChoice(24, (3,), (2.0,)))))
+    run = subprocess.run(
+        [*cli, "extract", str(tiny_supernet), "--arch", str(choice), "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "is not in search space" in run.stderr
+    assert "Traceback" not in run.stderr
+    not_a_supernet = tmp_path / "x.pt"
+    torch.save({"a": 1}, not_a_supernet)
+    run = subprocess.run(
+        [*cli, "search", str(not_a_supernet), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "not an intvit supernet checkpoint" in run.stderr
+    bad_space = tmp_path / "space.json"
+    bad_space.write_text(json.dumps({**TINY, "heads": [0]}))
+    run = subprocess.run(
+        [*cli, "train-supernet", "--space", str(bad_space), "-o", str(tmp_path / "s.pt")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "heads has 0" in run.stderr
