@@ -228,7 +228,7 @@ def _config(args: argparse.Namespace):
 
     return QuantConfig(
         softmax=args.softmax,
-        gelu=args.gelu or "edge",
+        gelu=args.gelu or QuantConfig.gelu,
         layernorm=args.layernorm,
         observer=args.observer,
         weight_bits=args.weight_bits,
@@ -407,7 +407,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="test images from --data")
     p.add_argument("--softmax", default="edge")
     p.add_argument(
-        "--gelu", default=None, help="GELU variant (default: edge; relu for GELU-less models)"
+        "--gelu", default=None, help="GELU variant (default: lut; relu for GELU-less models)"
     )
     p.add_argument("--layernorm", default="edge")
     p.add_argument("--observer", default="minmax", choices=["minmax", "percentile", "mse"])

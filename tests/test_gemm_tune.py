@@ -79,6 +79,11 @@ needs_avx2 = pytest.mark.skipif(
         ((17,), 64, 100),
         ((5,), 6, 3),
         ((3, 17), 30, 50),
+        # narrow (fewer than 8 column tiles: a low-rank linear's first factor), rows split
+        # in two parallel chunks
+        ((197,), 192, 48),
+        ((197,), 768, 40),
+        ((2, 197), 256, 32),
     ],
 )
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])

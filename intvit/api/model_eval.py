@@ -147,7 +147,7 @@ def variant_configs(base: QuantConfig = QuantConfig()) -> list[QuantConfig]:  # 
     configs = [base]
     for sm in ("ibert", "shiftmax"):
         configs.append(replace(base, softmax=sm))
-    for g in ("ibert", "shiftgelu", "sigmoid1702", "relu"):
+    for g in ("edge", "ibert", "shiftgelu", "sigmoid1702", "relu"):
         configs.append(replace(base, gelu=g))
     configs.append(replace(base, layernorm="ilayernorm"))
     configs.append(replace(base, softmax="shiftmax", gelu="shiftgelu", layernorm="ilayernorm"))

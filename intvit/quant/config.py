@@ -21,7 +21,7 @@ class QuantConfig:
     """
 
     softmax: str = "edge"
-    gelu: str = "edge"
+    gelu: str = "lut"
     layernorm: str = "edge"
     observer: str = "minmax"
     residual_bits: int = 16

@@ -222,8 +222,9 @@ def permute(bb, x, axes):
 
 
 def take_token(bb, x, index: int):
-    """``x[:, index]`` of ``[B, N, D]`` -> ``[B, D]``."""
-    return bb.emit(relax.op.take(x, relax.const(index, "int64"), axis=1))
+    """``x[:, index]`` of ``[B, N, D]`` -> ``[B, D]`` (a constant index in range: ``clip`` mode
+    costs nothing, and TVM's ``fast`` mode warns of out-of-bounds segfaults at every build)."""
+    return bb.emit(relax.op.take(x, relax.const(index, "int64"), axis=1, mode="clip"))
 
 
 def token_sum(bb, x):

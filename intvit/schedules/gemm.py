@@ -18,7 +18,7 @@ from intvit.schedules.intrinsics import GemmKernel
 from intvit.topi.dense_packed import NARROW_ROW_CHUNKS, NARROW_TILES, PACKED_W
 
 PACKED_ACC = "_packed_acc"
-MIN_PARALLEL_MACS = 1 << 21
+MIN_PARALLEL_MACS = 1 << 20
 #: Relax ops name the PrimFuncs of packed GEMMs with this in their name.
 PACKED_FUNC = "_packed"
 

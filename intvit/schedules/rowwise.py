@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from tvm import s_tir, tirx
 
+from intvit.topi.gelu import CONST_TABLE
+
 #: tirx IterVar types
 _DATA_PAR = 0
 
@@ -59,7 +61,8 @@ def rowwise_schedule(
     """
     sch = s_tir.Schedule(func)
     root = sch.get_sblock("root")
-    blocks = list(sch.get_child_blocks(root))
+    # Constant-table stages (the lut GELU's) run once at the root, not once per row.
+    blocks = [b for b in sch.get_child_blocks(root) if CONST_TABLE not in sch.get(b).annotations]
     final = blocks[-1]
     loops = sch.get_loops(final)
     if len(blocks) == 1 and _is_spatial(sch, final):

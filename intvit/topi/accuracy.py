@@ -130,6 +130,8 @@ ACCURACY_BOUNDS: dict[tuple[str, str, str], tuple[float, float]] = {
     ("softmax", "shiftmax", "heavy_tailed"): (60.0, 0.3),
     ("gelu", "edge", "gaussian"): (1.0, 0.3),
     ("gelu", "edge", "heavy_tailed"): (1.0, 0.3),
+    ("gelu", "lut", "gaussian"): (0.5, 0.25),
+    ("gelu", "lut", "heavy_tailed"): (0.5, 0.25),
     ("gelu", "ibert", "gaussian"): (1.0, 0.3),
     ("gelu", "ibert", "heavy_tailed"): (4.5, 0.25),
     ("gelu", "relu", "gaussian"): (0.5, 0.15),

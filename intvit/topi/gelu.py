@@ -5,7 +5,13 @@ from __future__ import annotations
 from tvm import te, tirx
 
 from intvit.topi.contract import check_dtype, check_rank
-from intvit.topi.gelu_params import GeluParams, IErfConsts
+from intvit.topi.gelu_params import (
+    LUT_OFFSET,
+    LUT_SIZE,
+    GeluParams,
+    IErfConsts,
+    LutGeluParams,
+)
 from intvit.topi.intexp import shift_exp
 from intvit.topi.intops import acc_dtype, clamp, const, dtype_of
 from intvit.topi.requantize import requantize_expr
@@ -37,10 +43,42 @@ def _elementwise_raw(x: tirx.PrimExpr, p: GeluParams) -> tirx.PrimExpr:
     return tirx.max(x, c(0))  # relu
 
 
+#: Block annotation of a stage that only builds a constant table (computed once per call,
+#: never per row: the row schedule leaves it at the root).
+CONST_TABLE = "intvit.const_table"
+
+
+def _select_tree(i: tirx.PrimExpr, values: tuple[int, ...], lo: int, hi: int, dtype: str):
+    """``values[i]`` for ``lo <= i < hi`` as a balanced tree of selects (depth log2 n)."""
+    if len(set(values[lo:hi])) == 1:
+        return tirx.const(values[lo], dtype)
+    mid = (lo + hi) // 2
+    return tirx.Select(
+        i < mid, _select_tree(i, values, lo, mid, dtype), _select_tree(i, values, mid, hi, dtype)
+    )
+
+
+def lut_gelu(q: te.Tensor, p: LutGeluParams) -> te.Tensor:
+    """``table[q + 128]``: the table is a 256-element stage of constants, then one load per
+    element (see :class:`~intvit.topi.gelu_params.LutGeluParams`)."""
+    check_dtype("q", q.dtype, ("int8",))
+    table = te.compute(
+        (LUT_SIZE,),
+        lambda i: _select_tree(i, p.table, 0, LUT_SIZE, p.out_dtype),
+        name="gelu_lut_table",
+        attrs={CONST_TABLE: 1},
+    )
+    return te.compute(
+        q.shape, lambda *i: table[q(*i).astype("int32") + LUT_OFFSET], name="gelu_lut"
+    )
+
+
 def gelu(q: te.Tensor, params: GeluParams, acc_bits: int | None = None) -> te.Tensor:
     """Integer GELU of ``q``; ``shiftgelu`` reduces over the last axis, the rest are elementwise."""
     check_dtype("q", q.dtype, INT_INPUTS)
     check_rank("q", tuple(int(d) for d in q.shape), 1, 4)
+    if params.variant == "lut":
+        return lut_gelu(q, params)
     dtype = acc_dtype(acc_bits or params.acc_bits)
     name = f"gelu_{params.variant}"
     if params.variant != "shiftgelu":

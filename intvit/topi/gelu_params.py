@@ -14,7 +14,7 @@ from intvit.topi.contract import check_choice, check_fits, check_int_range, chec
 from intvit.topi.dyadic import bit_length
 from intvit.topi.requantize_params import RequantParams
 
-GELU_VARIANTS = ("ibert", "shiftgelu", "sigmoid1702", "edge", "relu")
+GELU_VARIANTS = ("ibert", "shiftgelu", "sigmoid1702", "edge", "lut", "relu")
 
 # I-BERT i-erf: L(x) = sgn(x) [a (min(|x|, -b) + b)^2 + 1] on x / sqrt(2)
 IERF_A = -0.2888
@@ -177,6 +177,53 @@ class EdgeGeluParams:
         return cls(scale, s_in, pre, erf, out, in_bits, acc_bits)
 
 
+#: The lut GELU's input domain: every int8 value, ``table[q + LUT_OFFSET]``.
+LUT_OFFSET = 128
+LUT_SIZE = 256
+_OUT_RANGE = {"int8": (-128, 127), "int16": (-(2**15), 2**15 - 1)}
+
+
+def exact_gelu(x: float) -> float:
+    """The float GELU, ``x * Phi(x)`` (erf form, as ``torch.nn.GELU()``)."""
+    return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+@dataclass(frozen=True)
+class LutGeluParams:
+    """Exact-rounding GELU of int8 inputs: a 256-entry table, built at compile time from the
+    two scales, ``table[q + 128] = clamp(floor(GELU(q * scale) / out_scale + 1/2))``.
+
+    Integer-only at run time (one load per element, no arithmetic), so every intermediate
+    fits int32 trivially; its only error is the output rounding (at most 1/2 LSB of
+    ``out_scale``, against I-BERT's i-erf polynomial whose GELU error reaches 0.018 in real
+    units). Inputs must be int8 (``in_bits <= 7``): a GEMM accumulator is requantized first.
+    """
+
+    scale: float
+    out_scale: float
+    table: tuple[int, ...]
+    out_dtype: str
+    in_bits: int = 7
+    acc_bits: int = 32
+    variant = "lut"
+
+    @classmethod
+    def from_scale(cls, scale, out_scale, in_bits=7, acc_bits=32, out_dtype="int8"):
+        _check_common(scale, out_scale, in_bits, acc_bits)
+        if in_bits > 7:
+            raise ValueError(
+                f"the lut GELU takes int8 inputs (in_bits <= 7), not in_bits={in_bits}; "
+                "requantize the accumulator to int8 first or use the edge variant"
+            )
+        check_choice("out_dtype", out_dtype, tuple(_OUT_RANGE))
+        lo, hi = _OUT_RANGE[out_dtype]
+        table = tuple(
+            min(max(math.floor(exact_gelu((i - LUT_OFFSET) * scale) / out_scale + 0.5), lo), hi)
+            for i in range(LUT_SIZE)
+        )
+        return cls(float(scale), float(out_scale), table, out_dtype, in_bits, acc_bits)
+
+
 @dataclass(frozen=True)
 class ReluParams:
     """ReLU (seed 002's GELU-less models): ``requantize(max(q, 0))``, int32-only."""
@@ -194,13 +241,21 @@ class ReluParams:
         return cls(scale, out, in_bits, acc_bits)
 
 
-GeluParams = IBertGeluParams | ShiftGeluParams | Sigmoid1702Params | EdgeGeluParams | ReluParams
+GeluParams = (
+    IBertGeluParams
+    | ShiftGeluParams
+    | Sigmoid1702Params
+    | EdgeGeluParams
+    | LutGeluParams
+    | ReluParams
+)
 
 _CLASSES = {
     "ibert": IBertGeluParams,
     "shiftgelu": ShiftGeluParams,
     "sigmoid1702": Sigmoid1702Params,
     "edge": EdgeGeluParams,
+    "lut": LutGeluParams,
     "relu": ReluParams,
 }
 

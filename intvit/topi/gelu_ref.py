@@ -9,10 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from intvit.topi.gelu_params import (
+    LUT_OFFSET,
+    LUT_SIZE,
     EdgeGeluParams,
     GeluParams,
     IBertGeluParams,
     IErfConsts,
+    LutGeluParams,
     ReluParams,
     ShiftGeluParams,
     Sigmoid1702Params,
@@ -66,6 +69,14 @@ def edge_gelu_ref(q, p: EdgeGeluParams, acc_bits=None):
     return requantize_ref(ierf_gelu_raw(x, p.erf, bits), p.out)
 
 
+def lut_gelu_ref(q, p: LutGeluParams, acc_bits=None):
+    """``table[q + 128]``; ``q`` int8 (any integer dtype holding values in [-128, 127])."""
+    q = np.asarray(q)
+    if q.size and (q.min() < -LUT_OFFSET or q.max() >= LUT_SIZE - LUT_OFFSET):
+        raise ValueError(f"lut GELU input outside int8: [{q.min()}, {q.max()}]")
+    return np.asarray(p.table, dtype=p.out_dtype)[q.astype(np.int64) + LUT_OFFSET]
+
+
 def relu_ref(q, p: ReluParams, acc_bits=None):
     bits = acc_bits or p.acc_bits
     return requantize_ref(np.maximum(as_acc(q, bits), const(0, bits)), p.out)
@@ -78,6 +89,7 @@ def gelu_ref(q: np.ndarray, params: GeluParams, acc_bits: int | None = None) -> 
         "shiftgelu": shiftgelu_ref,
         "sigmoid1702": sigmoid1702_ref,
         "edge": edge_gelu_ref,
+        "lut": lut_gelu_ref,
         "relu": relu_ref,
     }
     return fn[params.variant](q, params, acc_bits)
