@@ -10,6 +10,26 @@ import sys
 from pathlib import Path
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (counts, sizes, trials)."""
+    return _bounded_int(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    return _bounded_int(text, 0)
+
+
+def _bounded_int(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
+    return value
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from intvit.api.kernel_report import build_report, format_report, write_report
 
@@ -35,12 +55,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     summary = run_pipeline(PipelineConfig(out=args.out, progress=not args.quiet))
     return 0 if summary["bit_exact"] else 1
-
-
-def _default_config():
-    from intvit.quant.config import QuantConfig
-
-    return QuantConfig()
 
 
 def _cmd_kernels(args: argparse.Namespace) -> int:
@@ -403,8 +417,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="local state dict of the float model")
     p.add_argument("--pretrained", action="store_true", help="download timm's weights")
     p.add_argument("--data", help="ImageFolder root (default: the built-in digits data)")
-    p.add_argument("--calib", type=int, default=97, help="calibration images from --data")
-    p.add_argument("--limit", type=int, default=None, help="test images from --data")
+    p.add_argument("--calib", type=positive_int, default=97, help="calibration images from --data")
+    p.add_argument("--limit", type=positive_int, default=None, help="test images from --data")
     p.add_argument("--softmax", default="edge")
     p.add_argument(
         "--gelu", default=None, help="GELU variant (default: lut; relu for GELU-less models)"
@@ -454,8 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a heterogeneous ViT (an arch JSON) on digits")
     tr.add_argument("arch", help="an arch JSON file or a shipped arch (digits_odd, ...)")
     tr.add_argument("-o", "--output", type=Path, required=True, help="the checkpoint (.pt)")
-    tr.add_argument("--epochs", type=int, default=60)
-    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument("--epochs", type=positive_int, default=60)
+    tr.add_argument("--batch-size", type=positive_int, default=64)
     tr.add_argument("--lr", type=float, default=2e-3)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -466,8 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     ts = nas_sub.add_parser("train-supernet", help="train a weight-entangled supernet")
     ts.add_argument("--space", required=True, help="a space JSON or a shipped one (digits, ...)")
     ts.add_argument("--data", default="digits", help="digits, or a folder with train/val/test")
-    ts.add_argument("--epochs", type=int, default=100)
-    ts.add_argument("--batch-size", type=int, default=64)
+    ts.add_argument("--epochs", type=positive_int, default=100)
+    ts.add_argument("--batch-size", type=positive_int, default=64)
     ts.add_argument("--lr", type=float, default=2e-3)
     ts.add_argument("--weight-decay", type=float, default=0.05)
     ts.add_argument("--seed", type=int, default=0)
@@ -483,8 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("supernet", type=Path)
     se.add_argument("--data", default="digits")
     se.add_argument("--out", type=Path, default=Path("out/nas"), help="results and state")
-    se.add_argument("--max-params", type=int, default=None)
-    se.add_argument("--max-macs", type=int, default=None)
+    se.add_argument("--max-params", type=positive_int, default=None)
+    se.add_argument("--max-macs", type=positive_int, default=None)
     se.add_argument(
         "--max-memory-kib",
         type=float,
@@ -500,13 +514,13 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--tracker", default=None, help="RPC tracker HOST:PORT")
     se.add_argument("--key", default=None, help="device key")
     se.add_argument("--target", default="host", help="the devices' preset")
-    se.add_argument("--population", type=int, default=50)
-    se.add_argument("--generations", type=int, default=20)
-    se.add_argument("--parents", type=int, default=10)
-    se.add_argument("--crossover", type=int, default=25)
-    se.add_argument("--mutation", type=int, default=25)
-    se.add_argument("--seed-measurements", type=int, default=24)
-    se.add_argument("--final-measurements", type=int, default=8)
+    se.add_argument("--population", type=positive_int, default=50)
+    se.add_argument("--generations", type=positive_int, default=20)
+    se.add_argument("--parents", type=positive_int, default=10)
+    se.add_argument("--crossover", type=non_negative_int, default=25)
+    se.add_argument("--mutation", type=non_negative_int, default=25)
+    se.add_argument("--seed-measurements", type=non_negative_int, default=24)
+    se.add_argument("--final-measurements", type=positive_int, default=8)
     se.add_argument("--int-fitness", action="store_true", help="integer-only top-1 as fitness")
     se.add_argument("--seed", type=int, default=0)
     se.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -521,14 +535,16 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--pretrained", action="store_true", help="timm's weights as the teacher")
     rd.add_argument("--data", help="ImageFolder for calibration and test (default: digits)")
     rd.add_argument("--train-data", help="ImageFolder of distillation images (default: digits)")
-    rd.add_argument("--train-limit", type=int, default=None, help="distil on the first N images")
-    rd.add_argument("--calib", type=int, default=97, help="calibration images from --data")
-    rd.add_argument("--limit", type=int, default=None, help="test images from --data")
-    rd.add_argument("--epochs-per-block", type=int, default=1)
+    rd.add_argument(
+        "--train-limit", type=positive_int, default=None, help="distil on the first N images"
+    )
+    rd.add_argument("--calib", type=positive_int, default=97, help="calibration images from --data")
+    rd.add_argument("--limit", type=positive_int, default=None, help="test images from --data")
+    rd.add_argument("--epochs-per-block", type=non_negative_int, default=1)
     rd.add_argument("--lr", type=float, default=1e-2)
     rd.add_argument("--momentum", type=float, default=0.9)
     rd.add_argument("--weight-decay", type=float, default=0.0)
-    rd.add_argument("--batch-size", type=int, default=32)
+    rd.add_argument("--batch-size", type=positive_int, default=32)
     rd.add_argument("--temperature", type=float, default=1.0)
     rd.add_argument("--seed", type=int, default=0)
     rd.add_argument(
@@ -557,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compile", help="compile an integer model into a deployable library")
     comp.add_argument("artifact", help="an integer model (.safetensors) from intvit quantize")
     comp.add_argument("--target", default="host", help="a preset (intvit targets lists them)")
-    comp.add_argument("--batch", type=int, default=1)
+    comp.add_argument("--batch", type=positive_int, default=1)
     comp.add_argument("-o", "--output", type=Path, required=True, help="the library (.so)")
     comp.add_argument("--db", type=Path, default=None, help="tuning database (intvit tune)")
     comp.add_argument("--profile", action="store_true", help="also the kernel library")
@@ -578,13 +594,13 @@ def build_parser() -> argparse.ArgumentParser:
     tun = sub.add_parser("tune", help="MetaSchedule tuning job with a resumable database")
     tun.add_argument("artifact", help="an integer model (.safetensors)")
     tun.add_argument("--target", default="host", help="a preset (intvit targets lists them)")
-    tun.add_argument("--trials", type=int, default=64, help="trials in all")
-    tun.add_argument("--trials-per-task", type=int, default=None)
+    tun.add_argument("--trials", type=positive_int, default=64, help="trials in all")
+    tun.add_argument("--trials-per-task", type=positive_int, default=None)
     tun.add_argument("--db", type=Path, default=Path("tune-db"), help="database folder")
     tun.add_argument("--tracker", default=None, help="measure on an RPC device: HOST:PORT")
     tun.add_argument("--device", dest="key", default=None, help="its key")
     tun.add_argument("--ops", default=None, help="only kernels with these name prefixes (a,b)")
-    tun.add_argument("--batch", type=int, default=1)
+    tun.add_argument("--batch", type=positive_int, default=1)
     tun.add_argument("--quiet", action="store_true", help="no progress bar")
     tun.set_defaults(func=_cmd_tune)
 
@@ -598,9 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", default=None, help="float model for --compare")
     bench.add_argument("--checkpoint", default=None, help="its weights (default: random)")
     bench.add_argument("--out", type=Path, default=Path("out/bench"), help="report folder")
-    bench.add_argument("--warmup", type=int, default=3)
-    bench.add_argument("--number", type=int, default=10, help="runs per sample")
-    bench.add_argument("--repeat", type=int, default=15, help="samples")
+    bench.add_argument("--warmup", type=non_negative_int, default=3)
+    bench.add_argument("--number", type=positive_int, default=10, help="runs per sample")
+    bench.add_argument("--repeat", type=positive_int, default=15, help="samples")
     bench.add_argument("--timeout", type=float, default=300, help="seconds per device step")
     bench.add_argument("--queue-timeout", type=float, default=900, help="seconds in queue")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")

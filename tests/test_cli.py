@@ -47,3 +47,26 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert "unsupported model 'resnet50'" in capsys.readouterr().err
     assert main(["device", "list", "--tracker", "127.0.0.1:1"]) == 2
     assert "cannot reach the RPC tracker" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["tune", "m.safetensors", "--trials", "-5"], "--trials"),
+        (["tune", "m.safetensors", "--trials", "0"], "--trials"),
+        (["bench", "m.safetensors", "--number", "0"], "--number"),
+        (["bench", "m.safetensors", "--repeat", "0"], "--repeat"),
+        (["bench", "m.safetensors", "--warmup", "-1"], "--warmup"),
+        (["eval", "digits_vit", "--calib", "0"], "--calib"),
+        (["compile", "m.safetensors", "--batch", "0"], "--batch"),
+        (["tune", "m.safetensors", "--trials", "many"], "--trials"),
+    ],
+)
+def test_counts_below_one_are_refused_before_any_work(argv, flag, capsys):
+    """A count below its minimum is a one-line usage error (exit 2), not an empty run or a
+    median of nothing."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert flag in err and ("must be >=" in err or "not an integer" in err), err

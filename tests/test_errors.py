@@ -65,3 +65,38 @@ def test_isqrt_fixed_needs_iters_and_unknown_target():
         isqrt(te.placeholder((4,), "int32"), "newton_fixed")
     with pytest.raises(ValueError, match="target preset='pi9' is not supported"):
         get_preset("pi9")
+
+
+def _manifest_dict() -> dict:
+    from dataclasses import asdict
+
+    from intvit.deploy.manifest import LibraryManifest
+
+    m = LibraryManifest("host", {"kind": "llvm"}, "x86_64", (1, 1, 32, 32), "int8", "int", "m")
+    return asdict(m)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: [d], "holds a JSON list, not an object"),
+        (lambda d: {**d, "input_dtype": "U"}, "input_dtype 'U' is not one of"),
+        (lambda d: {**d, "version": "abc"}, "version 'abc' is not an integer"),
+        (lambda d: {**d, "input_shape": [1, 0, 32]}, "input_shape [1, 0, 32] must be positive"),
+        (lambda d: {**d, "kind": "int4"}, "kind 'int4' is not one of"),
+    ],
+)
+def test_bad_manifests_are_named(tmp_path, edit, message):
+    """A hand-edited manifest fails on reading, naming the file and the field, before any
+    upload (the device would say only 'RPCError: Error caught from RPC call:')."""
+    import json
+
+    from intvit.deploy.manifest import manifest_path, read_manifest
+
+    lib = tmp_path / "m.so"
+    manifest_path(lib).write_text(json.dumps(edit(_manifest_dict())))
+    with pytest.raises(ValueError, match=r"m\.so\.json") as exc:
+        read_manifest(lib)
+    assert message in str(exc.value)
+    manifest_path(lib).write_text(json.dumps(_manifest_dict()))
+    assert read_manifest(lib).input_dtype == "int8"

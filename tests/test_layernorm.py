@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 from conftest import edge_inputs
@@ -16,7 +18,7 @@ SHAPES = [(1, 1), (1, 7), (3, 192), (197, 768), (2, 5, 384), (1, 3072)]
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_layernorm_bit_exact(variant, shape, runner_factory):
     channels = shape[-1]
-    rng = np.random.default_rng(hash((variant, shape)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{variant}{shape}".encode()))
     gamma = rng.uniform(-1.5, 1.5, channels)
     beta = rng.normal(0, 0.3, channels)
     v = get_variant("layernorm", variant)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -110,10 +112,11 @@ def test_dyadic_is_close(ratio):
 @SETTINGS
 @given(st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=50), st.integers(1, 5000))
 def test_round_half_even_division(values, den):
+    """Against exact rationals (``round`` of a Fraction rounds half to even), every value."""
     num = np.array(values, dtype=np.int64)
     got = div_round_half_even(num, den)
-    want = np.array([round(v / den) if abs(v) < 2**52 else got[i] for i, v in enumerate(values)])
-    assert np.array_equal(got, want)
+    want = np.array([round(Fraction(v, den)) for v in values], dtype=np.int64)
+    np.testing.assert_array_equal(got, want)
 
 
 @SETTINGS
@@ -126,7 +129,11 @@ def test_magic_divisor_is_floor_division(divisor, top):
     magic = magic_divisor(divisor, top)
     y = np.arange(top + 1, dtype=np.int64)
     if magic is None:
-        # no shift with top * m < 2**31 is exact (the largest such shift is checked)
+        # None is only right when no shift with an int32-safe multiplier is exact
+        for shift in range(32):
+            m = -(-(1 << shift) // divisor)
+            if top * m < 2**31:
+                assert not np.array_equal((y * m) >> shift, y // divisor), (shift, m)
         return
     m, s = magic
     assert top * m < 2**31

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -206,6 +208,31 @@ def test_artifact_errors(random_models, calib_images, tmp_path):
         load_int_model(newer)
     with pytest.raises(ValueError, match="does not exist"):
         load_int_model(tmp_path / "missing.st")
+    meta["format_version"] = "2"
+    scales = json.loads(meta["scales"])
+    edits = {
+        "version": ({**meta, "format_version": "abc"}, tensors, r"format version abc; this"),
+        "nan": (
+            {**meta, "scales": json.dumps({**scales, "b1.q": float("nan")})},
+            tensors,
+            r"nan\.st': scale 'b1\.q' = nan must be finite and > 0",
+        ),
+        "float": (
+            meta,
+            {**tensors, "b0.fc1.w": tensors["b0.fc1.w"].astype(np.float32)},
+            r"tensor 'b0\.fc1\.w' is float32; it must be int8",
+        ),
+        "mstar": (
+            {**meta, "m_star": json.dumps(json.loads(meta["m_star"])[:1])},
+            tensors,
+            r"m_star has 1 entries for a model of depth",
+        ),
+    }
+    for name, (bad_meta, bad_tensors, message) in edits.items():
+        bad = tmp_path / f"{name}.st"
+        save_file(bad_tensors, str(bad), metadata=bad_meta)
+        with pytest.raises(ValueError, match=message):
+            load_int_model(bad)
 
 
 def test_bad_inputs(random_models, calib_images, tmp_path):
@@ -233,10 +260,18 @@ def test_bad_inputs(random_models, calib_images, tmp_path):
 def test_integer_only_dequantization_is_the_last_step(random_models, calib_images):
     """Logits are int32 accumulators until dequantize_logits multiplies by the scales."""
     m = calibrate(random_models["digits_vit"], calib_images)
-    acc = reference_forward(m, quantize_input(m, calib_images[:2]))
+    acc = reference_forward(m, quantize_input(m, calib_images[:8]))
     assert acc.dtype == np.int32
     logits = dequantize_logits(m, acc)
-    assert logits.shape == (2, 10)
+    assert logits.shape == (8, 10)
+    # exactly the accumulator times the head's input scale and per-class weight scales
+    want = acc[:, 0].astype(np.float64) * m.scales["lnf"] * m.tensors["head.ws"]
+    np.testing.assert_array_equal(logits, want)
+    # and those are the float model's logits, up to quantization error
+    with torch.no_grad():
+        ref = random_models["digits_vit"](torch.from_numpy(calib_images[:8])).numpy()
+    cos = (logits * ref).sum(1) / np.linalg.norm(logits, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() > 0.95, cos
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 from conftest import edge_inputs
@@ -19,7 +21,7 @@ def test_softmax_int8_bit_exact(variant, shape, runner_factory):
     params = v.make_params(0.08, shape[-1])
     q = te.placeholder(shape, "int8", name="q")
     run = runner_factory([q], [v.compute(q, params)])
-    rng = np.random.default_rng(hash((variant, shape)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{variant}{shape}".encode()))
     for name, x in edge_inputs(shape, -128, 127, rng, "int8").items():
         expected = v.reference(x, params)
         assert expected.dtype == np.dtype(params.out_dtype)

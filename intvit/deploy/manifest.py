@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 MANIFEST_VERSION = 1
+#: Input dtypes a library's ``main`` can take (int8 images; FP32 builds take float32).
+INPUT_DTYPES = ("int8", "uint8", "float32")
+KINDS = ("int", "fp32")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,17 @@ class LibraryManifest:
     version: int = MANIFEST_VERSION
     #: bytes per inference (:class:`intvit.deploy.memory.MemoryReport` as a dict)
     memory: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.input_dtype not in INPUT_DTYPES:
+            raise ValueError(
+                f"input_dtype {self.input_dtype!r} is not one of {', '.join(INPUT_DTYPES)}"
+            )
+        if self.kind not in KINDS:
+            raise ValueError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        shape = self.input_shape
+        if not shape or not all(isinstance(d, int) and d >= 1 for d in shape):
+            raise ValueError(f"input_shape {list(shape)} must be positive integers")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -84,11 +98,18 @@ def read_manifest(library: str | Path) -> LibraryManifest:
         )
     try:
         data = json.loads(path.read_text())
-        if data.get("version", 0) > MANIFEST_VERSION:
+        if not isinstance(data, dict):
+            raise ValueError(f"holds a JSON {type(data).__name__}, not an object")
+        version = data.get("version", 0)
+        if not isinstance(version, int):
+            raise ValueError(f"version {version!r} is not an integer")
+        if version > MANIFEST_VERSION:
             raise ValueError(f"manifest version {data['version']} is newer than this intvit")
         return LibraryManifest.from_dict(data)
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"manifest {str(path)!r} is corrupt: {err!r}") from None
+    except ValueError as err:
+        raise ValueError(f"manifest {str(path)!r}: {err}") from None
 
 
 def arch_of_target(target: dict) -> str:

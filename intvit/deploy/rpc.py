@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -164,10 +164,7 @@ def wait_for_device(tracker, key: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         summary = tracker.summary()
-        if any(
-            q == key and s.get("free", 0) + s.get("pending", 0) >= 0 and s.get("free", 0)
-            for q, s in summary.get("queue_info", {}).items()
-        ):
+        if any(q == key and s.get("free", 0) > 0 for q, s in summary.get("queue_info", {}).items()):
             return
         time.sleep(0.5)
     raise TimeoutError(f"no device with key {key!r} registered with the tracker in {timeout:.0f}s")
@@ -178,7 +175,6 @@ class RemoteRun:
     outputs: np.ndarray
     device_key: str
     library: str
-    timings_ms: list[float] = field(default_factory=list)
 
 
 def run_remote(

@@ -125,8 +125,27 @@ def family_of_model(model) -> Family:
     return FAMILIES["vit"]  # its arch_of raises the error that names what is unsupported
 
 
+#: The storage dtype of an integer model's tensors, by the last part of their name.
+TENSOR_DTYPES = {
+    "w": "int8",
+    "b": "int32",
+    "cls_q": "int32",
+    "pos_q": "int32",
+    "ws": "float32",
+    "gamma": "float32",
+    "beta": "float32",
+    "mask": "int8",
+    "relbias": "float32",
+}
+
+
 def check_tensor_shapes(arch: Arch, tensors: dict[str, np.ndarray], what: str) -> None:
-    """ValueError naming the first weight whose shape does not fit ``arch`` (or is missing)."""
+    """ValueError naming the first weight whose shape does not fit ``arch`` (or is missing),
+    or whose dtype is not its storage dtype (int8 weights, int32 biases, ...)."""
+    for name, t in tensors.items():
+        want = TENSOR_DTYPES.get(name.split(".")[-1])
+        if want is not None and str(t.dtype) != want:
+            raise ValueError(f"{what}: tensor {name!r} is {t.dtype}; it must be {want}")
     for name, shape in get_family(arch.family).expected_shapes(arch).items():
         if name not in tensors:
             raise ValueError(f"{what}: tensor {name!r} is missing for its arch")

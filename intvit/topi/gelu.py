@@ -13,14 +13,14 @@ from intvit.topi.gelu_params import (
     LutGeluParams,
 )
 from intvit.topi.intexp import shift_exp
-from intvit.topi.intops import acc_dtype, clamp, const, dtype_of
+from intvit.topi.intops import acc_dtype, clamp, consts, dtype_of
 from intvit.topi.requantize import requantize_expr
 from intvit.topi.rowwise import INT_INPUTS, row_reduce
 
 
 def ierf_gelu_raw(x: tirx.PrimExpr, erf: IErfConsts) -> tirx.PrimExpr:
     dtype = dtype_of(x)
-    c = lambda v: const(v, dtype)  # noqa: E731
+    c = consts(dtype)
     zero = c(0)
     sign = tirx.Select(x > zero, c(1), tirx.Select(x < zero, c(-1), zero))
     mag = tirx.min(tirx.abs(x), c(-erf.b_int)) + c(erf.b_int)
@@ -30,7 +30,7 @@ def ierf_gelu_raw(x: tirx.PrimExpr, erf: IErfConsts) -> tirx.PrimExpr:
 
 def _elementwise_raw(x: tirx.PrimExpr, p: GeluParams) -> tirx.PrimExpr:
     dtype = dtype_of(x)
-    c = lambda v: const(v, dtype)  # noqa: E731
+    c = consts(dtype)
     if p.variant == "ibert":
         return ierf_gelu_raw(x, p.erf)
     if p.variant == "sigmoid1702":
@@ -90,7 +90,7 @@ def gelu(q: te.Tensor, params: GeluParams, acc_bits: int | None = None) -> te.Te
             name=name,
         )
     p = params
-    c = lambda v: const(v, dtype)  # noqa: E731
+    c = consts(dtype)
     mx = row_reduce(q, "max", dtype, "gelu_max")
     e_max = te.compute(
         mx.shape,

@@ -21,13 +21,13 @@ from intvit.topi.gelu_params import (
     Sigmoid1702Params,
 )
 from intvit.topi.intexp_ref import shift_exp
-from intvit.topi.intops_ref import as_acc, clamp, const
+from intvit.topi.intops_ref import as_acc, clamp, const, consts
 from intvit.topi.requantize_ref import requantize_ref
 
 
 def ierf_gelu_raw(x: np.ndarray, erf: IErfConsts, acc_bits: int) -> np.ndarray:
     """``x * (sgn(x) * ((min(|x|, -b) + b)**2 + c) >> n + shift)`` (I-BERT ``IntGELU``)."""
-    c = lambda v: const(v, acc_bits)  # noqa: E731
+    c = consts(acc_bits)
     sign = np.sign(x)
     mag = np.minimum(np.abs(x), c(-erf.b_int))
     y = (mag + c(erf.b_int)) * (mag + c(erf.b_int)) + c(erf.c_int)
@@ -42,7 +42,7 @@ def ibert_gelu_ref(q, p: IBertGeluParams, acc_bits=None):
 
 def shiftgelu_ref(q, p: ShiftGeluParams, acc_bits=None):
     bits = acc_bits or p.acc_bits
-    c = lambda v: const(v, bits)  # noqa: E731
+    c = consts(bits)
     x = as_acc(q, bits)
     mx = x.max(axis=-1, keepdims=True)
     e = shift_exp(x - mx, p.x0, p.n, bits)
@@ -54,7 +54,7 @@ def shiftgelu_ref(q, p: ShiftGeluParams, acc_bits=None):
 
 def sigmoid1702_ref(q, p: Sigmoid1702Params, acc_bits=None):
     bits = acc_bits or p.acc_bits
-    c = lambda v: const(v, bits)  # noqa: E731
+    c = consts(bits)
     x = as_acc(q, bits)
     e = shift_exp(-np.abs(x), p.x0, p.n, bits)
     sig_pos = (c(p.e0) * (c(2**31 - 1) // (c(p.e0) + e))) >> c(31 - p.sig_bits)

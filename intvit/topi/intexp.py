@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from tvm import tirx
 
-from intvit.topi.intops import const, dtype_of, floordiv_const
+from intvit.topi.intops import consts, dtype_of, floordiv_const
 
 
 def shift_exp(x: tirx.PrimExpr, x0: int, n: int, max_shift: int | None = None) -> tirx.PrimExpr:
     """I-ViT ShiftExp of one element; see :func:`intvit.topi.intexp_ref.shift_exp`."""
     dtype = dtype_of(x)
-    c = lambda v: const(v, dtype)  # noqa: E731
+    c = consts(dtype)
     x = x + (x >> c(1)) - (x >> c(4))
     x = tirx.max(x, c(n * x0))
     q = tirx.floordiv(x, c(x0))
@@ -30,7 +30,7 @@ def poly_exp_terms(
     """I-BERT range reduction and polynomial; returns ``(z, q)``. ``x_range``: bounds ``(lo,
     hi)`` the caller guarantees for ``x`` (the division then may become a multiply-shift)."""
     dtype = dtype_of(x)
-    c = lambda v: const(v, dtype)  # noqa: E731
+    c = consts(dtype)
     x = tirx.max(x, c(n * x0))
     if x_range is None:
         q = tirx.floordiv(x, c(x0))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from intvit.topi.intops_ref import const
+from intvit.topi.intops_ref import consts
 
 
 def shift_exp(x: np.ndarray, x0: int, n: int, acc_bits: int, max_shift: int | None = None):
@@ -20,7 +20,7 @@ def shift_exp(x: np.ndarray, x0: int, n: int, acc_bits: int, max_shift: int | No
     is capped at ``max_shift`` and the result saturates at ``2**31 - 1``: the caller clamps
     there anyway, so the capped value is exact where it matters.
     """
-    c = lambda v: const(v, acc_bits)  # noqa: E731
+    c = consts(acc_bits)
     x = x + (x >> c(1)) - (x >> c(4))
     x = np.maximum(x, c(n * x0))
     q = x // c(x0)
@@ -38,7 +38,7 @@ def poly_exp_terms(x: np.ndarray, x0: int, b_int: int, c_int: int, n: int, acc_b
     """I-BERT: clamp ``x >= n*x0``, ``x = q*x0 + r`` with ``r`` in ``(x0, 0]``, and the
     polynomial ``z = r*(r + b_int) + c_int`` ~ ``exp(r*S) / (0.358 * S**2)``. Returns ``(z, q)``.
     """
-    c = lambda v: const(v, acc_bits)  # noqa: E731
+    c = consts(acc_bits)
     x = np.maximum(x, c(n * x0))
     q = x // c(x0)
     r = x - c(x0) * q

@@ -7,6 +7,7 @@ that int32 kernels never widen silently.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 from tvm import tirx
@@ -26,6 +27,11 @@ def dtype_of(expr: tirx.PrimExpr) -> str:
 
 def const(value: int, dtype: str) -> tirx.PrimExpr:
     return tirx.const(int(value), dtype)
+
+
+def consts(dtype: str) -> Callable[[int], tirx.PrimExpr]:
+    """``const`` bound to ``dtype``: ``c = consts("int32"); c(7)``."""
+    return functools.partial(const, dtype=dtype)
 
 
 def shift_right_round(x: tirx.PrimExpr, s: int, dtype: str) -> tirx.PrimExpr:

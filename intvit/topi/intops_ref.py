@@ -7,6 +7,9 @@ arrays silently), so a reference run at 32 bits shows what truncation does to a 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 
 from intvit.topi.contract import check_choice
@@ -25,6 +28,11 @@ def as_acc(x: np.ndarray, acc_bits: int) -> np.ndarray:
 def const(value: int | np.ndarray, acc_bits: int) -> np.ndarray:
     """A compile-time constant in the accumulator type (wrapped to int32 at 32 bits)."""
     return np.asarray(value, dtype=np.int64).astype(acc_dtype(acc_bits))
+
+
+def consts(acc_bits: int) -> Callable[[int | np.ndarray], np.ndarray]:
+    """``const`` bound to ``acc_bits``: ``c = consts(32); c(7)``."""
+    return functools.partial(const, acc_bits=acc_bits)
 
 
 def shift_right_round(x: np.ndarray, s: int | np.ndarray, acc_bits: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from intvit.topi.contract import check_dtype
 from intvit.topi.intops import (
     acc_dtype,
     bit_length,
-    const,
+    consts,
     div_round_half_even,
     shift_right_round,
     shift_right_round_var,
@@ -35,7 +35,7 @@ def layernorm(
     if int(q.shape[-1]) != params.channels:
         raise ValueError(f"q has {int(q.shape[-1])} channels, params expect {params.channels}")
     dtype = acc_dtype(acc_bits or params.acc_bits)
-    c = lambda v: const(v, dtype)  # noqa: E731
+    c = consts(dtype)
     p = params
     tables = tables or ChannelTables.create(p.out, "ln_out")
     pre = p.p if p.variant == "edge" else 0

@@ -7,7 +7,7 @@ import numpy as np
 from intvit.topi.intops_ref import (
     as_acc,
     bit_length,
-    const,
+    consts,
     div_round_half_even,
     shift_right_round,
 )
@@ -24,7 +24,7 @@ from intvit.topi.sqrt_ref import isqrt_ivit_ref, isqrt_newton_ref
 
 def ilayernorm_ref(q: np.ndarray, p: ILayerNormParams, acc_bits: int | None = None):
     bits = acc_bits or p.acc_bits
-    c = lambda v: const(v, bits)  # noqa: E731
+    c = consts(bits)
     x = as_acc(q, bits)
     mean = div_round_half_even(x.sum(axis=-1, keepdims=True, dtype=x.dtype), p.channels)
     y = x - mean
@@ -36,7 +36,7 @@ def ilayernorm_ref(q: np.ndarray, p: ILayerNormParams, acc_bits: int | None = No
 
 def edge_layernorm_ref(q: np.ndarray, p: EdgeLayerNormParams, acc_bits: int | None = None):
     bits = acc_bits or p.acc_bits
-    c = lambda v: const(v, bits)  # noqa: E731
+    c = consts(bits)
     x = shift_right_round(as_acc(q, bits), p.p, bits)
     mean = div_round_half_even(x.sum(axis=-1, keepdims=True, dtype=x.dtype), p.channels)
     y = x - mean

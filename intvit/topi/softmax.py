@@ -9,7 +9,7 @@ from intvit.topi.intexp import poly_exp_terms, shift_exp
 from intvit.topi.intops import (
     acc_dtype,
     clamp,
-    const,
+    consts,
     shift_right_round,
     shift_right_round_var,
 )
@@ -19,7 +19,7 @@ from intvit.topi.softmax_params import SoftmaxParams
 
 def _exp_expr(x: tirx.PrimExpr, p: SoftmaxParams, dtype: str, lo: int) -> tirx.PrimExpr:
     """The exp of ``x = q - max(row)``, which lies in ``[lo, 0]``."""
-    c = lambda v: const(v, dtype)  # noqa: E731
+    c = consts(dtype)
     if p.variant == "shiftmax":
         return shift_exp(x, p.x0, p.n)
     if p.variant == "ibert":
@@ -38,7 +38,7 @@ def _exp_expr(x: tirx.PrimExpr, p: SoftmaxParams, dtype: str, lo: int) -> tirx.P
 
 
 def _out_expr(e: tirx.PrimExpr, factor: tirx.PrimExpr, p: SoftmaxParams, dtype: str):
-    c = lambda v: const(v, dtype)  # noqa: E731
+    c = consts(dtype)
     if p.variant == "shiftmax":
         out = (e * factor) >> c(31 - p.out_bits + 1)
     elif p.variant == "ibert":
@@ -49,7 +49,7 @@ def _out_expr(e: tirx.PrimExpr, factor: tirx.PrimExpr, p: SoftmaxParams, dtype: 
 
 
 def _factor_expr(total: tirx.PrimExpr, p: SoftmaxParams, dtype: str) -> tirx.PrimExpr:
-    c = lambda v: const(v, dtype)  # noqa: E731
+    c = consts(dtype)
     if p.variant == "shiftmax":
         return tirx.floordiv(c(2**31 - 1), tirx.min(total, c(2**31 - 1)))
     if p.variant == "ibert":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from intvit.topi.intexp_ref import poly_exp_terms, shift_exp
-from intvit.topi.intops_ref import as_acc, clamp, const, shift_right_round
+from intvit.topi.intops_ref import as_acc, clamp, consts, shift_right_round
 from intvit.topi.softmax_params import (
     EdgeSoftmaxParams,
     IBertSoftmaxParams,
@@ -21,7 +21,7 @@ from intvit.topi.softmax_params import (
 
 def shiftmax_ref(q: np.ndarray, p: ShiftmaxParams, acc_bits: int | None = None) -> np.ndarray:
     bits = acc_bits or p.acc_bits
-    c = lambda v: const(v, bits)  # noqa: E731
+    c = consts(bits)
     x = as_acc(q, bits)
     x = x - x.max(axis=-1, keepdims=True)
     e = shift_exp(x, p.x0, p.n, bits)
@@ -33,7 +33,7 @@ def shiftmax_ref(q: np.ndarray, p: ShiftmaxParams, acc_bits: int | None = None) 
 
 def ibert_softmax_ref(q: np.ndarray, p: IBertSoftmaxParams, acc_bits: int | None = None):
     bits = acc_bits or p.acc_bits
-    c = lambda v: const(v, bits)  # noqa: E731
+    c = consts(bits)
     x = as_acc(q, bits)
     x = x - x.max(axis=-1, keepdims=True)
     z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.n, bits)
@@ -51,7 +51,7 @@ def ibert_softmax_ref(q: np.ndarray, p: IBertSoftmaxParams, acc_bits: int | None
 
 def edge_softmax_ref(q: np.ndarray, p: EdgeSoftmaxParams, acc_bits: int | None = None):
     bits = acc_bits or p.acc_bits
-    c = lambda v: const(v, bits)  # noqa: E731
+    c = consts(bits)
     x = as_acc(q, bits)
     x = x - x.max(axis=-1, keepdims=True)
     if p.p >= 0:
