@@ -165,17 +165,30 @@ def _device_list(address: str) -> int:
     return 0
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM ends a long-running command as Ctrl-C does, so its ``finally`` blocks run
+    (a service's whole process group stops, nothing is left listening)."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _cmd_device(args: argparse.Namespace) -> int:
     import time
 
     from intvit.deploy import rpc
 
+    _interrupt_on_sigterm()
+
     if args.action == "list":
         return _device_list(args.tracker)
     if args.action == "tracker":
         service = rpc.start_tracker(args.port, host=args.host)
-        print(f"RPC tracker on {args.host}:{service.port} (Ctrl-C stops it)", flush=True)
         try:
+            print(f"RPC tracker on {args.host}:{service.port} (Ctrl-C stops it)", flush=True)
             while service.alive():
                 time.sleep(1)
             print(f"{service.name} exited:\n{service.log_tail()}", file=sys.stderr)
@@ -203,11 +216,11 @@ def _cmd_device(args: argparse.Namespace) -> int:
         print(f"{report.message()} (now on port {supervisor.service.port})", flush=True)
 
     supervisor = rpc.Supervisor(start)
-    service = supervisor.service
-    print(f"{service.name} on 127.0.0.1:{service.port}, key {args.key!r} (Ctrl-C stops it)")
-    sys.stdout.flush()
-    supervisor.watch(on_crash=on_crash)
     try:
+        supervisor.watch(on_crash=on_crash)
+        service = supervisor.service
+        print(f"{service.name} on 127.0.0.1:{service.port}, key {args.key!r} (Ctrl-C stops it)")
+        sys.stdout.flush()
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
@@ -627,6 +640,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What an interrupted command keeps, by subcommand (each saves as it goes).
+KEPT_ON_INTERRUPT = {
+    "tune": lambda a: f"the tuning records measured so far are in {a.db}",
+    "bench": lambda a: f"the partial report is in {a.out}",
+    "search": lambda a: f"the search state is in {a.out}; rerun the same command to resume",
+    "train-supernet": lambda a: f"the last finished epoch is in {a.output}; rerun to resume",
+    "relu-distill": lambda a: "the finished blocks are in the checkpoint; rerun to resume",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -634,6 +657,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"intvit: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        name = getattr(args, "nas_command", None) or args.command
+        kept = KEPT_ON_INTERRUPT.get(name)
+        print(
+            f"intvit: interrupted{'; ' + kept(args) if kept else ''}", file=sys.stderr, flush=True
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -205,6 +205,15 @@ def test_bad_inputs_are_named(library, tmp_path, tracker_port):
     request = BenchRequest(library, "127.0.0.1:1", "local", out=tmp_path, progress=False)
     with pytest.raises(ValueError, match="cannot reach the RPC tracker"):
         run_bench(request)
+    # A key no server registered: a named error within seconds, not a 900 s queue wait.
+    quick = BenchConfig(warmup=1, number=1, repeat=1, registration_timeout_s=1.0)
+    request = BenchRequest(
+        library, f"127.0.0.1:{tracker_port}", "nobody", out=tmp_path, config=quick, progress=False
+    )
+    start = time.monotonic()
+    with pytest.raises(DeviceError, match=r"no server for key 'nobody' .*registered: local"):
+        run_bench(request)
+    assert time.monotonic() - start < 30
 
 
 def test_profile_categories():

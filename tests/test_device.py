@@ -264,3 +264,50 @@ def test_x86_library_is_refused_by_the_arm_device(vit_model, arm_devices, tmp_pa
     with DeviceSession(arm_devices.session, "emu-a76") as session:
         with pytest.raises(ValueError, match="built for x86_64, but device 'emu-a76' is aarch64"):
             session.load(lib)
+
+
+@pytest.mark.parametrize("action", ["tracker", "serve"])
+def test_sigterm_stops_the_service_it_started(action, tmp_path):
+    """SIGTERM to ``intvit device tracker|serve`` stops its rpc_tracker / rpc_server child
+    (its own process group) as Ctrl-C does: nothing is left listening or registered."""
+    from intvit.deploy import rpc
+
+    with rpc.start_tracker(log_dir=tmp_path) as tracker:
+        _sigterm_check(action, tracker.port)
+
+
+def _sigterm_check(action: str, tracker_port: int) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from intvit.deploy.rpc import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "intvit.cli", "device", action]
+    if action == "tracker":
+        cmd += ["--port", str(port)]
+    else:
+        cmd += ["--tracker", f"127.0.0.1:{tracker_port}", "--key", f"sigterm-{port}"]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = job.stdout.readline()  # printed once the service listens
+        assert "127.0.0.1:" in line or "0.0.0.0:" in line, line
+        if action == "serve":
+            port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(timeout=60) == 0
+    finally:
+        if job.poll() is None:
+            job.kill()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"port {port} still listens after SIGTERM to intvit device {action}")

@@ -299,6 +299,25 @@ def test_corrupt_database_is_named(tmp_path):
     assert json.loads((tmp_path / "database_workload.json").read_text()) == {}
 
 
+def test_tune_names_a_corrupt_line_and_drops_a_torn_tail(vit, tmp_path):
+    """A corrupt record in the middle stops ``tune`` before any work, naming the line; a
+    half-written last line (a killed job's) is dropped with a warning, the rest kept."""
+    from intvit.tune.job import drop_torn_tail
+
+    (tmp_path / "database_workload.json").write_text('["a", 1]\n')
+    records = tmp_path / "database_tuning_record.json"
+    records.write_text('[0, 1]\n{"torn\n[0, 2]\n')
+    with pytest.raises(ValueError, match=r"database_tuning_record\.json' line 2 is corrupt"):
+        tune(vit, TuneConfig(trials=1, db=tmp_path, progress=False), log=lambda *_: None)
+    records.write_text('[0, 1]\n[0, 2]\n[0, 3, {"to')
+    said = []
+    assert drop_torn_tail(records, said.append)
+    assert records.read_text() == "[0, 1]\n[0, 2]\n" and "half-written" in said[0]
+    assert not drop_torn_tail(records, said.append) and count_records(tmp_path) == 2
+    records.write_text("[0, 1]")  # complete, only its newline missing: kept
+    assert not drop_torn_tail(records) and records.read_text() == "[0, 1]\n"
+
+
 @pytest.mark.slow
 def test_fp32_baseline_is_tuned_by_the_same_job(tmp_path):
     """The FP32 baseline (TVM's fused build of the float model) gets the same kind of job and
@@ -321,3 +340,35 @@ def test_fp32_baseline_is_tuned_by_the_same_job(tmp_path):
     with torch.no_grad():
         expected = model(torch.from_numpy(image)).numpy()
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_tune_after_its_batch_and_keeps_the_records(vit, tmp_path):
+    """Ctrl-C during ``intvit tune``: the batch being measured is recorded, the job stops
+    (no KeyboardInterrupt traceback, no crash), says what it kept, and exits 130."""
+    import signal
+
+    art = save_int_model(vit, tmp_path / "vit.int.safetensors")
+    db = tmp_path / "db"
+    cmd = [sys.executable, "-m", "intvit.cli", "tune", str(art), "--db", str(db)]
+    job = subprocess.Popen(
+        [*cmd, "--trials", "200", "--ops", "softmax"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while count_records(db) == 0 and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)  # the seeded row schedules are in: MetaSchedule's turn next
+        time.sleep(5)
+        job.send_signal(signal.SIGINT)
+        _, err = job.communicate(timeout=300)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    assert f"interrupted; the tuning records measured so far are in {db}" in err
+    assert count_records(db) >= 1
+    check_database(db)

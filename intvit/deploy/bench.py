@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,31 @@ class DeviceError(RuntimeError):
     """The device failed, hung or vanished; the message names the device and the library."""
 
 
+def registered_keys(summary: dict) -> set[str]:
+    """The device keys with at least one server registered (free or busy) in a tracker's
+    ``summary()``."""
+    keys = {str(s.get("key", "")).removeprefix("server:") for s in summary.get("server_info", [])}
+    return keys | {k for k, q in summary.get("queue_info", {}).items() if q.get("free", 0)}
+
+
+def wait_for_registration(tracker, key: str, timeout: float) -> None:
+    """Return once a server for ``key`` is registered; DeviceError after ``timeout`` seconds
+    (a supervised server restarting re-registers within a few) instead of queueing a request
+    that nothing will ever serve."""
+    deadline = time.monotonic() + timeout
+    while True:
+        keys = registered_keys(tracker.summary())
+        if key in keys:
+            return
+        if time.monotonic() >= deadline:
+            known = ", ".join(sorted(k for k in keys if k)) or "none"
+            raise DeviceError(
+                f"no server for key {key!r} is registered with the tracker (registered: "
+                f"{known}); start one with intvit device serve/emulate-arm --key {key}"
+            )
+        time.sleep(0.5)
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """How to time. ``number`` runs per sample, ``repeat`` samples, after ``warmup`` runs."""
@@ -36,7 +62,14 @@ class BenchConfig:
     profile_repeat: int = 5
     step_timeout_s: float = 300.0
     queue_timeout_s: float = 900.0
+    #: how long a key may have no server registered before the bench gives up
+    registration_timeout_s: float = 15.0
     session_timeout_s: float = 1800.0
+
+    def __post_init__(self) -> None:
+        for name, low in (("warmup", 0), ("number", 1), ("repeat", 1), ("profile_repeat", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= {low}")
 
 
 @dataclass
@@ -159,6 +192,7 @@ class DeviceSession:
 
     def open(self) -> DeviceSession:
         cfg = self.config
+        wait_for_registration(self.tracker, self.key, cfg.registration_timeout_s)
         self.session = call_with_timeout(
             lambda: self.tracker.request(self.key, session_timeout=cfg.session_timeout_s),
             cfg.queue_timeout_s,

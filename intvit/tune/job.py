@@ -14,7 +14,11 @@ nothing: the database makes a second run free; with a larger one, it extends it)
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +58,25 @@ def count_records(db: str | Path) -> int:
     if not path.is_file():
         return 0
     return sum(1 for line in path.read_text().splitlines() if line.strip())
+
+
+def drop_torn_tail(path: Path, log=print) -> bool:
+    """Remove a last line a killed job left half-written (no newline, not JSON), with a
+    warning; True if one was dropped. Complete lines are never touched."""
+    if not path.is_file():
+        return False
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return False
+    head, _, tail = data.rpartition(b"\n")
+    try:
+        json.loads(tail)
+        path.write_bytes(data + b"\n")  # a complete record that only lacks its newline
+        return False
+    except ValueError:
+        path.write_bytes(head + b"\n" if head else b"")
+        log(f"warning: dropped a half-written last line ({len(tail)} bytes) of {path}")
+        return True
 
 
 def check_database(db: str | Path) -> Path:
@@ -138,6 +161,10 @@ def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print, seed_rows: bool =
     target = preset.tvm_target()
     db = Path(cfg.db)
     db.mkdir(parents=True, exist_ok=True)
+    if (db / WORKLOADS).exists() or (db / RECORDS).exists():
+        for name in (WORKLOADS, RECORDS):
+            drop_torn_tail(db / name, log)
+        check_database(db)  # a corrupt line is named here, not deep inside MetaSchedule
     before = count_records(db)
     with target:
         mod = relax.transform.LegalizeOps()(mod)
@@ -174,9 +201,17 @@ def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print, seed_rows: bool =
         import_tvm_tensor_intrinsics()  # TuneContext imports it: minutes, unless done this way
         callbacks = [*ms.measure_callback.MeasureCallback.create("default"), progress]
         try:
-            _tune_relax(mod, target, db, todo, cfg, op_names, preset, callbacks)
+            with stop_on_sigint(progress):
+                _tune_relax(mod, target, db, todo, cfg, op_names, preset, callbacks)
+        except Exception:
+            # TuningStopped comes back through TVM's FFI as another error type
+            if not progress.stop_requested:
+                raise
         finally:
             progress.close()
+        if progress.stop_requested:
+            log(f"interrupted: {count_records(db) - before} new records kept in {db}")
+            raise KeyboardInterrupt
     after = count_records(db)
     summary = {
         "preset": preset.name,
@@ -196,6 +231,31 @@ def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print, seed_rows: bool =
         first_line = (progress.last_error or "").strip().splitlines()[-1:] or [""]
         log(f"{progress.failed} of {progress.measured} candidates failed; last: {first_line[0]}")
     return summary
+
+
+@contextlib.contextmanager
+def stop_on_sigint(progress: TrialProgress):
+    """While tuning, the first Ctrl-C asks the job to stop after the batch being measured
+    (a KeyboardInterrupt raised inside MetaSchedule's C++ loop is swallowed there, or
+    crashes it); a second one interrupts at once. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        progress.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print(
+            "\nstopping after the batch being measured (Ctrl-C again: at once, losing it)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def recorded_trials(mod: tvm.IRModule, target, db: Path, op_names: list[str]) -> int:

@@ -9,6 +9,10 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
 
+class TuningStopped(Exception):
+    """Raised from the measure callback to end a job the user interrupted."""
+
+
 @derived_object
 class TrialProgress(PyMeasureCallback):
     """Counts measured candidates against ``total`` trials; shows a tqdm bar (its remaining
@@ -22,6 +26,8 @@ class TrialProgress(PyMeasureCallback):
         self.failed = 0
         self.last_error: str | None = None  # the newest build or run error, for the summary
         self.started = time.monotonic()
+        #: set by a SIGINT handler; the next batch's callback ends the job (see ``apply``)
+        self.stop_requested = False
         self.bar = tqdm(total=total, desc="tune", unit="trial", disable=not enabled)
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
@@ -34,6 +40,10 @@ class TrialProgress(PyMeasureCallback):
                 self.last_error = str(error)
         self.bar.update(min(n, self.total - self.bar.n))
         self.bar.set_postfix(task=task_id, failed=self.failed)
+        if self.stop_requested:
+            # Ctrl-C: this batch is in the database already (the default callbacks, run
+            # first, committed it); unwind the scheduler's loop from here.
+            raise TuningStopped("tuning stopped at the user's request")
 
     def seconds_left(self) -> float | None:
         """Elapsed time per measured trial times the trials left (None before the first)."""
