@@ -69,10 +69,12 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
 def _cmd_compile(args: argparse.Namespace) -> int:
     from intvit.deploy.compile import apple_link_command, compile_int_model, export
     from intvit.deploy.targets import get_preset
+    from intvit.paths import check_writable
     from intvit.quant.artifact import load_int_model
 
     preset = get_preset(args.target)
     model = load_int_model(args.artifact)
+    check_writable(args.output, "library")
     print(f"compiling {args.artifact} for {preset.name} ({preset.description}) ...", flush=True)
     compiled = compile_int_model(
         model, preset, args.batch, profile=args.profile, schedules=args.schedules, db=args.db
@@ -264,8 +266,10 @@ def _config(args: argparse.Namespace):
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
     from intvit.api.model_eval import quantize
+    from intvit.paths import check_writable
     from intvit.quant.artifact import save_int_model
 
+    check_writable(args.output, "integer model")
     fit = args.gelu is None  # GELU-less checkpoints default to the relu variant
     _, int_model = quantize(_spec(args), _config(args), progress=not args.quiet, fit=fit)
     path = save_int_model(int_model, args.output)

@@ -221,3 +221,17 @@ def test_profile_categories():
     assert categorize("softmax2") == "softmax" and categorize("rq7") == "requantize"
     assert categorize("layer_norm") == "layernorm" and categorize("gelu") == "gelu"
     assert categorize("transpose3") == "other"
+
+
+def test_report_names_are_claimed_not_overwritten(tmp_path):
+    """Two benches of one library into one folder (even concurrent) get distinct reports."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from intvit.api.bench import claim_report_name
+
+    with ThreadPoolExecutor(8) as pool:
+        names = list(pool.map(lambda _: claim_report_name(tmp_path, "bench-vit-local"), range(8)))
+    assert sorted(names) == sorted(
+        ["bench-vit-local"] + [f"bench-vit-local-{i}" for i in range(2, 9)]
+    )
+    assert len(list(tmp_path.glob("bench-vit-local*.json"))) == 8

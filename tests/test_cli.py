@@ -70,3 +70,49 @@ def test_counts_below_one_are_refused_before_any_work(argv, flag, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert flag in err and ("must be >=" in err or "not an integer" in err), err
+
+
+def test_unwritable_outputs_are_refused_before_the_work(tmp_path, capsys):
+    """``-o`` under a file, or onto a folder: a one-line error before calibration or
+    compilation starts (nothing computed is lost to a bad path)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["quantize", "digits_vit", "-o", str(blocker / "m.safetensors"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(blocker)!r} is a file" in err and "calibrat" not in err
+    assert main(["quantize", "digits_vit", "-o", str(tmp_path), "--quiet"]) == 2
+    assert "it is a folder" in capsys.readouterr().err
+
+
+def test_check_writable_and_atomic_output(tmp_path):
+    import os
+
+    from intvit.paths import atomic_output, check_writable
+
+    assert check_writable(tmp_path / "a" / "b" / "m.so") == tmp_path / "a" / "b" / "m.so"
+    target = tmp_path / "out.bin"
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("the work failed")
+    assert not target.exists() and os.listdir(tmp_path) == ["a"]
+    with atomic_output(target) as tmp:
+        tmp.write_text("whole")
+    assert target.read_text() == "whole"
+    if os.geteuid() != 0:  # root writes into read-only folders anyway
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        with pytest.raises(ValueError, match="Permission denied"):
+            check_writable(ro / "m.so")
+
+
+def test_demo_headline_names_the_strongest_peer():
+    """The demo's speed-up is over the fastest baseline measured; TVM FP32 is named as
+    untuned, never the headline while a real peer was measured."""
+    from intvit.api.pipeline import headline, strongest_peer
+
+    ratios = {"TVM FP32": 7.94, "PyTorch eager FP32": 3.1, "ONNX Runtime FP32": 1.29}
+    assert strongest_peer(ratios) == "ONNX Runtime FP32"
+    line = headline(ratios)
+    assert line.startswith("integer-only is 1.29x the speed of ONNX Runtime FP32, the fastest")
+    assert "7.94x TVM FP32 (an untuned build" in line
+    assert "untuned" in headline({"TVM FP32": 7.94}) and headline({}) == ""

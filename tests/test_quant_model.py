@@ -377,3 +377,14 @@ def test_swin_reference_forward_equals_slow_per_op_check(random_models, calib_im
     m = calibrate(random_models["digits_swin"], calib_images)
     q = quantize_input(m, digits("test").images[:2])
     np.testing.assert_array_equal(reference_forward(m, q), _slow_swin(m, q))
+
+
+def test_evaluate_refuses_an_integer_model_of_another_model(random_models, calib_images):
+    """``intvit eval digits_swin --int-model vit.safetensors`` is an error, not a table."""
+    from intvit.api.model_eval import check_same_model
+
+    vit = calibrate(random_models["digits_vit"], calib_images)
+    check_same_model(random_models["digits_vit"], vit, "digits_vit")
+    for other in ("digits_swin", "digits_deit"):
+        with pytest.raises(ValueError, match=f"does not match the float model '{other}'"):
+            check_same_model(random_models[other], vit, other)

@@ -37,6 +37,23 @@ class BenchRequest:
     progress: bool = True
 
 
+def claim_report_name(out: Path, stem: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``, ... : the first whose ``.json`` report does not
+    exist yet, claimed at once (created exclusively), so that two benches of one library
+    into one folder, even at the same time, never overwrite each other's report."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        name = stem if n == 1 else f"{stem}-{n}"
+        try:
+            with open(out / f"{name}.json", "x") as f:
+                f.write('{"status": "starting"}\n')
+            return name
+        except FileExistsError:
+            continue
+    raise ValueError(f"{str(out)!r} holds 10000 reports named {stem!r}; choose another --out")
+
+
 def is_emulated(device_arch: str | None, tracker_host: str) -> bool:
     """An ARM device behind a tracker on this x86 machine can only be the emulated one."""
     local = tracker_host in LOCAL_HOSTS
@@ -100,7 +117,7 @@ def run_bench(req: BenchRequest) -> tuple[BenchReport, dict[str, Path]]:
         raise ValueError(f"{str(source)!r} does not exist")
     host, port = parse_address(req.tracker)
     tracker = connect_tracker(host, port)
-    stem = f"bench-{source.name.split('.')[0]}-{req.key}"
+    stem = claim_report_name(req.out, f"bench-{source.name.split('.')[0]}-{req.key}")
     report = BenchReport(model=source.name, device=req.key, preset=req.target or "?")
     report.config = asdict(req.config)
     steps = _Steps(2 + req.compare * 3 + req.per_op * (1 + req.compare), req.progress)

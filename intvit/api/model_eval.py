@@ -123,9 +123,24 @@ def library_memory(int_model: IntModel, target: str = "host") -> dict:
     return plan_memory(int_model, target).as_dict()
 
 
+def check_same_model(float_model, int_model: IntModel, model_name: str) -> None:
+    """ValueError unless ``int_model`` has the architecture of ``float_model`` (comparing a
+    Swin with a ViT's integer model gives numbers that mean nothing)."""
+    from intvit.quant.family import family_of_model
+
+    arch = family_of_model(float_model).arch_of(float_model)
+    if arch != int_model.arch:
+        source = f" (calibrated from {int_model.source})" if int_model.source else ""
+        raise ValueError(
+            f"the integer model{source} is a {int_model.arch.family} that does not match "
+            f"the float model {model_name!r} ({arch.family}); give the model it came from"
+        )
+
+
 def evaluate(
     float_model, int_model: IntModel, test: ArraySplit, model_name: str, memory: bool = False
 ) -> EvalResult:
+    check_same_model(float_model, int_model, model_name)
     fp = float_logits(float_model, test)
     il, trunc = int_logits_with_truncation(int_model, test.images)
     fp_pred, int_pred = fp.argmax(1), il.argmax(1)

@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from intvit.paths import atomic_output
+
 MANIFEST_VERSION = 1
 #: Input dtypes a library's ``main`` can take (int8 images; FP32 builds take float32).
 INPUT_DTYPES = ("int8", "uint8", "float32")
@@ -85,7 +87,8 @@ def manifest_path(library: str | Path) -> Path:
 
 def write_manifest(library: str | Path, manifest: LibraryManifest) -> Path:
     path = manifest_path(library)
-    path.write_text(manifest.to_json() + "\n")
+    with atomic_output(path) as tmp:
+        tmp.write_text(manifest.to_json() + "\n")
     return path
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from intvit.paths import atomic_output
 from intvit.quant.arch import arch_from_dict
 from intvit.quant.config import QuantConfig
 from intvit.quant.family import check_tensor_shapes
@@ -44,7 +45,8 @@ def save_int_model(model: IntModel, path: str | Path) -> Path:
         "source": model.source,
     }
     tensors = {k: np.ascontiguousarray(v) for k, v in model.tensors.items()}
-    save_file(tensors, str(path), metadata=meta)
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 
