@@ -267,3 +267,42 @@ def test_gelu_less_integer_model_keeps_the_float_gelu_accuracy(name, tolerance, 
     assert no_kd.agreement_with_original < distilled.agreement_with_original
     if name == "digits_swin":
         assert no_kd.int_top1 < original.float_top1 - 0.05, (no_kd, original)
+
+
+def _exact_requantize(acc: int, rq: RequantParams, channel: int = 0) -> int:
+    """The dyadic requantization in unbounded Python integers (no wrap can happen)."""
+    m, s = rq.m[channel], rq.s[channel]
+    x = (acc + (1 << (rq.p - 1) if rq.p else 0)) >> rq.p
+    y = (x * m + (1 << (s - 1) if s else 0)) >> s
+    lo, hi = rq.out_range
+    return min(max(y, lo), hi)
+
+
+@pytest.mark.parametrize("ratio", [2.0**-20, 3.1e-6, 1.7e-5])
+def test_uint8_fc2_accumulator_fits_a_32_bit_product(ratio):
+    """GELU-less fc2 at the extremes: K = 3072 uint8 activations of 255 times weights of
+    +-127 (the largest accumulator, 25+ bits). Sized with ``a_max=255``, the 32-bit-product
+    requantization equals the exact integer one on every extreme; sized as if int8 (128),
+    the bound is one bit short."""
+    from intvit.quant.plan_common import acc_bits
+
+    k = 3072
+    bound = k * 255 * 127
+    assert acc_bits(k, 128) < bound.bit_length() == acc_bits(k, 255)
+    rq = RequantParams.make(ratio, acc_bits(k, 255), "int32", product_bits=32)
+    extremes = np.array([bound, -bound, bound - 1, -(bound - 1), 1 << 26, 0], dtype=np.int64)
+    rng = np.random.default_rng(3072)
+    accs = np.concatenate([extremes, rng.integers(-bound, bound + 1, 200)]).astype(np.int32)
+    got = requantize_ref(accs, rq)
+    want = [_exact_requantize(int(a), rq) for a in accs]
+    np.testing.assert_array_equal(got, np.array(want, dtype=np.int64))
+
+
+def test_gelu_less_plan_sizes_fc2_for_uint8_inputs():
+    """The plan of a GELU-less model sizes fc2's requantization for its uint8 input."""
+    from intvit.quant.plan_common import acc_bits
+
+    model = swap_all(_teacher())
+    m = calibrate(model, digits("calib").images[:8], QuantConfig(gelu="relu"))
+    hidden = m.arch.blocks[0].mlp_hidden
+    assert m.plan.blocks[0].rq_fc2.in_bits == acc_bits(hidden, 255)

@@ -142,7 +142,10 @@ class PlanBuilder:
             rq_k=self.linear_rq(qkv, s_qkv, sc[p + "k"], k_qkv, sl=slice(a, 2 * a)),
             rq_v=self.linear_rq(qkv, s_qkv, sc[p + "v"], k_qkv, sl=slice(2 * a, None)),
             rq_scores=RequantParams.make(
-                acc_scale / sc[p + "scores"], min(30, acc_bits(d) + 1), "int8", self.product_bits
+                acc_scale / sc[p + "scores"],
+                min(30, acc_bits(d, 128, 128) + 1),
+                "int8",
+                self.product_bits,
             ),
             softmax=softmax,
             rq_ctx=RequantParams.make(
