@@ -24,6 +24,9 @@ MODELS = ("digits_vit", "digits_deit", "digits_swin")
 
 
 def main() -> int:
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()
     results = []
     for name in MODELS:
         results += evaluate_variants(ModelSpec(name), variant_configs())

@@ -42,6 +42,7 @@ from intvit.deploy.peers import (
     TORCH_EAGER,
     onnxruntime_peers,
     onnxruntime_runners,
+    openvino_peers,
     torch_eager,
     torch_runner,
 )
@@ -146,6 +147,7 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
     print(f"  {label8}: {ours.median_ms:.2f} ms, {label7}: {ours7.median_ms:.2f} ms", flush=True)
     peers = [fp32(None, "untuned"), torch_eager(model, image, threads, CFG)]
     peers.extend(onnxruntime_peers(model, image, threads, CFG, int8=True))
+    peers.extend(openvino_peers(model, image, threads, CFG))
     for mine in (ours, ours7):
         for peer in [ours, *peers] if mine is ours7 else peers:
             keep(BenchRecord(name, mine.label, peer.label, mine.median_ms, peer.median_ms, extra))
@@ -197,6 +199,9 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="deit_tiny_patch16_224,deit_small_patch16_224")
     parser.add_argument(

@@ -106,6 +106,9 @@ def bench_model(name: str, session: DeviceSession, keep) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=DEFAULT_MODELS)
     parser.add_argument("--out", type=Path, default=RESULTS)

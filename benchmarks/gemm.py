@@ -22,6 +22,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "gemm.json"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)

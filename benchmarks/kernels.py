@@ -20,6 +20,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "kernels.json"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 1 only, shorter timing")
     parser.add_argument("--out", type=Path, default=RESULTS)

@@ -82,6 +82,9 @@ def measure(name: str, folder: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--cases", default=",".join(CASES))

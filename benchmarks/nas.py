@@ -49,6 +49,9 @@ def _int_top1(float_model, splits) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--work", type=Path, default=Path("out/nas-bench"))

@@ -1,7 +1,5 @@
-"""intvit: vision transformers compiled to integer-only TVM libraries."""
+"""intvit: vision transformers compiled to integer-only TVM libraries.
 
-from intvit.deploy.threads import use_physical_cores
-
-# Before TVM's thread pool starts: one thread per physical core (TVM's own default halves the
-# logical CPUs on x86, one thread on this project's 2-core host). See intvit.deploy.threads.
-use_physical_cores()
+Importing it has no side effects; the TVM thread count is set where a runtime starts
+(:func:`intvit.deploy.threads.use_physical_cores`).
+"""

@@ -655,6 +655,9 @@ KEPT_ON_INTERRUPT = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

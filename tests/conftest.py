@@ -7,7 +7,10 @@ import pytest
 import tvm
 
 from intvit.deploy.targets import get_preset
+from intvit.deploy.threads import use_physical_cores
 from intvit.schedules.compile import compile_te
+
+use_physical_cores()  # before any test starts TVM's thread pool
 
 
 @pytest.fixture(scope="session")

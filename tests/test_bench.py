@@ -73,7 +73,13 @@ def test_bench_on_local_device_compare_and_per_op(artifact, tracker_port, tmp_pa
     assert data["preset"] == "host" and data["emulated"] is False
     assert data["device_info"]["bit_exact"] is True
     labels = [lat["label"] for lat in data["latencies"]]
-    assert labels == ["intvit integer-only", "TVM FP32", "PyTorch eager FP32", "ONNX Runtime FP32"]
+    assert labels == [
+        "intvit integer-only",
+        "TVM FP32",
+        "PyTorch eager FP32",
+        "ONNX Runtime FP32",
+        "OpenVINO FP32",
+    ]
     for lat in data["latencies"]:
         assert len(lat["samples_ms"]) == FAST.repeat
         assert 0 < lat["p10_ms"] <= lat["median_ms"] <= lat["p90_ms"]

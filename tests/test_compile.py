@@ -91,8 +91,13 @@ def test_aarch64_library_is_refused_on_x86(int_models, tmp_path):
     lib = export(compile_model(model, "aarch64-dotprod"), "aarch64-dotprod", tmp_path / "a.so")
     header = lib.read_bytes()[:20]
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # aarch64
-    with pytest.raises(ValueError, match=r"cannot load .* on this x86_64 machine"):
+    with pytest.raises(ValueError, match=r"a\.so' is built for aarch64; this machine is x86_64"):
         load(str(lib))
+    broken = tmp_path / "broken.so"
+    # an ELF header that says x86_64, and nothing a loader can use after it
+    broken.write_bytes(lib.read_bytes()[:18] + (62).to_bytes(2, "little") + b"\0" * 64)
+    with pytest.raises(ValueError, match=r"cannot load .*broken\.so' as a TVM library"):
+        load(str(broken))
 
 
 def test_apple_target_exports_an_archive(int_models, tmp_path):

@@ -47,7 +47,7 @@ def claim_report_name(out: Path, stem: str) -> str:
         name = stem if n == 1 else f"{stem}-{n}"
         try:
             with open(out / f"{name}.json", "x") as f:
-                f.write('{"status": "starting"}\n')
+                f.write('{"status": "starting", "latencies": []}\n')
             return name
         except FileExistsError:
             continue
@@ -217,9 +217,10 @@ def _float_build(req, report, manifest, int_model, stem, steps):
 def _host_peers(model, shape, cfg: BenchConfig, report: BenchReport) -> None:
     import tvm
 
-    from intvit.deploy.peers import onnxruntime_peers, torch_eager
+    from intvit.deploy.peers import onnxruntime_peers, openvino_peers, torch_eager
 
     threads = int(tvm.runtime.num_threads())
     image = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     report.latencies.append(torch_eager(model, image, threads, cfg))
     report.latencies.extend(onnxruntime_peers(model, image, threads, cfg))
+    report.latencies.extend(openvino_peers(model, image, threads, cfg))

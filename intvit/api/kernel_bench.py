@@ -40,6 +40,9 @@ class KernelCase:
 
 def time_module(module, arrays: list[np.ndarray], min_repeat_ms: int = 100, repeat: int = 7):
     """Median milliseconds of ``module['main'](*arrays)`` via TVM's time_evaluator."""
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()
     dev = tvm.cpu()
     args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
     timer = module.time_evaluator("main", dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)

@@ -46,6 +46,9 @@ def _module(m: int, k: int, n: int, rank: int | None, kernels, cores: int, rng) 
 def low_rank_cases(shapes=SHAPES, ratios=RATIOS, rounds: int = 5, on_record=None):
     """Records ``low-rank r`` vs ``full GEMM`` per shape and ratio, with ``mac_ratio``,
     ``time_ratio`` and ``meets`` (time_ratio <= mac_ratio + 0.10)."""
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()
     preset = get_preset("host")
     kernels = gemm_kernels_for(preset.target)
     if not kernels:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tvm
 
 from intvit.deploy.archcheck import check_library_arch
 from intvit.deploy.manifest import KernelCall, LibraryManifest
@@ -132,6 +133,10 @@ class OpTime:
     total_ms: float
 
 
+#: Errors of a session whose server is gone (crashed, killed or unreachable).
+_DEVICE_GONE = (tvm.error.RPCError, ConnectionError, EOFError, BrokenPipeError)
+
+
 def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Any:
     """Run ``fn`` in a daemon thread; DeviceError if it does not finish within ``timeout``."""
     box: dict[str, Any] = {}
@@ -139,7 +144,7 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Any:
     def target():
         try:
             box["value"] = fn()
-        except BaseException as err:
+        except Exception as err:  # relayed to the caller's thread below
             box["error"] = err
 
     thread = threading.Thread(target=target, daemon=True)
@@ -152,7 +157,7 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Any:
         if isinstance(err, DeviceError | ValueError):
             raise err
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "kShutdown" in str(err) or "connection" in str(err).lower():
+        if isinstance(err, _DEVICE_GONE):
             first += " (the device went away: the library crashed it, or it was stopped)"
         raise DeviceError(f"{what} failed: {first}") from err
     return box.get("value")
@@ -168,6 +173,9 @@ def _input_array(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarra
 
 def _stateful_vm(lib, dev, image: np.ndarray):
     """A Relax VM on ``dev`` with ``image`` set as ``main``'s input (``invoke_stateful``)."""
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()
     import tvm
     from tvm import relax
 
@@ -209,14 +217,14 @@ class DeviceSession:
             triple = str(self.session.get_function("target.llvm_get_system_triple")())
             cpu = str(self.session.get_function("tvm.codegen.llvm.GetHostCPUName")())
             return triple.split("-")[0], cpu
-        except Exception:
+        except AttributeError:  # a runtime-only device: no LLVM functions
             pass
         try:
             from intvit.deploy.archcheck import arch_of_header
 
             head = bytes(self.session.download("/proc/self/exe"))[:64]
             return arch_of_header(head), None
-        except Exception:
+        except (RuntimeError, OSError):  # TVM errors; no /proc (iOS): the arch stays unknown
             return None, None
 
     def _step(self, fn: Callable[[], Any], what: str, timeout: float | None = None) -> Any:

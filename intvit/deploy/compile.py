@@ -137,9 +137,9 @@ def compile_int_model(
 
     mod = scheduled_module(model, preset, batch)
     if db is not None:  # tuned schedules first
-        from intvit.tune.job import apply_database
+        from intvit.schedules.database import apply_database
 
-        mod = apply_database(mod, db, preset)
+        mod = apply_database(mod, db, preset.tvm_target())
     # the row schedule for the row kernels without a tuned one
     return compile_relax(schedule_rows(mod, preset.cores), preset, "int", name, profile)
 
@@ -194,9 +194,9 @@ def compile_float_model(
     preset = _as_preset(preset)
     mod = fused_float_module(torch_model, image_shape, preset)
     if db is not None:
-        from intvit.tune.job import apply_database
+        from intvit.schedules.database import apply_database
 
-        mod = apply_database(mod, db, preset)
+        mod = apply_database(mod, db, preset.tvm_target())
     return compile_relax(mod, preset, "fp32", name, profile)
 
 

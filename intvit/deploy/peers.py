@@ -1,5 +1,6 @@
-"""The float peers measured in-process on the host: PyTorch eager and ONNX Runtime (FP32, and
-int8 with static QDQ or dynamic quantization), all at the same thread count as TVM."""
+"""The float peers measured in-process on the host: PyTorch eager, ONNX Runtime (FP32, and
+int8 with static QDQ or dynamic quantization) and OpenVINO FP32 (when installed), all at the
+same thread count as TVM."""
 
 from __future__ import annotations
 
@@ -115,6 +116,41 @@ def onnxruntime_runner(path: Path, image: np.ndarray, threads: int) -> Callable[
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     feed = {"image": image}
     return lambda: sess.run(None, feed)
+
+
+OPENVINO_FP32 = "OpenVINO FP32"
+
+
+def openvino_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def openvino_runner(path: Path, image: np.ndarray, threads: int) -> Callable[[], object]:
+    """One inference of the ONNX model at ``path`` compiled by OpenVINO for the CPU with
+    ``threads`` inference threads (latency hint: one stream, as the others run)."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+        "INFERENCE_PRECISION_HINT": "f32",  # FP32: no bf16 on AMX-capable CPUs
+    }
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    request = compiled.create_infer_request()
+    return lambda: request.infer({0: image})
+
+
+def openvino_peers(model, image: np.ndarray, threads: int, cfg: BenchConfig) -> list[Latency]:
+    """OpenVINO FP32 on the same ONNX export as ONNX Runtime's; none without openvino."""
+    if not openvino_available():
+        return []
+    with tempfile.TemporaryDirectory(prefix="intvit-openvino-") as tmp:
+        run = openvino_runner(export_onnx(model, image, Path(tmp) / "model.onnx"), image, threads)
+        return [Latency(OPENVINO_FP32, "host", _time(run, cfg), f"{threads} thread(s)")]
 
 
 def onnxruntime_runners(

@@ -133,6 +133,9 @@ def start_host_server(
     tracker_port: int, key: str, log_dir: Path | None = None, tracker_host: str = "127.0.0.1"
 ) -> ServiceProcess:
     """This machine's CPU as an RPC device registered under ``key``."""
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()  # the server inherits TVM_NUM_THREADS
     port = free_port()
     log = (log_dir or Path("/tmp")) / f"intvit-server-{key}-{port}.log"
     cmd = rpc_server_command(sys.executable, port, f"{tracker_host}:{tracker_port}", key)

@@ -17,13 +17,23 @@ import tvm
 
 def load(path: str, device: str = "cpu"):
     """Load a library built for this machine; a library for another architecture is refused."""
+    from intvit.deploy.threads import use_physical_cores
+
+    use_physical_cores()
+    from intvit.deploy.archcheck import library_arch, normalize_arch
+
+    here = normalize_arch(platform.machine())
+    built_for = library_arch(path)  # ValueError for a missing file or no ELF/Mach-O header
+    if built_for != here:
+        raise ValueError(
+            f"{str(path)!r} is built for {built_for}; this machine is {here}: run it there, "
+            "or compile it for this machine's target"
+        )
     try:
         lib = tvm.runtime.load_module(str(path))
-    except Exception as err:
-        raise ValueError(
-            f"cannot load {path!r} on this {platform.machine()} machine (built for another "
-            f"architecture, or not a TVM library): {str(err).splitlines()[0]}"
-        ) from None
+    except (RuntimeError, OSError) as err:  # TVM errors are RuntimeErrors
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot load {str(path)!r} as a TVM library: {first}") from None
     return tvm.relax.VirtualMachine(lib, tvm.device(device))
 
 

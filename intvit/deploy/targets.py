@@ -7,11 +7,11 @@ feature the host lacks dies with SIGILL.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import tvm
 
+from intvit.schedules.hostcpu import host_cpu
 from intvit.topi.contract import check_choice
 
 
@@ -38,29 +38,6 @@ class TargetPreset:
     def is_aarch64(self) -> bool:
         triple = self.target.get("mtriple", "")
         return triple.startswith(("aarch64", "arm64"))
-
-
-def _global(name: str):
-    return tvm.get_global_func(name)
-
-
-@functools.lru_cache(maxsize=1)
-def host_cpu() -> tuple[str, tuple[str, ...]]:
-    """(LLVM CPU name, enabled SIMD features) of this machine."""
-    cpu = str(_global("tvm.codegen.llvm.GetHostCPUName")())
-    feats = _global("tvm.codegen.llvm.GetHostCPUFeatures")()
-    simd = (
-        "avx2",
-        "fma",
-        "avx512f",
-        "avx512bw",
-        "avx512vnni",
-        "avxvnni",
-        "neon",
-        "dotprod",
-        "i8mm",
-    )
-    return cpu, tuple(f for f in simd if bool(feats.get(f, False)))
 
 
 def host_preset(num_cores: int | None = None) -> TargetPreset:

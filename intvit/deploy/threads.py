@@ -5,8 +5,9 @@ without either takes half the logical CPUs on x86, on the assumption that every 
 hardware threads. On a machine without SMT (cloud VMs, this project's 2-core host) that leaves
 half the cores idle: TVM ran one thread on two cores here. :func:`use_physical_cores` sets
 ``TVM_NUM_THREADS`` to the physical cores this process may run on, unless the user chose.
-It must run before TVM's pool starts (the first parallel kernel), so ``intvit`` calls it when
-imported; every peer of a benchmark gets the same count (``tvm.runtime.num_threads()``).
+It must run before TVM's pool starts (the first parallel kernel), so it is called where a
+runtime starts (the CLI, loading a library, a local VM or timer, an RPC server, each
+benchmark script); every peer of a benchmark gets the same count (``tvm.runtime.num_threads()``).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def calibrate(
     config = config or QuantConfig()
     family = family_of_model(model)
     arch, forward = family.arch_of(model), family.shadow_forward
-    from intvit.models.gelu_less import mlp_activation
+    from intvit.quant.activation import mlp_activation
 
     if mlp_activation(model) == "relu" and config.gelu != "relu":
         raise ValueError(

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from tvm import s_tir, tirx
 
-from intvit.schedules.intrinsics import GemmKernel
 from intvit.topi.dense_packed import NARROW_ROW_CHUNKS, NARROW_TILES, PACKED_W
+from intvit.topi.gemm_kernel import GemmKernel
 
 PACKED_ACC = "_packed_acc"
 MIN_PARALLEL_MACS = 1 << 20

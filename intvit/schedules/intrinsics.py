@@ -30,11 +30,12 @@ LLVM in the wheel rejects; AVX-512 VNNI is not used here (this machine has AVX2 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
+
+from intvit.schedules.hostcpu import host_cpu
+from intvit.topi.gemm_kernel import GemmKernel
 
 
 def _dot_desc(rows: int, lanes: int, kpack: int, operand: str, weight: str | None = None):
@@ -237,44 +238,6 @@ TensorIntrin.register(ARM_NEON, _dot_desc(1, 4, 4, "int8"), _arm_neon_impl, over
 TensorIntrin.register(ARM_SMMLA, _dot_desc(2, 2, 8, "int8"), _arm_smmla_impl, override=True)
 
 
-@dataclass(frozen=True)
-class GemmKernel:
-    """A dot-product micro-kernel and the register tile around it.
-
-    Weights are packed ``[N/lanes, K/kpack, lanes, kpack]`` in ``operand`` dtype, activations
-    (in the kernel) ``[M/rows, K/kpack, rows, kpack]`` and the accumulators ``[M/rows,
-    N/lanes, rows, lanes]``; the register tile is ``m_tile`` rows x ``n_vectors`` blocks of
-    ``lanes`` columns, all kept in registers over K.
-    """
-
-    name: str
-    intrin: str
-    lanes: int
-    kpack: int
-    operand: str  # the activations' operand dtype (int8 x offset by +128 for uint8, and back)
-    m_tile: int  # a multiple of rows
-    n_vectors: int
-    rows: int = 1  # activation rows per instruction (2 for smmla)
-    weight_max: int = 128  # the largest |w| the kernel sums exactly (128: any int8)
-
-    @property
-    def weight_operand(self) -> str:
-        """The weights' operand dtype: int16 (widened from int8 in the kernel) for an int16
-        kernel, else int8 as stored."""
-        return "int16" if self.operand == "int16" else "int8"
-
-    def takes_weights(self, w: np.ndarray) -> bool:
-        """Whether every weight is within the kernel's exact range (``|w| <= weight_max``)."""
-        return int(np.abs(w.astype(np.int16)).max(initial=0)) <= self.weight_max
-
-    def accepts(self, x_dtype: str, n: int, k: int) -> bool:
-        """Whether a constant-weight GEMM ``[.., K] x [N, K]`` can use the kernel: int8 or
-        uint8 activations (see :func:`intvit.topi.dense_packed.pack_bias`); any ``N`` and
-        ``K``, padded to the register tile inside the kernel
-        (:func:`~intvit.topi.dense_packed.padded_shape`)."""
-        return x_dtype in ("int8", "uint8") and n >= 1 and k >= 1
-
-
 KERNELS = {
     k.name: k
     for k in (
@@ -300,8 +263,6 @@ def gemm_kernels_for(target: dict) -> tuple[GemmKernel, ...]:
         if "i8mm" in attrs:
             return (KERNELS["arm-smmla"],)
         return (KERNELS["arm-sdot" if "dotprod" in attrs else "arm-neon"],)
-    from intvit.deploy.targets import host_cpu
-
     if not triple and "avx2" in host_cpu()[1]:
         return KERNELS["avx2-maddubsw"], KERNELS["avx2-pmaddwd"]
     return ()

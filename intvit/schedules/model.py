@@ -9,8 +9,9 @@ import tvm
 from tvm import tirx
 
 from intvit.schedules.gemm import PACKED_FUNC, schedule_packed_gemm
-from intvit.schedules.intrinsics import GemmKernel, kernel_of_func
+from intvit.schedules.intrinsics import kernel_of_func
 from intvit.schedules.rowwise import schedule_rowwise
+from intvit.topi.gemm_kernel import GemmKernel
 
 ROW_KERNELS = ("softmax", "gelu", "layernorm", "rq")
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 from tvm import te, tirx
 
-from intvit.schedules.intrinsics import GemmKernel
 from intvit.topi.contract import check_dtype
+from intvit.topi.gemm_kernel import GemmKernel
 
 #: A dense GEMM with fewer column tiles than this (``lanes * n_vectors`` columns each) is
 #: "narrow" (the first factor of a low-rank linear: ``N = r``): its rows are padded to

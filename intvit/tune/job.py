@@ -15,7 +15,6 @@ nothing: the database makes a second run free; with a larger one, it extends it)
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import sys
 import threading
@@ -29,11 +28,16 @@ from tvm import relax
 from intvit.deploy.compile import scheduled_module
 from intvit.deploy.targets import TargetPreset, get_preset
 from intvit.quant.int_model import IntModel
+from intvit.schedules.database import (  # noqa: F401  (the tuner's API too)
+    RECORDS,
+    WORKLOADS,
+    apply_database,
+    check_database,
+    count_records,
+    drop_torn_tail,
+)
 from intvit.schedules.tvm_intrinsics import import_tvm_tensor_intrinsics
 from intvit.tune.progress import TrialProgress
-
-RECORDS = "database_tuning_record.json"
-WORKLOADS = "database_workload.json"
 
 
 @dataclass(frozen=True)
@@ -51,48 +55,6 @@ class TuneConfig:
     seed: int = 0
     ops: tuple[str, ...] | None = None  # only kernels whose name starts with one of these
     progress: bool = True  # a bar over the trials with the time left
-
-
-def count_records(db: str | Path) -> int:
-    path = Path(db) / RECORDS
-    if not path.is_file():
-        return 0
-    return sum(1 for line in path.read_text().splitlines() if line.strip())
-
-
-def drop_torn_tail(path: Path, log=print) -> bool:
-    """Remove a last line a killed job left half-written (no newline, not JSON), with a
-    warning; True if one was dropped. Complete lines are never touched."""
-    if not path.is_file():
-        return False
-    data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return False
-    head, _, tail = data.rpartition(b"\n")
-    try:
-        json.loads(tail)
-        path.write_bytes(data + b"\n")  # a complete record that only lacks its newline
-        return False
-    except ValueError:
-        path.write_bytes(head + b"\n" if head else b"")
-        log(f"warning: dropped a half-written last line ({len(tail)} bytes) of {path}")
-        return True
-
-
-def check_database(db: str | Path) -> Path:
-    """``db`` as a usable database folder; ValueError naming a missing or corrupt file."""
-    db = Path(db)
-    for name in (WORKLOADS, RECORDS):
-        path = db / name
-        if not path.is_file():
-            raise ValueError(f"tuning database {str(db)!r} has no {name}")
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    json.loads(line)
-                except json.JSONDecodeError:
-                    raise ValueError(f"{str(path)!r} line {n} is corrupt") from None
-    return db
 
 
 def _runner(cfg: TuneConfig):
@@ -304,10 +266,3 @@ def _tune_relax(
         measure_callbacks=callbacks,
         seed=cfg.seed,
     )
-
-
-def apply_database(mod: tvm.IRModule, db: str | Path, preset: TargetPreset) -> tvm.IRModule:
-    """``mod`` with the best tuned schedule of every kernel the database knows."""
-    db = check_database(db)
-    with preset.tvm_target():
-        return relax.transform.MetaScheduleApplyDatabase(str(db))(mod)
