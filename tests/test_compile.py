@@ -115,3 +115,25 @@ def test_bad_inputs(int_models):
     vm = relax.VirtualMachine(compile_model(model, "host"), tvm.cpu())
     with pytest.raises(ValueError, match="must be int8"):
         run(vm, np.zeros((1, 1, 32, 32), np.float32))
+
+
+def test_kernels_are_routed_by_their_kind_attribute(int_models):
+    """Every kernel intvit emits carries its kind; the schedules route on it, not on names:
+    a row kernel renamed is still row-scheduled, a function merely named like one is not."""
+    from tvm import tirx
+
+    from intvit.relax_ops.graph import build_module
+    from intvit.schedules.model import schedule_rows
+    from intvit.topi.kinds import KERNEL_ATTR, KINDS, kernel_kind
+
+    mod = build_module(int_models[("digits_swin", "edge")], 1)
+    funcs = {gv.name_hint: f for gv, f in mod.functions_items() if isinstance(f, tirx.PrimFunc)}
+    kinds = {name: kernel_kind(f) for name, f in funcs.items()}
+    assert all(k in KINDS for k in kinds.values()), kinds
+    assert {"softmax", "gelu", "layernorm", "scores", "data"} <= set(kinds.values())
+    gelu = next(f for n, f in funcs.items() if kinds[n] == "gelu")
+    impostor = next(f for n, f in funcs.items() if kinds[n] == "data").without_attr(KERNEL_ATTR)
+    probe = tvm.IRModule({"renamed_kernel": gelu, "softmax_lookalike": impostor})
+    scheduled = schedule_rows(probe, cores=2)
+    assert scheduled["renamed_kernel"].attrs.get("tirx.is_scheduled", False)
+    assert not scheduled["softmax_lookalike"].attrs.get("tirx.is_scheduled", False)

@@ -21,6 +21,7 @@ import tvm
 
 from intvit.deploy.archcheck import check_library_arch
 from intvit.deploy.manifest import KernelCall, LibraryManifest
+from intvit.topi import kinds
 
 
 class DeviceError(RuntimeError):
@@ -115,7 +116,25 @@ CATEGORIES = (
 )
 
 
-def categorize(func: str) -> str:
+#: The profile's category of each kernel kind intvit emits (:mod:`intvit.topi.kinds`).
+CATEGORY_OF_KIND = {
+    kinds.PACKED_GEMM: "gemm",
+    kinds.GEMM: "gemm",
+    kinds.SOFTMAX: "softmax",
+    kinds.GELU: "gelu",
+    kinds.LAYERNORM: "layernorm",
+    kinds.REQUANTIZE: "requantize",
+    kinds.SCORES: "requantize",
+    kinds.RESIDUAL: "residual",
+    kinds.DATA: "other",
+}
+
+
+def categorize(func: str, kind: str | None = None) -> str:
+    """The profile category of a kernel: from its kind where intvit emitted it, else (TVM's
+    FP32 kernels, which carry no kind) from the operator names TVM gives them."""
+    if kind is not None:
+        return CATEGORY_OF_KIND.get(kind, "other")
     name = func.lower()
     for category, keys in CATEGORIES:
         if any(k in name for k in keys):
@@ -319,7 +338,11 @@ class DeviceSession:
             return per_func
 
         per_func = self._step(run, what, cfg.step_timeout_s * 2)
-        ops = [OpTime(f, categorize(f), int(c), float(t)) for f, (c, t) in per_func.items()]
+        kind_of = {call.func: call.kind for call in counts}
+        ops = [
+            OpTime(f, categorize(f, kind_of.get(f)), int(c), float(t))
+            for f, (c, t) in per_func.items()
+        ]
         return sorted(ops, key=lambda o: -o.total_ms)
 
     def close(self) -> None:

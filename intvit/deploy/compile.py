@@ -21,6 +21,7 @@ from intvit.deploy.memory import MemoryReport, memory_report
 from intvit.deploy.targets import TargetPreset, get_preset
 from intvit.quant.int_model import IntModel
 from intvit.relax_ops.graph import build_module
+from intvit.topi.kinds import kernel_kind
 
 
 @dataclass
@@ -56,7 +57,8 @@ def kernel_calls(lowered: tvm.IRModule) -> list[KernelCall]:
             args = []
             for arg in value.args:
                 args.append(_shape_dtype(arg.ty))
-            calls.append(KernelCall(value.op.name_hint, tuple(args)))
+            kind = kernel_kind(lowered[value.op])
+            calls.append(KernelCall(value.op.name_hint, tuple(args), kind))
     return calls
 
 

@@ -26,6 +26,8 @@ class KernelCall:
 
     func: str
     args: tuple[tuple[tuple[int, ...], str], ...]  # ((shape, dtype), ...)
+    #: the kernel's ``intvit.kernel`` kind (:mod:`intvit.topi.kinds`); None for TVM's own
+    kind: str | None = None
 
 
 @dataclass
@@ -62,7 +64,7 @@ class LibraryManifest:
     @classmethod
     def from_dict(cls, d: dict) -> LibraryManifest:
         calls = [
-            KernelCall(c["func"], tuple((tuple(s), dt) for s, dt in c["args"]))
+            KernelCall(c["func"], tuple((tuple(s), dt) for s, dt in c["args"]), c.get("kind"))
             for c in d.get("calls", [])
         ]
         return cls(

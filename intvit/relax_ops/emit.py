@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from tvm import relax, te
 
+from intvit.topi.kinds import KERNEL_ATTR, KINDS
+
 
 def _tensor_type(expr: relax.Expr) -> tuple[tuple[int, ...], str]:
     ty = expr.ty
@@ -26,10 +28,14 @@ def emit_te(
     compute: Callable[..., te.Tensor | list[te.Tensor] | tuple[te.Tensor, ...]],
     *args: relax.Expr,
     primfunc_name_hint: str,
+    kind: str,
 ) -> relax.Var:
     """``bb.emit_te(compute, *args, primfunc_name_hint=...)`` with int32 indices: ``compute``
     gets one placeholder per tensor argument (statically shaped) and returns the output
-    tensor (or several: the call then returns a tuple)."""
+    tensor (or several: the call then returns a tuple). ``kind`` (one of
+    :data:`intvit.topi.kinds.KINDS`) goes on the PrimFunc as its ``intvit.kernel`` attribute."""
+    if kind not in KINDS:
+        raise ValueError(f"kernel kind {kind!r} is not one of {', '.join(KINDS)}")
     placeholders = []
     for i, arg in enumerate(args):
         shape, dtype = _tensor_type(arg)
@@ -37,6 +43,7 @@ def emit_te(
     result = compute(*placeholders)
     outputs = list(result) if isinstance(result, list | tuple) else [result]
     func = te.create_prim_func([*placeholders, *outputs]).without_attr("global_symbol")
+    func = func.with_attr(KERNEL_ATTR, kind)
     gv = bb.add_func(func, primfunc_name_hint)
     types = [relax.TensorType([int(s) for s in t.shape], str(t.dtype)) for t in outputs]
     out_type = types if isinstance(result, list | tuple) else types[0]

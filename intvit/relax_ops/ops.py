@@ -16,6 +16,17 @@ from intvit.topi import gelu as gelu_te
 from intvit.topi import layernorm as layernorm_te
 from intvit.topi import matmul, residual
 from intvit.topi import softmax as softmax_te
+from intvit.topi.kinds import (
+    DATA,
+    GELU,
+    GEMM,
+    LAYERNORM,
+    PACKED_GEMM,
+    REQUANTIZE,
+    RESIDUAL,
+    SCORES,
+    SOFTMAX,
+)
 from intvit.topi.requantize import ChannelTables
 from intvit.topi.requantize import requantize as requantize_te
 from intvit.topi.requantize_params import RequantParams
@@ -49,12 +60,18 @@ def _with_tables(params: RequantParams):
 
 def requantize(bb: relax.BlockBuilder, x: relax.Expr, params: RequantParams, name="rq"):
     if params.channels == 1:
-        return emit_te(bb, lambda q: requantize_te(q, params, name)[0], x, primfunc_name_hint=name)
+        return emit_te(
+            bb,
+            lambda q: requantize_te(q, params, name)[0],
+            x,
+            primfunc_name_hint=name,
+            kind=REQUANTIZE,
+        )
 
     def fn(q, m, s, b):
         return requantize_te(q, params, name, ChannelTables(m, s, b, params))[0]
 
-    return emit_te(bb, fn, x, *_tables(params), primfunc_name_hint=name)
+    return emit_te(bb, fn, x, *_tables(params), primfunc_name_hint=name, kind=REQUANTIZE)
 
 
 def _packed_kernel(x, weight: np.ndarray):
@@ -119,6 +136,7 @@ def _dense(bb, x, weight, bias, name, epilogue, extra=(), unfused=None):
         ),
         *args,
         primfunc_name_hint=name + PACKED_FUNC,
+        kind=PACKED_GEMM,
     )
 
 
@@ -126,7 +144,7 @@ def _dense_default(bb, x, weight: np.ndarray, bias: np.ndarray | None, name="den
     args = [x, relax.const(np.ascontiguousarray(weight))]
     if bias is not None:
         args.append(relax.const(np.ascontiguousarray(bias.astype(np.int32))))
-    return emit_te(bb, matmul.dense, *args, primfunc_name_hint=name)
+    return emit_te(bb, matmul.dense, *args, primfunc_name_hint=name, kind=GEMM)
 
 
 def batch_matmul(bb, a, b, name="batch_matmul", rq: RequantParams | None = None):
@@ -144,24 +162,26 @@ def batch_matmul(bb, a, b, name="batch_matmul", rq: RequantParams | None = None)
             acc = batch_matmul_packed(x, y, kernel, name)
             return acc if rq is None else requantize_te(acc, rq, f"{name}_rq")[0]
 
-        return emit_te(bb, fn, a, b, primfunc_name_hint=name + PACKED_FUNC)
-    acc = emit_te(bb, matmul.batch_matmul, a, b, primfunc_name_hint=name)
+        return emit_te(bb, fn, a, b, primfunc_name_hint=name + PACKED_FUNC, kind=PACKED_GEMM)
+    acc = emit_te(bb, matmul.batch_matmul, a, b, primfunc_name_hint=name, kind=GEMM)
     return acc if rq is None else requantize(bb, acc, rq)
 
 
 def softmax(bb, x, params, name="softmax"):
-    return emit_te(bb, lambda q: softmax_te.softmax(q, params), x, primfunc_name_hint=name)
+    return emit_te(
+        bb, lambda q: softmax_te.softmax(q, params), x, primfunc_name_hint=name, kind=SOFTMAX
+    )
 
 
 def gelu(bb, x, params, name="gelu"):
-    return emit_te(bb, lambda q: gelu_te.gelu(q, params), x, primfunc_name_hint=name)
+    return emit_te(bb, lambda q: gelu_te.gelu(q, params), x, primfunc_name_hint=name, kind=GELU)
 
 
 def layernorm(bb, x, params, name="layernorm"):
     def fn(q, m, s, b):
         return layernorm_te.layernorm(q, params, tables=ChannelTables(m, s, b, params.out))[0]
 
-    return emit_te(bb, fn, x, *_tables(params.out), primfunc_name_hint=name)
+    return emit_te(bb, fn, x, *_tables(params.out), primfunc_name_hint=name, kind=LAYERNORM)
 
 
 def residual_add(bb, x, acc, skip: RequantParams, branch: RequantParams, lo, hi, name="residual"):
@@ -172,17 +192,20 @@ def residual_add(bb, x, acc, skip: RequantParams, branch: RequantParams, lo, hi,
             x,
             acc,
             primfunc_name_hint=name,
+            kind=RESIDUAL,
         )
 
     def fn(a, c, m, s, b):
         return residual.residual_add(a, c, skip, branch, lo, hi, ChannelTables(m, s, b, branch))
 
-    return emit_te(bb, fn, x, acc, *_tables(branch), primfunc_name_hint=name)
+    return emit_te(bb, fn, x, acc, *_tables(branch), primfunc_name_hint=name, kind=RESIDUAL)
 
 
 def split_heads(bb, qkv, heads: int):
     """``[B, N, 3*D]`` -> ``(q, k, v^T)`` per head (one kernel, see ``residual.split_heads``)."""
-    parts = emit_te(bb, lambda x: residual.split_heads(x, heads), qkv, primfunc_name_hint="heads")
+    parts = emit_te(
+        bb, lambda x: residual.split_heads(x, heads), qkv, primfunc_name_hint="heads", kind=DATA
+    )
     return tuple(bb.emit(relax.TupleGetItem(parts, i)) for i in range(3))
 
 
@@ -194,22 +217,33 @@ def add_tokens(bb, x, prefix: np.ndarray, pos: np.ndarray, lo, hi):
         relax.const(prefix.astype(np.int32)),
         relax.const(pos.astype(np.int32)),
         primfunc_name_hint="add_tokens",
+        kind=RESIDUAL,
     )
 
 
 def im2col(bb, x, patch: int):
-    return emit_te(bb, lambda q: residual.im2col(q, patch), x, primfunc_name_hint="im2col")
+    return emit_te(
+        bb, lambda q: residual.im2col(q, patch), x, primfunc_name_hint="im2col", kind=DATA
+    )
 
 
 def windows(bb, x, grid: int, ws: int, shift: int):
     return emit_te(
-        bb, lambda q: residual.windows(q, grid, ws, shift), x, primfunc_name_hint="windows"
+        bb,
+        lambda q: residual.windows(q, grid, ws, shift),
+        x,
+        primfunc_name_hint="windows",
+        kind=DATA,
     )
 
 
 def unwindows(bb, x, grid: int, ws: int, shift: int):
     return emit_te(
-        bb, lambda q: residual.unwindows(q, grid, ws, shift), x, primfunc_name_hint="unwindows"
+        bb,
+        lambda q: residual.unwindows(q, grid, ws, shift),
+        x,
+        primfunc_name_hint="unwindows",
+        kind=DATA,
     )
 
 
@@ -229,7 +263,7 @@ def take_token(bb, x, index: int):
 
 def token_sum(bb, x):
     """int8 ``[B, N, D]`` -> int32 sum over tokens ``[B, D]`` (Swin's average pool numerator)."""
-    return emit_te(bb, residual.token_sum, x, primfunc_name_hint="token_sum")
+    return emit_te(bb, residual.token_sum, x, primfunc_name_hint="token_sum", kind=DATA)
 
 
 def add_score_bias(bb, scores, bias: np.ndarray, mask, nw: int, heads: int, rq: RequantParams):
@@ -244,4 +278,4 @@ def add_score_bias(bb, scores, bias: np.ndarray, mask, nw: int, heads: int, rq: 
     def fn(acc, b, m=None):
         return residual.window_scores(acc, b, m, nw, heads, n, rq, MASKED)
 
-    return emit_te(bb, fn, *args, primfunc_name_hint="window_scores")
+    return emit_te(bb, fn, *args, primfunc_name_hint="window_scores", kind=SCORES)

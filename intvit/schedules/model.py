@@ -8,12 +8,11 @@ from __future__ import annotations
 import tvm
 from tvm import tirx
 
-from intvit.schedules.gemm import PACKED_FUNC, schedule_packed_gemm
+from intvit.schedules.gemm import schedule_packed_gemm
 from intvit.schedules.intrinsics import kernel_of_func
 from intvit.schedules.rowwise import schedule_rowwise
 from intvit.topi.gemm_kernel import GemmKernel
-
-ROW_KERNELS = ("softmax", "gelu", "layernorm", "rq")
+from intvit.topi.kinds import PACKED_GEMM, ROW_KINDS, kernel_kind
 
 
 def schedule_gemms(mod: tvm.IRModule, kernels: tuple[GemmKernel, ...], cores: int) -> tvm.IRModule:
@@ -22,7 +21,7 @@ def schedule_gemms(mod: tvm.IRModule, kernels: tuple[GemmKernel, ...], cores: in
     row kernels a database leaves)."""
     out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
     for gv, func in mod.functions_items():
-        if isinstance(func, tirx.PrimFunc) and kernels and PACKED_FUNC in gv.name_hint:
+        if isinstance(func, tirx.PrimFunc) and kernels and kernel_kind(func) == PACKED_GEMM:
             kernel = kernel_of_func(func, kernels)
             out[gv] = schedule_packed_gemm(func, kernel, parallel=cores > 1)
     return out
@@ -38,7 +37,7 @@ def schedule_rows(mod: tvm.IRModule, cores: int) -> tvm.IRModule:
     for gv, func in mod.functions_items():
         if (
             isinstance(func, tirx.PrimFunc)
-            and gv.name_hint.startswith(ROW_KERNELS)
+            and kernel_kind(func) in ROW_KINDS
             and not func.attrs.get("tirx.is_scheduled", False)
         ):
             out[gv] = schedule_rowwise(func).with_attr("tirx.is_scheduled", True)

@@ -37,6 +37,7 @@ from intvit.schedules.database import (  # noqa: F401  (the tuner's API too)
     drop_torn_tail,
 )
 from intvit.schedules.tvm_intrinsics import import_tvm_tensor_intrinsics
+from intvit.topi.kinds import kernel_kind
 from intvit.tune.progress import TrialProgress
 
 
@@ -53,7 +54,9 @@ class TuneConfig:
     trials_per_iter: int = 16
     batch: int = 1
     seed: int = 0
-    ops: tuple[str, ...] | None = None  # only kernels whose name starts with one of these
+    #: only kernels of these kinds (intvit.topi.kinds: softmax, gelu, ...) or whose name
+    #: starts with one of these (TVM's FP32 kernels carry no kind)
+    ops: tuple[str, ...] | None = None
     progress: bool = True  # a bar over the trials with the time left
 
 
@@ -137,7 +140,7 @@ def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print, seed_rows: bool =
         for gv, f in mod.functions_items()
         if isinstance(f, tvm.tirx.PrimFunc)
         and not f.attrs.get("tirx.is_scheduled", False)
-        and (cfg.ops is None or gv.name_hint.startswith(cfg.ops))
+        and (cfg.ops is None or kernel_kind(f) in cfg.ops or gv.name_hint.startswith(cfg.ops))
     ]
     if not op_names:
         raise ValueError(f"no kernel to tune (ops={cfg.ops})")

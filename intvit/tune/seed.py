@@ -15,8 +15,8 @@ from pathlib import Path
 
 import tvm
 
-from intvit.schedules.model import ROW_KERNELS
 from intvit.schedules.rowwise import rowwise_schedule
+from intvit.topi.kinds import ROW_KINDS, kernel_kind
 
 
 def seed_row_schedules(
@@ -30,9 +30,9 @@ def seed_row_schedules(
     todo = []
     for task in ms.relax_integration.extract_tasks(mod, target):
         name = task.task_name
-        if not name.startswith(ROW_KERNELS) or not any(op in name for op in op_names):
-            continue
         kernel = task.dispatched[0]
+        if kernel_kind(kernel["main"]) not in ROW_KINDS or not any(op in name for op in op_names):
+            continue
         if not database.has_workload(kernel):
             todo.append((name, kernel))
     todo = todo[: max(limit, 0)]

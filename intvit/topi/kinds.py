@@ -1,0 +1,29 @@
+"""What each compiled kernel is, as a PrimFunc attribute set where it is emitted
+(:func:`intvit.relax_ops.emit.emit_te`): the schedules, the tuner and the profile route on it,
+never on function names."""
+
+from __future__ import annotations
+
+#: The PrimFunc attribute holding the kind.
+KERNEL_ATTR = "intvit.kernel"
+
+PACKED_GEMM = "packed_gemm"  # a GEMM tensorized with a dot-product micro-kernel
+GEMM = "gemm"  # TVM's default GEMM (no micro-kernel for the target)
+SOFTMAX = "softmax"
+GELU = "gelu"
+LAYERNORM = "layernorm"
+REQUANTIZE = "requantize"
+RESIDUAL = "residual"  # residual adds and token additions
+SCORES = "scores"  # Swin's score bias, mask and requantization
+DATA = "data"  # data movement: heads, windows, im2col, token sums
+
+KINDS = (PACKED_GEMM, GEMM, SOFTMAX, GELU, LAYERNORM, REQUANTIZE, RESIDUAL, SCORES, DATA)
+#: Kernels that get the row schedule (one parallel region per row, vectorized stages).
+ROW_KINDS = (SOFTMAX, GELU, LAYERNORM, REQUANTIZE)
+
+
+def kernel_kind(func) -> str | None:
+    """The kind of a PrimFunc intvit emitted (None for one it did not, e.g. TVM's FP32)."""
+    attrs = getattr(func, "attrs", None)
+    value = attrs.get(KERNEL_ATTR) if attrs is not None else None
+    return None if value is None else str(value)
