@@ -78,3 +78,38 @@ def test_ibert_fused_exp_equals_the_authors_order(scale):
     out = (e16 * ((1 << 32) // e16.sum(axis=-1, keepdims=True))) >> (32 - p.out_bits)
     want = np.minimum(out, p.out_max).astype(np.int64)
     np.testing.assert_array_equal(v.reference(q, p).astype(np.int64), want)
+
+
+def _authors_ibert_softmax(row: list[int], p) -> list[int]:
+    """I-BERT's IntSoftmax (authors' code) in exact integers/rationals: int exp, the 16-bit
+    QuantAct at the scale mapping ``c_int << n`` to ``2**15 - 1`` (``torch.round``: ties to
+    even), ``floor(2**32 / sum)``, ``floor(e16 * factor / 2**(32 - b))``."""
+    from fractions import Fraction
+
+    top = max(row)
+    e16 = []
+    for v in row:
+        x = max(v - top, p.n * p.x0)
+        q = x // p.x0
+        r = x - p.x0 * q
+        e = max((r * (r + p.b_int) + p.c_int) << (p.n - q), 0)
+        e16.append(round(Fraction(e * (2**15 - 1), p.c_int << p.n)))
+    factor = 2**32 // max(sum(e16), 1)
+    return [min((e * factor) >> (32 - p.out_bits), 2**p.out_bits - 1) for e in e16]
+
+
+@pytest.mark.parametrize("scale", [0.08, 0.02, 3e-3, 3e-4])
+@pytest.mark.parametrize("out_bits", [8, 16])
+def test_ibert_softmax_equals_the_authors_algorithm_exactly(scale, out_bits):
+    """Every output of the int64 ``ibert`` reference is the authors' (rationals, no float),
+    ties included: at S = 0.08 every ``x = x0`` gives an exp of exactly 16383.5 (-> 16384)."""
+    v = get_variant("softmax", "ibert")
+    params = v.make_params(scale, 64, out_bits)
+    rng = np.random.default_rng(zlib.crc32(f"ibert{scale}{out_bits}".encode()))
+    rows = rng.integers(-128, 128, (64, 64))
+    rows[0] = 0
+    rows[1, :32], rows[1, 32:] = 0, params.x0  # ties: exp(x0) at exactly .5 for S = 0.08
+    rows[2] = np.arange(64) * params.x0 // 8
+    got = v.reference(rows.astype(np.int32), params)
+    want = np.array([_authors_ibert_softmax([int(x) for x in r], params) for r in rows])
+    np.testing.assert_array_equal(got.astype(np.int64), want)

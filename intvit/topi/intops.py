@@ -69,6 +69,15 @@ def div_round_half_even(num: tirx.PrimExpr, den: int) -> tirx.PrimExpr:
     return q + up.astype(dtype_of(num))
 
 
+def div_round_half_even_var(num: tirx.PrimExpr, den: tirx.PrimExpr) -> tirx.PrimExpr:
+    """``round(num / den)``, ties to even, for a runtime ``den > 0`` (``2 * den`` fits)."""
+    dtype = dtype_of(num)
+    q = tirx.floordiv(num, den)
+    twice = (num - q * den) * const(2, dtype)
+    up = tirx.Or(twice > den, tirx.And(twice == den, tirx.floormod(q, const(2, dtype)) == 1))
+    return q + up.astype(dtype)
+
+
 #: Largest numerator range that :func:`magic_divisor` checks value by value.
 MAGIC_CHECK_LIMIT = 1 << 22
 

@@ -60,6 +60,15 @@ def bit_length(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def div_round_half_even_var(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``round(num / den)``, ties to even, for per-element ``den > 0`` (``2 * den`` must fit
+    the dtype)."""
+    q = num // den
+    twice = 2 * (num - q * den)
+    up = (twice > den) | ((twice == den) & ((q & 1) == 1))
+    return q + up.astype(q.dtype)
+
+
 def div_round_half_even(num: np.ndarray, den: int) -> np.ndarray:
     """``round(num / den)`` with ties to even (``torch.round``), integers only, ``den > 0``."""
     q = num // den

@@ -10,8 +10,8 @@ from intvit.topi.intops import (
     acc_dtype,
     clamp,
     consts,
+    div_round_half_even_var,
     shift_right_round,
-    shift_right_round_var,
 )
 from intvit.topi.rowwise import check_rowwise_input, row_reduce
 from intvit.topi.softmax_params import SoftmaxParams
@@ -24,8 +24,9 @@ def _exp_expr(x: tirx.PrimExpr, p: SoftmaxParams, dtype: str, lo: int) -> tirx.P
         return shift_exp(x, p.x0, p.n)
     if p.variant == "ibert":
         z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.n)
-        if dtype == "int64":  # see softmax_ref.ibert_softmax_ref: the same value, no overflow
-            return shift_right_round_var(tirx.max(z, c(0)) * c(p.m16), c(p.s16 - p.n) + k, dtype)
+        if dtype == "int64":  # exact: see softmax_ref.ibert_softmax_ref
+            num = tirx.max(z, c(0)) * c(2**15 - 1)
+            return div_round_half_even_var(num, c(p.c_int) << k)
         e = tirx.max(z << (c(p.n) - k), c(0))
         return shift_right_round(e * c(p.m16), p.s16, dtype)
     if p.p >= 0:

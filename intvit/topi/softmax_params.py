@@ -75,10 +75,19 @@ class ShiftmaxParams(_Probabilities):
 @dataclass(frozen=True)
 class IBertSoftmaxParams(_Probabilities):
     """I-BERT softmax as in the authors' code: polynomial exp, ``n = 30``, exps requantized to
-    16 bits (``m16 / 2**s16``), output ``floor(exp16 * floor(2**32/sum) / 2**(32-out_bits))``
-    at scale ``2**-out_bits``. The exact output reaches ``2**out_bits`` for a one-hot row; it is
-    clamped to ``2**out_bits - 1`` so that 8-bit probabilities fit uint8 (a departure).
-    Needs int64: ``z << (30 - q)`` and the constant ``2**32`` do not fit int32.
+    16 bits, output ``floor(exp16 * floor(2**32/sum) / 2**(32-out_bits))`` at scale
+    ``2**-out_bits``. Needs int64: ``z << (30 - q)`` and the constant ``2**32`` do not fit
+    int32.
+
+    The 16-bit requantization is the authors' in exact arithmetic (int64): ``round(z *
+    (2**15-1) / (c_int << q))``, ties to even as ``torch.round`` (the exp ``z << (n - q)`` at
+    the scale that maps the largest exp, ``c_int << n``, to ``2**15-1``), so ties such as
+    ``S = 0.08``, every ``x = x0`` (exactly 16383.5) go to 16384 as theirs do. ``m16 /
+    2**s16`` is only what an int32 port multiplies by (``acc_bits=32``, the truncation
+    audit's case): ``min(32, 62 - bitlen(c_int))`` bits, fewer where the shift cap of 62
+    binds (``S <= 3e-3``: 29 bits there, 23 at ``S = 3e-4``). A one-hot row gives exactly
+    ``2**out_bits - 1`` in integers (only float32 code reaches ``2**out_bits``); the clamp
+    to ``2**out_bits - 1`` is a guard that never acts on the int64 path.
     """
 
     scale: float
@@ -100,9 +109,8 @@ class IBertSoftmaxParams(_Probabilities):
         b_int = math.floor(IBERT_EXP_B / scale)
         c_int = math.floor(IBERT_EXP_C / scale**2)
         check_fits("c_int", c_int, 32)
-        # exp (scale A*S^2/2^n, max c_int * 2^n) -> 16 bits: the max maps to 2**15 - 1.
-        # The int64 kernel multiplies z (< 2**31) by m before the shifts (exactly equal to
-        # shifting first), so m keeps 62 - bitlen(c_int) bits whatever n is.
+        # exp (scale A*S^2/2^n, max c_int * 2^n) -> 16 bits: the max maps to 2**15 - 1; the
+        # dyadic m16 / 2**s16 of that ratio is what the int32 port multiplies by.
         ratio = (2**15 - 1) / (c_int * 2.0**n)
         dy = Dyadic.from_float(ratio, m_bits=min(32, 62 - bit_length(c_int)))
         if dy.s <= n:

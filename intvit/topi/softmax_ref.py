@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from intvit.topi.intexp_ref import poly_exp_terms, shift_exp
-from intvit.topi.intops_ref import as_acc, clamp, consts, shift_right_round
+from intvit.topi.intops_ref import as_acc, clamp, consts, div_round_half_even_var, shift_right_round
 from intvit.topi.softmax_params import (
     EdgeSoftmaxParams,
     IBertSoftmaxParams,
@@ -38,8 +38,11 @@ def ibert_softmax_ref(q: np.ndarray, p: IBertSoftmaxParams, acc_bits: int | None
     x = x - x.max(axis=-1, keepdims=True)
     z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.n, bits)
     if bits == 64:
-        # (z << (n-k)) * m rounded >> s  ==  z * m rounded >> (s - (n-k)): no 2**n blow-up
-        e16 = shift_right_round(np.maximum(z, c(0)) * c(p.m16), c(p.s16 - p.n) + k, bits)
+        # The authors' 16-bit requantization in exact arithmetic: e = z << (n-k) at the scale
+        # whose maximum c_int << n maps to 2**15-1, rounded half to even (torch.round):
+        # round(z * (2**15-1) / (c_int << k)), with no 2**n blow-up and no dyadic error.
+        num = np.maximum(z, c(0)) * c(2**15 - 1)
+        e16 = div_round_half_even_var(num, c(p.c_int) << k)
     else:  # the authors' order, as an int32 port computes it (what the audit measures)
         e = np.maximum(np.left_shift(z, c(p.n) - k), c(0))
         e16 = shift_right_round(e * c(p.m16), p.s16, bits)
