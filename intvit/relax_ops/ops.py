@@ -178,10 +178,14 @@ def gelu(bb, x, params, name="gelu"):
 
 
 def layernorm(bb, x, params, name="layernorm"):
-    def fn(q, m, s, b):
-        return layernorm_te.layernorm(q, params, tables=ChannelTables(m, s, b, params.out))[0]
+    extra = layernorm_te.layernorm_extra_tables(params)
 
-    return emit_te(bb, fn, x, *_tables(params.out), primfunc_name_hint=name, kind=LAYERNORM)
+    def fn(q, m, s, b, *more):
+        tables = ChannelTables(m, s, b, params.out, tuple(zip(more, extra.values(), strict=True)))
+        return layernorm_te.layernorm(q, params, tables=tables)[0]
+
+    consts = [*_tables(params.out), *(relax.const(v) for v in extra.values())]
+    return emit_te(bb, fn, x, *consts, primfunc_name_hint=name, kind=LAYERNORM)
 
 
 def residual_add(bb, x, acc, skip: RequantParams, branch: RequantParams, lo, hi, name="residual"):

@@ -142,6 +142,6 @@ ACCURACY_BOUNDS: dict[tuple[str, str, str], tuple[float, float]] = {
     ("gelu", "sigmoid1702", "heavy_tailed"): (1.5, 0.4),
     ("layernorm", "edge", "gaussian"): (1.2, 0.4),
     ("layernorm", "edge", "heavy_tailed"): (1.2, 0.4),
-    ("layernorm", "ilayernorm", "gaussian"): (1.2, 0.4),
-    ("layernorm", "ilayernorm", "heavy_tailed"): (1.2, 0.4),
+    ("layernorm", "ilayernorm", "gaussian"): (0.8, 0.3),
+    ("layernorm", "ilayernorm", "heavy_tailed"): (0.8, 0.3),
 }

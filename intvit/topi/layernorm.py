@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from tvm import te, tirx
 
 from intvit.topi.contract import check_dtype
@@ -17,6 +18,14 @@ from intvit.topi.layernorm_params import EDGE_LN_HEADROOM, EDGE_LN_M, LayerNormP
 from intvit.topi.requantize import ChannelTables, requantize_expr
 from intvit.topi.rowwise import check_rowwise_input, row_reduce
 from intvit.topi.sqrt import isqrt
+
+
+def layernorm_extra_tables(params: LayerNormParams) -> dict[str, np.ndarray]:
+    """The per-channel inputs a LayerNorm kernel takes after its requantization tables: its
+    fine-scale beta (in the accumulator dtype)."""
+    dtype = acc_dtype(params.acc_bits)
+    fine = np.broadcast_to(np.asarray(params.fine_bias or 0, dtype=dtype), (params.channels,))
+    return {"fine_bias": np.ascontiguousarray(fine)}
 
 
 def layernorm(
@@ -37,8 +46,9 @@ def layernorm(
     dtype = acc_dtype(acc_bits or params.acc_bits)
     c = consts(dtype)
     p = params
-    tables = tables or ChannelTables.create(p.out, "ln_out")
+    tables = tables or ChannelTables.create(p.out, "ln_out", layernorm_extra_tables(p))
     pre = p.p if p.variant == "edge" else 0
+    ((fine, _),) = tables.extra  # the fine-scale beta, per channel
 
     def load(*i):
         return shift_right_round(q(*i).astype(dtype), pre, dtype)
@@ -60,7 +70,7 @@ def layernorm(
         )
 
         def out_body(*i):
-            y = (centred(*i) * factor(*i[:-1])) >> c(1)
+            y = ((centred(*i) * factor(*i[:-1])) >> c(1)) + fine[i[-1]]
             return requantize_expr(y, i[-1], p.out, tables)
 
         return te.compute(q.shape, out_body, name="layernorm_ilayernorm"), tables
@@ -85,7 +95,7 @@ def layernorm(
     def edge_body(*i):
         bound = den(*i[:-1]) * c(2)
         y = tirx.min(tirx.max(yr(*i), -bound), bound)
-        out = shift_right_round(y * factor(*i[:-1]), p.k - EDGE_LN_M, dtype)
+        out = shift_right_round(y * factor(*i[:-1]), p.k - EDGE_LN_M, dtype) + fine[i[-1]]
         return requantize_expr(out, i[-1], p.out, tables)
 
     return te.compute(q.shape, edge_body, name="layernorm_edge"), tables

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from intvit.topi.contract import check_choice, check_int_range, check_scale
+from intvit.topi.contract import check_choice, check_fits, check_int_range, check_scale
 from intvit.topi.dyadic import bit_length
 from intvit.topi.requantize_params import RequantParams
 
@@ -44,17 +44,39 @@ def _affine(gamma, beta, channels: int, norm_scale: float, out_scale: float):
     return ratios, bias
 
 
+def _fine_affine(gamma, beta, channels: int, norm_scale: float, out_scale: float, bits: int):
+    """``beta`` at the normalized scale: ``(ratios, post_bias, fine_bias)`` with ``fine_bias[c]
+    = floor(beta / gamma / norm_scale)`` (I-ViT's) added before the one rounding by
+    ``ratios = gamma * norm_scale / out_scale``; a channel with ``gamma == 0`` keeps
+    ``round(beta / out_scale)`` as the requantization's bias instead."""
+    ratios, bias = _affine(gamma, beta, channels, norm_scale, out_scale)
+    gamma = np.broadcast_to(np.asarray(gamma, dtype=np.float64), (channels,))
+    beta = np.broadcast_to(np.asarray(beta, dtype=np.float64), (channels,))
+    live = gamma != 0
+    fine = np.zeros(channels, dtype=np.int64)
+    fine[live] = np.floor(beta[live] / gamma[live] / norm_scale).astype(np.int64)
+    check_fits("fine_bias", int(np.abs(fine).max(initial=0)), bits)
+    return ratios, np.where(live, 0, bias), tuple(int(f) for f in fine)
+
+
 @dataclass(frozen=True)
 class ILayerNormParams:
     """I-ViT I-LayerNorm (authors' ``IntLayerNorm``): mean rounded half to even, ``var = sum
     y**2``, ``std`` by I-ViT's ten-step sqrt, ``y * floor((2**31-1)/std) >> 1`` at scale
     ``sqrt(C) / 2**30``; int64 (``sum y**2`` and the product leave int32).
+
+    The affine part is the authors': ``beta`` is added at that fine scale, ``fine_bias[c] =
+    floor(beta / gamma / (sqrt(C) / 2**30))``, and the sum is rounded once to the output by
+    ``gamma * sqrt(C) / 2**30 / out_scale`` with a 31-bit multiplier (``|y| <= 2**30``
+    since ``std >= floor(sqrt(var)) >= |y|``). A channel with ``gamma == 0`` outputs
+    ``round(beta / out_scale)`` (the requantization's own bias).
     """
 
     channels: int
     in_bits: int
     out: RequantParams
     acc_bits: int = 64
+    fine_bias: tuple[int, ...] = ()
     variant = "ilayernorm"
 
     @classmethod
@@ -71,10 +93,12 @@ class ILayerNormParams:
         _check_common(channels, out_scale, acc_bits)
         # sum of y**2 in int64: C * 2**(2 in_bits + 2) < 2**63
         check_int_range("in_bits", in_bits, 0, (61 - bit_length(channels)) // 2)
-        ratios, bias = _affine(gamma, beta, channels, math.sqrt(channels) / 2**30, out_scale)
+        norm_scale = math.sqrt(channels) / 2**30
+        ratios, bias, fine = _fine_affine(gamma, beta, channels, norm_scale, out_scale, 40)
         product = 64 if acc_bits == 64 else 32
-        out = RequantParams.make(ratios, 30 if product == 32 else 40, out_dtype, product, bias)
-        return cls(channels, in_bits, out, acc_bits)
+        y_bits = bit_length((1 << 30) + max(map(abs, fine), default=0))
+        out = RequantParams.make(ratios, 30 if product == 32 else y_bits, out_dtype, product, bias)
+        return cls(channels, in_bits, out, acc_bits, fine)
 
 
 @dataclass(frozen=True)
@@ -97,6 +121,7 @@ class EdgeLayerNormParams:
     v: int
     out: RequantParams
     acc_bits: int = 32
+    fine_bias: tuple[int, ...] = ()
     variant = "edge"
 
     k = EDGE_LN_K
@@ -118,6 +143,8 @@ class EdgeLayerNormParams:
         # |y >> v| <= 2**(16 - v) and C * 2**(2 (16 - v)) <= 2**31
         v = max(0, math.ceil((bit_length(channels) + 1) / 2))
         norm_scale = math.sqrt(channels) * 2.0**-EDGE_LN_M
+        # beta rounded to the output scale and added after the requantization (two roundings:
+        # mean error 0.33 LSB against 0.25 for one, see docs/kernels.md); fine_bias stays 0
         ratios, bias = _affine(gamma, beta, channels, norm_scale, out_scale)
         out = RequantParams.make(ratios, EDGE_LN_M + 1, out_dtype, 32, bias)
         return cls(channels, in_bits, p, v, out, acc_bits)

@@ -31,7 +31,8 @@ def ilayernorm_ref(q: np.ndarray, p: ILayerNormParams, acc_bits: int | None = No
     var = (y * y).sum(axis=-1, keepdims=True, dtype=x.dtype)
     std = isqrt_ivit_ref(var, bits)
     factor = c(2**31 - 1) // std
-    return requantize_ref((y * factor) >> c(1), p.out)
+    fine = np.broadcast_to(np.asarray(p.fine_bias or 0, dtype=np.int64), (p.channels,))
+    return requantize_ref(((y * factor) >> c(1)) + c(fine), p.out)
 
 
 def edge_layernorm_ref(q: np.ndarray, p: EdgeLayerNormParams, acc_bits: int | None = None):
@@ -50,7 +51,9 @@ def edge_layernorm_ref(q: np.ndarray, p: EdgeLayerNormParams, acc_bits: int | No
     bound = den * c(2)
     yr = np.minimum(np.maximum(yr, -bound), bound)
     factor = c(1 << p.k) // den
-    return requantize_ref(shift_right_round(yr * factor, p.k - EDGE_LN_M, bits), p.out)
+    fine = np.broadcast_to(np.asarray(p.fine_bias or 0, dtype=np.int64), (p.channels,))
+    out = shift_right_round(yr * factor, p.k - EDGE_LN_M, bits) + c(fine)
+    return requantize_ref(out, p.out)
 
 
 def layernorm_ref(q: np.ndarray, params: LayerNormParams, acc_bits: int | None = None):

@@ -23,26 +23,37 @@ class ChannelTables:
     s: te.Tensor
     bias: te.Tensor
     params: RequantParams
+    #: further per-channel inputs of the kernel (a LayerNorm's fine-scale beta): tensors
+    #: after ``bias``, with their values
+    extra: tuple[tuple[te.Tensor, np.ndarray], ...] = ()
 
     @classmethod
-    def create(cls, params: RequantParams, name: str) -> ChannelTables:
+    def create(
+        cls, params: RequantParams, name: str, extra: dict[str, np.ndarray] | None = None
+    ) -> ChannelTables:
         dtype = params.table_dtype
         n = params.channels
+        more = tuple(
+            (te.placeholder((n,), str(v.dtype), name=f"{name}_{k}"), v)
+            for k, v in (extra or {}).items()
+        )
         return cls(
             m=te.placeholder((n,), dtype, name=f"{name}_m"),
             s=te.placeholder((n,), dtype, name=f"{name}_s"),
             bias=te.placeholder((n,), dtype, name=f"{name}_bias"),
             params=params,
+            extra=more,
         )
 
     @property
     def tensors(self) -> list[te.Tensor]:
-        return [self.m, self.s, self.bias]
+        return [self.m, self.s, self.bias, *(t for t, _ in self.extra)]
 
     def arrays(self) -> list[np.ndarray]:
         n = self.params.channels
         dtype = self.params.table_dtype
-        return [np.broadcast_to(a, (n,)).astype(dtype) for a in self.params.arrays()]
+        base = [np.broadcast_to(a, (n,)).astype(dtype) for a in self.params.arrays()]
+        return base + [np.ascontiguousarray(v) for _, v in self.extra]
 
 
 def requantize_expr(
@@ -64,7 +75,7 @@ def requantize_expr(
         y = y + const(params.bias[0], dtype)
     else:
         # tables may be int32 (high-word form) while this input is wider: widen them
-        m, s, bias = (t[channel].astype(dtype) for t in tables.tensors)
+        m, s, bias = (t[channel].astype(dtype) for t in (tables.m, tables.s, tables.bias))
         one = const(1, dtype)
         half = tirx.Select(s > 0, one << tirx.max(s - one, const(0, dtype)), const(0, dtype))
         y = ((v * m + half) >> s) + bias

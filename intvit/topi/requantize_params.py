@@ -146,7 +146,8 @@ class RequantParams:
         ratios = [float(r) for r in np.atleast_1d(np.asarray(ratio, dtype=np.float64))]
         if product_bits == 64:
             check_int_range("in_bits", in_bits, 0, 46)
-            p, m_bits, max_shift = 0, min(32, 62 - in_bits), 62
+            # |q| <= 2**in_bits times |m| < 2**(m_bits-1), plus the rounding half: < 2**63
+            p, m_bits, max_shift = 0, min(32, 63 - in_bits), 62
         else:
             check_int_range("in_bits", in_bits, 0, 30)
             # Budget: (in_bits - p) + (m_bits - 1) <= 29 keeps product + rounding below 2**31.
