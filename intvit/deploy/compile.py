@@ -161,7 +161,28 @@ def float_module(torch_model, image_shape: tuple[int, ...]) -> tvm.IRModule:
     example = torch.zeros(image_shape, dtype=torch.float32)
     with torch.no_grad():
         program = torch.export.export(torch_model.eval(), (example,))
-    return from_exported_program(program, keep_params_as_input=False)
+    return clip_takes(from_exported_program(program, keep_params_as_input=False))
+
+
+def clip_takes(mod: tvm.IRModule) -> tvm.IRModule:
+    """``mod`` with every ``R.take`` in ``clip`` mode instead of the importer's ``fast``: the
+    same values for in-bound indices (a model's token and position gathers always are), and
+    no "Fast mode segfaults" warning from TVM's legalization, which means nothing to a user."""
+    take = tvm.ir.Op.get("relax.take")
+
+    @relax.expr_functor.mutator
+    class _ClipTakes(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if call.op.same_as(take) and str(call.attrs.mode) == "fast":
+                return relax.op.take(call.args[0], call.args[1], call.attrs.axis, mode="clip")
+            return call
+
+    out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            out[gv] = _ClipTakes().visit_expr(func)
+    return out
 
 
 def fused_float_module(
