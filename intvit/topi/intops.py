@@ -62,11 +62,7 @@ def bit_length(x: tirx.PrimExpr) -> tirx.PrimExpr:
 
 def div_round_half_even(num: tirx.PrimExpr, den: int) -> tirx.PrimExpr:
     """``round(num / den)``, ties to even, for a compile-time ``den > 0``."""
-    d = const(den, dtype_of(num))
-    q = tirx.floordiv(num, d)
-    twice = (num - q * d) * const(2, dtype_of(num))
-    up = tirx.Or(twice > d, tirx.And(twice == d, tirx.floormod(q, const(2, dtype_of(num))) == 1))
-    return q + up.astype(dtype_of(num))
+    return div_round_half_even_var(num, const(den, dtype_of(num)))
 
 
 def div_round_half_even_var(num: tirx.PrimExpr, den: tirx.PrimExpr) -> tirx.PrimExpr:

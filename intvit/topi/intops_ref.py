@@ -71,8 +71,4 @@ def div_round_half_even_var(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 def div_round_half_even(num: np.ndarray, den: int) -> np.ndarray:
     """``round(num / den)`` with ties to even (``torch.round``), integers only, ``den > 0``."""
-    q = num // den
-    r = num - q * den
-    twice = 2 * r
-    up = (twice > den) | ((twice == den) & ((q & 1) == 1))
-    return q + up.astype(q.dtype)
+    return div_round_half_even_var(num, den)

@@ -22,9 +22,11 @@ from intvit.topi.sqrt import isqrt
 
 def layernorm_extra_tables(params: LayerNormParams) -> dict[str, np.ndarray]:
     """The per-channel inputs a LayerNorm kernel takes after its requantization tables: its
-    fine-scale beta (in the accumulator dtype)."""
-    dtype = acc_dtype(params.acc_bits)
-    fine = np.broadcast_to(np.asarray(params.fine_bias or 0, dtype=dtype), (params.channels,))
+    fine-scale beta (in the accumulator dtype) where it has one (``ilayernorm``); none for
+    ``edge``, whose beta is the requantization's bias."""
+    if not params.fine_bias:
+        return {}
+    fine = np.asarray(params.fine_bias, dtype=acc_dtype(params.acc_bits))
     return {"fine_bias": np.ascontiguousarray(fine)}
 
 
@@ -48,7 +50,10 @@ def layernorm(
     p = params
     tables = tables or ChannelTables.create(p.out, "ln_out", layernorm_extra_tables(p))
     pre = p.p if p.variant == "edge" else 0
-    ((fine, _),) = tables.extra  # the fine-scale beta, per channel
+
+    def plus_fine(v, channel):
+        """``v`` plus the channel's fine-scale beta, where the kernel has one."""
+        return v + tables.extra[0][0][channel] if tables.extra else v
 
     def load(*i):
         return shift_right_round(q(*i).astype(dtype), pre, dtype)
@@ -70,7 +75,7 @@ def layernorm(
         )
 
         def out_body(*i):
-            y = ((centred(*i) * factor(*i[:-1])) >> c(1)) + fine[i[-1]]
+            y = plus_fine((centred(*i) * factor(*i[:-1])) >> c(1), i[-1])
             return requantize_expr(y, i[-1], p.out, tables)
 
         return te.compute(q.shape, out_body, name="layernorm_ilayernorm"), tables
@@ -95,7 +100,7 @@ def layernorm(
     def edge_body(*i):
         bound = den(*i[:-1]) * c(2)
         y = tirx.min(tirx.max(yr(*i), -bound), bound)
-        out = shift_right_round(y * factor(*i[:-1]), p.k - EDGE_LN_M, dtype) + fine[i[-1]]
+        out = plus_fine(shift_right_round(y * factor(*i[:-1]), p.k - EDGE_LN_M, dtype), i[-1])
         return requantize_expr(out, i[-1], p.out, tables)
 
     return te.compute(q.shape, edge_body, name="layernorm_edge"), tables
