@@ -13,12 +13,17 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# The aarch64 cross compiler (Debian) for exporting ARM libraries; needs root and apt.
+# The aarch64 cross compiler (Debian) for exporting ARM libraries, and llvm-19's llvm-mca for the
+# static analysis of the micro-kernels' inner loops (benchmarks/arm_static.py); needs root and apt.
 system-deps:
-	@command -v aarch64-linux-gnu-g++ >/dev/null || { \
+	@missing=""; \
+	command -v aarch64-linux-gnu-g++ >/dev/null || missing="$$missing g++-aarch64-linux-gnu"; \
+	command -v llvm-mca-19 >/dev/null || missing="$$missing llvm-19"; \
+	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && apt-get install -y -qq g++-aarch64-linux-gnu >/dev/null; \
-	  else echo "note: g++-aarch64-linux-gnu missing; ARM export tests will be skipped"; fi; }
+	    apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "note:$$missing missing; ARM export tests and the static analysis will be skipped"; fi; \
+	fi
 
 demo: install
 	$(BIN)/intvit demo

@@ -167,7 +167,7 @@ def test_packed_batch_matmul_bit_exact(g, m, n, k, a_dtype):
 
 
 def test_kernel_choice_per_target():
-    assert gemm_kernel_for(get_preset("aarch64-dotprod").target) is KERNELS["arm-sdot"]
+    assert gemm_kernel_for(get_preset("aarch64-dotprod").target) is KERNELS["arm-sdot-lane"]
     assert gemm_kernel_for(get_preset("rpi4").target) is KERNELS["arm-neon"]
     assert gemm_kernel_for(get_preset("graviton3").target) is KERNELS["arm-smmla"]
     assert gemm_kernels_for(get_preset("rpi4").target) == (KERNELS["arm-neon"],)

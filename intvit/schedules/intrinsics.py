@@ -11,8 +11,14 @@ activation word broadcast across the vector); ``smmla`` takes two:
   int16) then ``vpmaddwd`` by ones. Exact only for weights with ``|w| <= 64`` (2 * 255 * 64 <
   2**15): the GEMMs of a model quantized with 7-bit weights, which it runs 1.2x faster than
   ``vpmaddwd`` (half the ``vpaddd``, which compete for the multiply pipes on znver3).
-- ``intvit_arm_sdot_4x4``: ARM ``sdot`` (+dotprod), int8 operands (uint8 activations go in
-  offset by -128, see :func:`intvit.topi.dense_packed.pack_bias`).
+- ``intvit_arm_sdot_lane_4x4x4``: ARM ``sdot`` (+dotprod) in its by-element form, ``sdot
+  vD.4s, vW.16b, vA.4b[row]``, int8 operands (uint8 activations go in offset by -128, see
+  :func:`intvit.topi.dense_packed.pack_bias`): one 16-byte load holds four rows' activation
+  words, and each of the four ``sdot`` picks its row's word by lane, as XNNPACK, ruy and
+  KleidiAI do. The kernel every dotprod preset uses.
+- ``intvit_arm_sdot_4x4``: the broadcast form, one ``ld1r`` per row: the ``ld1r`` also
+  occupies a vector pipe (Neoverse N1, Cortex-A76), which left the ``sdot`` pipes 20% idle
+  (``benchmarks/arm_static.py``); kept as the static analysis' baseline.
 - ``intvit_arm_neon_4x4``: ARM NEON ``smull`` + ``saddlp`` + ``addp`` for cores without
   dotprod (Cortex-A72), same layout.
 - ``intvit_arm_smmla_2x2x8``: ARM ``smmla`` (+i8mm: Graviton3, Apple M2 and later): a 2x8 by
@@ -168,6 +174,39 @@ def _arm_sdot_impl(
         )
 
 
+def _sdot_by_lane(c, b, a, row: int):
+    """``sdot(C[row], B, lane row of A)``: the weight block ``b`` (4 columns x 4) against
+    activation row ``row`` of ``a`` (4 rows x 4 int8, one 16-byte vector), its word
+    duplicated across the vector by a shuffle, which LLVM folds into the by-element ``sdot``
+    (no broadcast instruction). A Python helper that TVMScript calls while parsing (see
+    :func:`_pmaddwd_impl`)."""
+    words = T.reinterpret(a.vload([0, 0], dtype="int8x16"), dtype="int32x4")
+    word = T.reinterpret(T.Shuffle([words], [row, row, row, row]), dtype="int8x16")
+    return T.call_llvm_pure_intrin(
+        T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
+        c.vload([row, 0], dtype="int32x4"),
+        b.vload([0, 0], dtype="int8x16"),
+        word,
+        dtype="int32x4",
+    )
+
+
+@T.prim_func(s_tir=True)
+def _arm_sdot_lane_impl(
+    A: T.Buffer((4, 4), "int8", offset_factor=1),
+    B: T.Buffer((4, 4), "int8", offset_factor=1),
+    C: T.Buffer((4, 4), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:4, 0:4], A[0:4, 0:4], B[0:4, 0:4])
+        T.writes(C[0:4, 0:4])
+        # LLVM merges the four identical 16-byte loads of A (and of B) into one each
+        C.vstore([0, 0], _sdot_by_lane(C, B, A, 0))
+        C.vstore([1, 0], _sdot_by_lane(C, B, A, 1))
+        C.vstore([2, 0], _sdot_by_lane(C, B, A, 2))
+        C.vstore([3, 0], _sdot_by_lane(C, B, A, 3))
+
+
 _SADDLP = "llvm.aarch64.neon.saddlp.v4i32.v8i16"  # pairwise widening add
 _SMULL = "llvm.aarch64.neon.smull.v8i16"
 
@@ -231,9 +270,11 @@ def _arm_smmla_impl(
 
 
 ARM_SDOT = "intvit_arm_sdot_4x4"
+ARM_SDOT_LANE = "intvit_arm_sdot_lane_4x4x4"
 ARM_NEON = "intvit_arm_neon_4x4"
 ARM_SMMLA = "intvit_arm_smmla_2x2x8"
 TensorIntrin.register(ARM_SDOT, _dot_desc(1, 4, 4, "int8"), _arm_sdot_impl, override=True)
+TensorIntrin.register(ARM_SDOT_LANE, _dot_desc(4, 4, 4, "int8"), _arm_sdot_lane_impl, override=True)
 TensorIntrin.register(ARM_NEON, _dot_desc(1, 4, 4, "int8"), _arm_neon_impl, override=True)
 TensorIntrin.register(ARM_SMMLA, _dot_desc(2, 2, 8, "int8"), _arm_smmla_impl, override=True)
 
@@ -241,14 +282,17 @@ TensorIntrin.register(ARM_SMMLA, _dot_desc(2, 2, 8, "int8"), _arm_smmla_impl, ov
 KERNELS = {
     k.name: k
     for k in (
-        GemmKernel("avx2-pmaddwd", AVX2_PMADDWD, 8, 2, "int16", 6, 2),
+        GemmKernel("avx2-pmaddwd", AVX2_PMADDWD, 8, 2, "int16", 6, 2, 1, 128, "vpmaddwd", 16),
         # twice the products per multiply of pmaddwd; 7-bit weights only (QuantConfig
         # weight_bits=7), the int16 pair sums could saturate with 8-bit ones
-        GemmKernel("avx2-maddubsw", AVX2_MADDUBSW, 8, 4, "uint8", 6, 2, weight_max=64),
-        GemmKernel("arm-sdot", ARM_SDOT, 4, 4, "int8", 4, 4),
-        GemmKernel("arm-neon", ARM_NEON, 4, 4, "int8", 4, 4),
+        GemmKernel("avx2-maddubsw", AVX2_MADDUBSW, 8, 4, "uint8", 6, 2, 1, 64, "vpmaddubsw", 32, 2),
+        # 8 rows x 3 vectors: 24 accumulator registers, 3 weight and 2 activation loads per
+        # 24 sdot (29 of the 32 vector registers)
+        GemmKernel("arm-sdot-lane", ARM_SDOT_LANE, 4, 4, "int8", 8, 3, 4, 128, "sdot", 16),
+        GemmKernel("arm-sdot", ARM_SDOT, 4, 4, "int8", 4, 4, 1, 128, "sdot", 16),
+        GemmKernel("arm-neon", ARM_NEON, 4, 4, "int8", 4, 4, 1, 128, "smull", 8),
         # 16 accumulator registers (4 row pairs x 4 column pairs), 8 for the operands
-        GemmKernel("arm-smmla", ARM_SMMLA, 2, 8, "int8", 8, 4, rows=2),
+        GemmKernel("arm-smmla", ARM_SMMLA, 2, 8, "int8", 8, 4, 2, 128, "smmla", 32),
     )
 }
 
@@ -262,7 +306,7 @@ def gemm_kernels_for(target: dict) -> tuple[GemmKernel, ...]:
     if triple.startswith(("aarch64", "arm64")):
         if "i8mm" in attrs:
             return (KERNELS["arm-smmla"],)
-        return (KERNELS["arm-sdot" if "dotprod" in attrs else "arm-neon"],)
+        return (KERNELS["arm-sdot-lane" if "dotprod" in attrs else "arm-neon"],)
     if not triple and "avx2" in host_cpu()[1]:
         return KERNELS["avx2-maddubsw"], KERNELS["avx2-pmaddwd"]
     return ()

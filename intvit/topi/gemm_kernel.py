@@ -26,8 +26,14 @@ class GemmKernel:
     operand: str  # the activations' operand dtype (int8 x offset by +128 for uint8, and back)
     m_tile: int  # a multiple of rows
     n_vectors: int
-    rows: int = 1  # activation rows per instruction (2 for smmla)
+    rows: int = 1  # activation rows per intrinsic (2 for smmla, 4 for by-element sdot)
     weight_max: int = 128  # the largest |w| the kernel sums exactly (128: any int8)
+    #: Its multiply instruction (the mnemonic in the assembly), the int8 products each one
+    #: computes, and the multiply-pipe instructions it takes per such instruction (2 for
+    #: ``vpmaddubsw``, followed by a ``vpmaddwd`` by ones): what the static analysis counts.
+    instruction: str = ""
+    macs_per_instruction: int = 0
+    mul_ops_per_instruction: int = 1
 
     @property
     def weight_operand(self) -> str:
