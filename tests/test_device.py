@@ -5,6 +5,7 @@ Marked ``device``; ``.ci/run`` runs it (it sets the device up itself: needs root
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -36,8 +37,9 @@ from intvit.quant.calibrate import calibrate
 from intvit.quant.config import QuantConfig
 from intvit.quant.reference import quantize_input, reference_forward
 from intvit.schedules.gemm import PACKED_FUNC, packed_gemm_func
-from intvit.schedules.intrinsics import KERNELS, gemm_kernel_for
+from intvit.schedules.intrinsics import KERNELS, gemm_kernels_for
 from intvit.topi.dense_packed import pack_bias, pack_weights
+from intvit.topi.kinds import PACKED_GEMM, kernel_kind
 from intvit.topi.matmul_ref import dense_ref
 
 pytestmark = [pytest.mark.device, pytest.mark.timeout(900)]
@@ -136,6 +138,7 @@ ARM_GEMM_SHAPES = [
     ("preset", "kernel_name", "instruction"),
     [
         ("aarch64-linux", "arm-neon", r"\tsmull\t"),
+        ("rpi4", "arm-neon-pair16", r"\taddp\tv\d+\.8h"),
         ("aarch64-dotprod", "arm-sdot-lane", r"\tsdot\tv\d+\.4s, v\d+\.16b, v\d+\.4b\[3\]"),
         ("aarch64-dotprod", "arm-sdot", r"\tsdot\tv\d+\.4s, v\d+\.16b, v\d+\.16b"),
         ("graviton3", "arm-smmla", r"\tsmmla\t"),
@@ -145,24 +148,26 @@ def test_packed_gemms_bit_exact_on_emulated_arm(
     preset, kernel_name, instruction, arm_device, tmp_path
 ):
     """Each ARM micro-kernel over swept shapes, int8 and uint8 activations and the extreme
-    values (all -128 at K = 4096), in one library run on the emulated device; the library
-    holds the instruction it is named for (the by-element ``sdot`` for ``arm-sdot-lane``,
-    the preset's kernel; the broadcast ``arm-sdot`` is the static analysis' baseline)."""
+    values (all -128 at K = 4096; weights -127 for arm-neon-pair16, its exact range), in one
+    library run on the emulated device; the library holds the instruction it is named for
+    (the by-element ``sdot`` for ``arm-sdot-lane``, the preset's kernel; the broadcast
+    ``arm-sdot`` is the static analysis' baseline)."""
     target = get_preset(preset)
     kernel = KERNELS[kernel_name]
-    assert kernel_name == "arm-sdot" or gemm_kernel_for(target.target) is kernel
+    assert kernel in gemm_kernels_for(target.target) or kernel_name == "arm-sdot"
+    w_min = -min(128, kernel.weight_max)  # arm-neon-pair16 sums weights within +-127
     rng = np.random.default_rng(11)
     cases, funcs = {}, {}
     for i, (lead, k, n) in enumerate(ARM_GEMM_SHAPES):
         for dtype in ("int8", "uint8"):
             info = np.iinfo(dtype)
             x = rng.integers(info.min, info.max, (*lead, k), endpoint=True).astype(dtype)
-            w = rng.integers(-128, 127, (n, k), endpoint=True).astype(np.int8)
+            w = rng.integers(w_min, 127, (n, k), endpoint=True).astype(np.int8)
             b = rng.integers(-(2**20), 2**20, n).astype(np.int32)
             cases[f"gemm{i}_{dtype}"] = (x, w, b)
     cases["extreme"] = (
         np.full((5, 4096), -128, np.int8),
-        np.full((16, 4096), -128, np.int8),
+        np.full((16, 4096), w_min, np.int8),
         np.full(16, 7, np.int32),
     )
     for name, (x, w, _) in cases.items():
@@ -196,10 +201,27 @@ def test_packed_gemms_bit_exact_on_emulated_arm(
 
 
 def test_rpi4_preset_runs_on_a_cortex_a72(arm_device, tmp_path):
-    """The rpi4 preset uses only the A72's features (its GEMMs: the NEON micro-kernel): it
-    runs bit-exactly where dotprod does not exist."""
+    """The rpi4 preset uses only the A72's features (its GEMMs: the NEON micro-kernels): it
+    runs bit-exactly where dotprod does not exist. One GEMM's weights are given a -128, which
+    the int16 pair sums of ``arm-neon-pair16`` cannot take: that GEMM is packed and
+    scheduled for ``arm-neon`` (by its PrimFunc attribute), the rest for the pair kernel."""
+    from intvit.deploy.compile import scheduled_module
+    from intvit.schedules.intrinsics import kernel_of_func
+
     torch.manual_seed(3)
     model = calibrate(create_float_model("digits_vit"), digits("calib").images[:24])
+    name = next(k for k in model.tensors if k.endswith("fc1.w"))
+    w = model.tensors[name].copy()
+    w[0, 0] = -128
+    model = dataclasses.replace(model, tensors={**model.tensors, name: w})  # a fresh plan
+    preset = get_preset("rpi4")
+    mod = scheduled_module(model, preset, 1)
+    used = {
+        kernel_of_func(f, gemm_kernels_for(preset.target)).name
+        for _, f in mod.functions_items()
+        if isinstance(f, tvm.tirx.PrimFunc) and kernel_kind(f) == PACKED_GEMM
+    }
+    assert used == {"arm-neon-pair16", "arm-neon"}
     compiled = compile_int_model(model, "rpi4")
     assert any(PACKED_FUNC in call.func for call in compiled.manifest.calls)
     lib = export(compiled, "rpi4", tmp_path / "rpi4.so")

@@ -29,11 +29,13 @@ def emit_te(
     *args: relax.Expr,
     primfunc_name_hint: str,
     kind: str,
+    attrs: dict[str, str] | None = None,
 ) -> relax.Var:
     """``bb.emit_te(compute, *args, primfunc_name_hint=...)`` with int32 indices: ``compute``
     gets one placeholder per tensor argument (statically shaped) and returns the output
     tensor (or several: the call then returns a tuple). ``kind`` (one of
-    :data:`intvit.topi.kinds.KINDS`) goes on the PrimFunc as its ``intvit.kernel`` attribute."""
+    :data:`intvit.topi.kinds.KINDS`) goes on the PrimFunc as its ``intvit.kernel`` attribute,
+    and ``attrs`` as further attributes."""
     if kind not in KINDS:
         raise ValueError(f"kernel kind {kind!r} is not one of {', '.join(KINDS)}")
     placeholders = []
@@ -44,6 +46,8 @@ def emit_te(
     outputs = list(result) if isinstance(result, list | tuple) else [result]
     func = te.create_prim_func([*placeholders, *outputs]).without_attr("global_symbol")
     func = func.with_attr(KERNEL_ATTR, kind)
+    for key, value in (attrs or {}).items():
+        func = func.with_attr(key, value)
     gv = bb.add_func(func, primfunc_name_hint)
     types = [relax.TensorType([int(s) for s in t.shape], str(t.dtype)) for t in outputs]
     out_type = types if isinstance(result, list | tuple) else types[0]

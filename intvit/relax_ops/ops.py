@@ -20,6 +20,7 @@ from intvit.topi.kinds import (
     DATA,
     GELU,
     GEMM,
+    GEMM_KERNEL_ATTR,
     LAYERNORM,
     PACKED_GEMM,
     REQUANTIZE,
@@ -137,6 +138,7 @@ def _dense(bb, x, weight, bias, name, epilogue, extra=(), unfused=None):
         *args,
         primfunc_name_hint=name + PACKED_FUNC,
         kind=PACKED_GEMM,
+        attrs={GEMM_KERNEL_ATTR: kernel.name},
     )
 
 
@@ -162,7 +164,15 @@ def batch_matmul(bb, a, b, name="batch_matmul", rq: RequantParams | None = None)
             acc = batch_matmul_packed(x, y, kernel, name)
             return acc if rq is None else requantize_te(acc, rq, f"{name}_rq")[0]
 
-        return emit_te(bb, fn, a, b, primfunc_name_hint=name + PACKED_FUNC, kind=PACKED_GEMM)
+        return emit_te(
+            bb,
+            fn,
+            a,
+            b,
+            primfunc_name_hint=name + PACKED_FUNC,
+            kind=PACKED_GEMM,
+            attrs={GEMM_KERNEL_ATTR: kernel.name},
+        )
     acc = emit_te(bb, matmul.batch_matmul, a, b, primfunc_name_hint=name, kind=GEMM)
     return acc if rq is None else requantize(bb, acc, rq)
 

@@ -19,8 +19,13 @@ activation word broadcast across the vector); ``smmla`` takes two:
 - ``intvit_arm_sdot_4x4``: the broadcast form, one ``ld1r`` per row: the ``ld1r`` also
   occupies a vector pipe (Neoverse N1, Cortex-A76), which left the ``sdot`` pipes 20% idle
   (``benchmarks/arm_static.py``); kept as the static analysis' baseline.
-- ``intvit_arm_neon_4x4``: ARM NEON ``smull`` + ``saddlp`` + ``addp`` for cores without
-  dotprod (Cortex-A72), same layout.
+- ``intvit_arm_neon_pair16_4x4``: ARM NEON for cores without dotprod (Cortex-A72), same
+  layout: ``smull`` of both weight halves, their products summed in pairs in int16
+  (``addp``, exact for ``|w| <= 127``, every quantized weight), then ``sadalp`` into the
+  accumulators: 5 instructions per block.
+- ``intvit_arm_neon_4x4``: the same without the int16 pair sums (``smull`` + ``saddlp`` +
+  ``addp`` of int32, 7 instructions): for operands that may hold -128 on both sides
+  (attention's runtime matmuls).
 - ``intvit_arm_smmla_2x2x8``: ARM ``smmla`` (+i8mm: Graviton3, Apple M2 and later): a 2x8 by
   8x2 int8 matrix product into a 2x2 int32 block, twice the products of ``sdot`` per
   instruction. Activations and accumulators are packed in row pairs for it.
@@ -42,6 +47,7 @@ from tvm.script import tirx as T
 
 from intvit.schedules.hostcpu import host_cpu
 from intvit.topi.gemm_kernel import GemmKernel
+from intvit.topi.kinds import GEMM_KERNEL_ATTR
 
 
 def _dot_desc(rows: int, lanes: int, kpack: int, operand: str, weight: str | None = None):
@@ -247,6 +253,45 @@ def _arm_neon_impl(
         )
 
 
+def _neon_pair16_dot(a, b):
+    """``saddlp(addp16(smull(word, low(b)), smull2(word, high(b))))``: the activation word
+    of ``a`` (4 int8 values, repeated to 16) times the weight block ``b`` (4 columns x 4),
+    the int16 products summed in pairs in int16 (exact while ``|w| <= 127``: ``2 * 128 * 127
+    < 2**15``), then in pairs into int32 (one sum per column). Five instructions per block
+    where :func:`_neon_half_dot` takes seven (two ``saddlp`` and an ``addp`` of int32)."""
+    word = _broadcast_word(a, "int8x4", 4, "int8x16")
+    weights = b.vload([0, 0], dtype="int8x16")
+    low = T.call_llvm_pure_intrin(
+        T.llvm_lookup_intrinsic_id(_SMULL),
+        T.vectorlow(word, dtype="int8x8"),
+        T.vectorlow(weights, dtype="int8x8"),
+        dtype="int16x8",
+    )
+    high = T.call_llvm_pure_intrin(
+        T.llvm_lookup_intrinsic_id(_SMULL),
+        T.vectorhigh(word, dtype="int8x8"),
+        T.vectorhigh(weights, dtype="int8x8"),
+        dtype="int16x8",
+    )
+    pairs = T.call_llvm_pure_intrin(
+        T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v8i16"), low, high, dtype="int16x8"
+    )
+    return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(_SADDLP), pairs, dtype="int32x4")
+
+
+@T.prim_func(s_tir=True)
+def _arm_neon_pair16_impl(
+    A: T.Buffer((1, 4), "int8", offset_factor=1),
+    B: T.Buffer((4, 4), "int8", offset_factor=1),
+    C: T.Buffer((1, 4), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0, 0:4], A[0, 0:4], B[0:4, 0:4])
+        T.writes(C[0, 0:4])
+        # the add of saddlp's result becomes one sadalp
+        C.vstore([0, 0], C.vload([0, 0], dtype="int32x4") + _neon_pair16_dot(A, B))
+
+
 @T.prim_func(s_tir=True)
 def _arm_smmla_impl(
     A: T.Buffer((2, 8), "int8", offset_factor=1),
@@ -272,10 +317,14 @@ def _arm_smmla_impl(
 ARM_SDOT = "intvit_arm_sdot_4x4"
 ARM_SDOT_LANE = "intvit_arm_sdot_lane_4x4x4"
 ARM_NEON = "intvit_arm_neon_4x4"
+ARM_NEON_PAIR16 = "intvit_arm_neon_pair16_4x4"
 ARM_SMMLA = "intvit_arm_smmla_2x2x8"
 TensorIntrin.register(ARM_SDOT, _dot_desc(1, 4, 4, "int8"), _arm_sdot_impl, override=True)
 TensorIntrin.register(ARM_SDOT_LANE, _dot_desc(4, 4, 4, "int8"), _arm_sdot_lane_impl, override=True)
 TensorIntrin.register(ARM_NEON, _dot_desc(1, 4, 4, "int8"), _arm_neon_impl, override=True)
+TensorIntrin.register(
+    ARM_NEON_PAIR16, _dot_desc(1, 4, 4, "int8"), _arm_neon_pair16_impl, override=True
+)
 TensorIntrin.register(ARM_SMMLA, _dot_desc(2, 2, 8, "int8"), _arm_smmla_impl, override=True)
 
 
@@ -290,6 +339,11 @@ KERNELS = {
         # 24 sdot (29 of the 32 vector registers)
         GemmKernel("arm-sdot-lane", ARM_SDOT_LANE, 4, 4, "int8", 8, 3, 4, 128, "sdot", 16),
         GemmKernel("arm-sdot", ARM_SDOT, 4, 4, "int8", 4, 4, 1, 128, "sdot", 16),
+        # weights within +-127 (every quantized weight): int16 pair sums, 5 instructions
+        # per block instead of 7; arm-neon takes runtime operands (-128 possible). 4 x 3
+        # blocks: a 4 x 4 tile ran out of registers (LLVM rotated accumulators with mov),
+        # 87% of Cortex-A72's smull peak in llvm-mca against 64% (benchmarks/arm_static.py)
+        GemmKernel("arm-neon-pair16", ARM_NEON_PAIR16, 4, 4, "int8", 4, 3, 1, 127, "smull", 8),
         GemmKernel("arm-neon", ARM_NEON, 4, 4, "int8", 4, 4, 1, 128, "smull", 8),
         # 16 accumulator registers (4 row pairs x 4 column pairs), 8 for the operands
         GemmKernel("arm-smmla", ARM_SMMLA, 2, 8, "int8", 8, 4, 2, 128, "smmla", 32),
@@ -306,7 +360,9 @@ def gemm_kernels_for(target: dict) -> tuple[GemmKernel, ...]:
     if triple.startswith(("aarch64", "arm64")):
         if "i8mm" in attrs:
             return (KERNELS["arm-smmla"],)
-        return (KERNELS["arm-sdot-lane" if "dotprod" in attrs else "arm-neon"],)
+        if "dotprod" in attrs:
+            return (KERNELS["arm-sdot-lane"],)
+        return KERNELS["arm-neon-pair16"], KERNELS["arm-neon"]
     if not triple and "avx2" in host_cpu()[1]:
         return KERNELS["avx2-maddubsw"], KERNELS["avx2-pmaddwd"]
     return ()
@@ -329,12 +385,14 @@ def kernel_for_gemm(
 
 
 def kernel_of_func(func, kernels: tuple[GemmKernel, ...]) -> GemmKernel:
-    """Which of ``kernels`` a packed GEMM PrimFunc (from
-    :func:`~intvit.topi.dense_packed.dense_packed`) was packed for: the one whose operand
-    dtype its packed activations have (unique within a target's kernels)."""
-    packed = [b for b in func.body.block.alloc_buffers if b.name.endswith("_packed_x")]
-    dtype = str(packed[0].dtype) if packed else None
+    """Which of ``kernels`` a packed GEMM PrimFunc was packed for: the one its
+    ``intvit.gemm_kernel`` attribute names (set where it is emitted,
+    :mod:`intvit.relax_ops.ops`); two kernels of a target may pack the same operand dtype
+    with different tiles (``arm-neon-pair16`` and ``arm-neon``)."""
+    name = func.attrs.get(GEMM_KERNEL_ATTR) if func.attrs is not None else None
     for kernel in kernels:
-        if kernel.operand == dtype:
+        if kernel.name == name:
             return kernel
-    raise ValueError(f"no micro-kernel of {[k.name for k in kernels]} packs {dtype} activations")
+    raise ValueError(
+        f"packed GEMM names micro-kernel {name!r}, not one of {[k.name for k in kernels]}"
+    )

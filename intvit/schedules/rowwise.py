@@ -41,16 +41,28 @@ def _vectorize_inner(sch: s_tir.Schedule, block, lanes: int) -> None:
             return
 
 
+#: Row kernels with fewer output elements than this run on one thread: below it, waking the
+#: thread pool costs more than the second core saves (see :func:`rowwise_schedule`).
+MIN_PARALLEL_ELEMENTS = 1 << 14
+
+
 def schedule_rowwise(
-    func: tirx.PrimFunc, lanes: int = 16, vectorize: bool = False
+    func: tirx.PrimFunc, lanes: int = 16, vectorize: bool = False, parallel: bool | None = None
 ) -> tirx.PrimFunc:
     """Schedule a TE-built kernel for a multicore SIMD CPU; returns the new PrimFunc (see
     :func:`rowwise_schedule`)."""
-    return rowwise_schedule(func, lanes, vectorize).mod["main"]
+    return rowwise_schedule(func, lanes, vectorize, parallel).mod["main"]
+
+
+def _output_elements(sch: s_tir.Schedule, block) -> int:
+    n = 1
+    for loop in sch.get_loops(block):
+        n *= int(sch.get(loop).extent)
+    return n
 
 
 def rowwise_schedule(
-    func: tirx.PrimFunc, lanes: int = 16, vectorize: bool = False
+    func: tirx.PrimFunc, lanes: int = 16, vectorize: bool = False, parallel: bool | None = None
 ) -> s_tir.Schedule:
     """The schedule (with its trace, which a tuning database can replay) of a TE-built
     kernel for a multicore SIMD CPU.
@@ -58,6 +70,9 @@ def rowwise_schedule(
     ``vectorize=False`` leaves the contiguous inner loops to LLVM's loop vectorizer, which
     measured faster here than TVM's explicit vectorization for the integer kernels (their
     per-lane variable shifts and int64 products vectorize better in LLVM's cost model).
+
+    ``parallel`` None: parallel over rows when the output has at least
+    :data:`MIN_PARALLEL_ELEMENTS` elements, else on one thread.
     """
     sch = s_tir.Schedule(func)
     root = sch.get_sblock("root")
@@ -65,22 +80,25 @@ def rowwise_schedule(
     blocks = [b for b in sch.get_child_blocks(root) if CONST_TABLE not in sch.get(b).annotations]
     final = blocks[-1]
     loops = sch.get_loops(final)
+    if parallel is None:
+        parallel = _output_elements(sch, final) >= MIN_PARALLEL_ELEMENTS
     if len(blocks) == 1 and _is_spatial(sch, final):
         fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
         extent = int(sch.get(fused).extent)
         if extent >= 2 * lanes and extent % lanes == 0:
             outer, inner = sch.split(fused, [None, lanes * 8])
-            sch.parallel(outer)
+            if parallel:
+                sch.parallel(outer)
             if vectorize:
                 sch.vectorize(inner)
-        elif extent >= 2:
+        elif extent >= 2 and parallel:
             sch.parallel(fused)
         return sch
     if len(loops) >= 2:
         outer = sch.fuse(*loops[:-1])
         for block in reversed(blocks[:-1]):
             sch.compute_at(block, outer, preserve_unit_loops=True)
-        if int(sch.get(outer).extent) > 1:
+        if int(sch.get(outer).extent) > 1 and parallel:
             sch.parallel(outer)
     for block in blocks if vectorize else ():
         if _is_spatial(sch, block):

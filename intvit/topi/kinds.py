@@ -6,6 +6,9 @@ from __future__ import annotations
 
 #: The PrimFunc attribute holding the kind.
 KERNEL_ATTR = "intvit.kernel"
+#: The PrimFunc attribute of a packed GEMM naming the micro-kernel its operands were packed
+#: for (:class:`~intvit.topi.gemm_kernel.GemmKernel` ``name``): the schedule it gets.
+GEMM_KERNEL_ATTR = "intvit.gemm_kernel"
 
 PACKED_GEMM = "packed_gemm"  # a GEMM tensorized with a dot-product micro-kernel
 GEMM = "gemm"  # TVM's default GEMM (no micro-kernel for the target)
