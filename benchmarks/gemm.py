@@ -5,7 +5,9 @@
 Shapes of DeiT-tiny and DeiT-small at batch 1 (197 tokens), for each micro-kernel of the host
 (on AVX2: ``vpmaddwd`` for any int8 weights, ``vpmaddubsw`` for 7-bit ones). Prints a table
 and writes benchmarks/results/gemm.json (records: case, ours, baseline, ours_ms, baseline_ms,
-speedup, gmacs, baseline_gmacs, machine, threads), written as they are measured.
+speedup, gmacs, baseline_gmacs, peak_gmacs, fraction_of_peak, machine, threads), written as
+they are measured. ``peak_gmacs``: in the same run, a register-only loop of the micro-kernel's
+own instructions on all threads (:mod:`intvit.api.mix_peak`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         lambda record: (
             f"  {record.case:<14} {record.ours:<34} vs {record.baseline:<18} "
             f"{record.speedup:6.2f}x "
-            f"({record.extra['gmacs']:.1f} vs {record.extra['baseline_gmacs']:.1f} GMAC/s)"
+            f"({record.extra['gmacs']:.1f} vs {record.extra['baseline_gmacs']:.1f} GMAC/s"
+            + (
+                f"; {100 * record.extra['fraction_of_peak']:.0f}% of the mix peak "
+                f"{record.extra['peak_gmacs']:.1f})"
+                if "peak_gmacs" in record.extra
+                else ")"
+            )
         ),
     )
 

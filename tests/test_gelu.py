@@ -71,6 +71,22 @@ def test_lut_gelu_table_runs_once_per_call():
     assert len(annotated) == 1 and len(sch.get_loops(annotated[0])) == 1
 
 
+def test_lut_gelu_with_its_table_as_input_bit_exact(runner_factory):
+    """The model's form (relax_ops.ops.gelu): the table a constant input instead of a stage
+    rebuilt per call; every int8 value, and a wrong table is refused."""
+    from intvit.topi.gelu import gelu
+
+    v = get_variant("gelu", "lut")
+    params = v.make_params(0.03, 0.03)
+    q = te.placeholder((2, 256), "int8", name="q")
+    table = te.placeholder((256,), "int8", name="table")
+    run = runner_factory([q, table], [gelu(q, params, table=table)])
+    x = np.stack([np.arange(-128, 128), np.arange(127, -129, -1)]).astype(np.int8)
+    np.testing.assert_array_equal(run(x, params.table_array()), v.reference(x, params))
+    with pytest.raises(ValueError, match=r"table must be int8 \[256\]"):
+        gelu(q, params, table=te.placeholder((128,), "int8", name="t"))
+
+
 def test_lut_gelu_rejects_wide_inputs():
     v = get_variant("gelu", "lut")
     with pytest.raises(ValueError, match="int8 inputs"):

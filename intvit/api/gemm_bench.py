@@ -9,6 +9,7 @@ import numpy as np
 import tvm
 from tvm import te
 
+from intvit.api.mix_peak import has_mix, measure_mix_peak
 from intvit.deploy.benchrecord import BenchRecord
 from intvit.schedules.gemm import packed_gemm_func
 from intvit.schedules.intrinsics import gemm_kernels_for
@@ -94,18 +95,25 @@ def gemm_case(
 
 
 def run_gemm_bench(target: dict, shapes=SHAPES, on_record=None) -> list[BenchRecord]:
-    """Every micro-kernel of ``target`` (the general one first) on every shape."""
+    """Every micro-kernel of ``target`` (the general one first) on every shape, each record
+    with the measured peak of the kernel's instruction mix (``peak_gmacs``, see
+    :mod:`intvit.api.mix_peak`) where the host can run it."""
     kernels = gemm_kernels_for(target)
     if not kernels:
         raise ValueError(f"no dot-product micro-kernel for target {target}")
     records = []
     tvm_target = tvm.target.Target(target)
     for kernel in reversed(kernels):
+        # the kernel's own instruction mix, register-only, on the same threads (same run)
+        peak = measure_mix_peak(kernel, tvm.runtime.num_threads()) if has_mix(kernel) else None
         for m, k, n in shapes:
             new, exact = gemm_case(m, k, n, kernel, tvm_target)
             if not exact:
                 raise AssertionError(f"packed GEMM {m}x{k}x{n} ({kernel.name}) is not bit-exact")
             for r in new:
+                if peak is not None:
+                    r.extra["peak_gmacs"] = peak
+                    r.extra["fraction_of_peak"] = r.extra["gmacs"] / peak
                 records.append(r)
                 if on_record:
                     on_record(r)

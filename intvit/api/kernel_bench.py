@@ -18,6 +18,7 @@ from tvm import te, topi
 from intvit.deploy.benchrecord import BenchRecord
 from intvit.deploy.targets import get_preset
 from intvit.schedules.compile import compile_te
+from intvit.topi import gelu as gelu_te
 from intvit.topi.registry import get_variant, list_variants
 
 SHAPES = {"softmax": (12, 197, 197), "gelu": (197, 3072), "layernorm": (197, 768)}
@@ -61,6 +62,11 @@ def _int_kernel(case: KernelCase, variant: str, rng) -> tuple[list, list[np.ndar
         q = te.placeholder(shape, "int8", name="q")
         params = v.make_params(0.05, 0.05, in_bits=7)
         x = rng.integers(-128, 128, shape).astype(np.int8)
+        if variant == "lut":  # its table an input, as in the model (relax_ops.ops.gelu)
+            table = te.placeholder((256,), params.out_dtype, name="table")
+            out = gelu_te.gelu(q, params, table=table)
+            arrays = [x, params.table_array(), np.zeros(shape, "int8")]
+            return [q, table, out], arrays, v.explicit_vectorize
         out = v.compute(q, params)
         return [q, out], [x, np.zeros(shape, "int8")], v.explicit_vectorize
     q = te.placeholder(shape, "int32", name="q")

@@ -184,6 +184,16 @@ def softmax(bb, x, params, name="softmax"):
 
 
 def gelu(bb, x, params, name="gelu"):
+    if params.variant == "lut":  # the table as a constant input, not rebuilt per call
+        table = relax.const(params.table_array())
+        return emit_te(
+            bb,
+            lambda q, t: gelu_te.gelu(q, params, table=t),
+            x,
+            table,
+            primfunc_name_hint=name,
+            kind=GELU,
+        )
     return emit_te(bb, lambda q: gelu_te.gelu(q, params), x, primfunc_name_hint=name, kind=GELU)
 
 

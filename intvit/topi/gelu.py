@@ -58,27 +58,39 @@ def _select_tree(i: tirx.PrimExpr, values: tuple[int, ...], lo: int, hi: int, dt
     )
 
 
-def lut_gelu(q: te.Tensor, p: LutGeluParams) -> te.Tensor:
-    """``table[q + 128]``: the table is a 256-element stage of constants, then one load per
-    element (see :class:`~intvit.topi.gelu_params.LutGeluParams`)."""
+def lut_gelu(q: te.Tensor, p: LutGeluParams, table: te.Tensor | None = None) -> te.Tensor:
+    """``table[q + 128]``: one load per element (see
+    :class:`~intvit.topi.gelu_params.LutGeluParams`). ``table``: the kernel's constant input
+    (``p.table_array()``, what the model passes); without it, a 256-element stage of constants
+    builds it on every call (a select tree per entry: about 6 us here, more than the gather
+    of a digits model's 17 x 128 GELU)."""
     check_dtype("q", q.dtype, ("int8",))
-    table = te.compute(
-        (LUT_SIZE,),
-        lambda i: _select_tree(i, p.table, 0, LUT_SIZE, p.out_dtype),
-        name="gelu_lut_table",
-        attrs={CONST_TABLE: 1},
-    )
+    if table is None:
+        table = te.compute(
+            (LUT_SIZE,),
+            lambda i: _select_tree(i, p.table, 0, LUT_SIZE, p.out_dtype),
+            name="gelu_lut_table",
+            attrs={CONST_TABLE: 1},
+        )
+    elif tuple(int(d) for d in table.shape) != (LUT_SIZE,) or str(table.dtype) != p.out_dtype:
+        raise ValueError(f"lut GELU table must be {p.out_dtype} [{LUT_SIZE}]")
     return te.compute(
         q.shape, lambda *i: table[q(*i).astype("int32") + LUT_OFFSET], name="gelu_lut"
     )
 
 
-def gelu(q: te.Tensor, params: GeluParams, acc_bits: int | None = None) -> te.Tensor:
-    """Integer GELU of ``q``; ``shiftgelu`` reduces over the last axis, the rest are elementwise."""
+def gelu(
+    q: te.Tensor,
+    params: GeluParams,
+    acc_bits: int | None = None,
+    table: te.Tensor | None = None,
+) -> te.Tensor:
+    """Integer GELU of ``q``; ``shiftgelu`` reduces over the last axis, the rest are
+    elementwise; ``table``: the lut variant's table as an input (see :func:`lut_gelu`)."""
     check_dtype("q", q.dtype, INT_INPUTS)
     check_rank("q", tuple(int(d) for d in q.shape), 1, 4)
     if params.variant == "lut":
-        return lut_gelu(q, params)
+        return lut_gelu(q, params, table)
     dtype = acc_dtype(acc_bits or params.acc_bits)
     name = f"gelu_{params.variant}"
     if params.variant != "shiftgelu":

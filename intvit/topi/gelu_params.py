@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from intvit.topi.contract import check_choice, check_fits, check_int_range, check_scale
 from intvit.topi.dyadic import bit_length
 from intvit.topi.requantize_params import RequantParams
@@ -222,6 +224,11 @@ class LutGeluParams:
             for i in range(LUT_SIZE)
         )
         return cls(float(scale), float(out_scale), table, out_dtype, in_bits, acc_bits)
+
+    def table_array(self) -> np.ndarray:
+        """The table as the kernel's constant input (``out_dtype [256]``, see
+        :func:`intvit.topi.gelu.lut_gelu`)."""
+        return np.asarray(self.table, dtype=self.out_dtype)
 
 
 @dataclass(frozen=True)
