@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine}\nllvm-mca: {mca_version}", flush=True)
     records: list[dict] = []
     header = (
-        f"{'preset':<16}{'core':<14}{'micro-kernel':<15}{'case':<12}{'MAC/iter':>9}"
+        f"{'preset':<16}{'core':<14}{'micro-kernel':<17}{'case':<12}{'MAC/iter':>9}"
         f"{'mca cyc':>9}{'bound':>8}  {'of peak (mca / bound / LLVM model)':<34}"
     )
     print(header + "\n" + "-" * len(header))
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 records.append(_record(a, used))
                 bound = "-" if a.cycles_per_iter_bound is None else f"{a.cycles_per_iter_bound:.1f}"
                 print(
-                    f"{a.preset:<16}{a.core:<14}{a.micro_kernel:<15}{case:<12}"
+                    f"{a.preset:<16}{a.core:<14}{a.micro_kernel:<17}{case:<12}"
                     f"{a.macs_per_iter:>9}{a.cycles_per_iter_mca:>9.2f}{bound:>8}  "
                     f"{_pct(a.fraction_of_peak)} / {_pct(a.fraction_of_peak_bound)} / "
                     f"{_pct(a.fraction_of_model_peak)}",
