@@ -261,17 +261,14 @@ def _neon_pair16_dot(a, b):
     where :func:`_neon_half_dot` takes seven (two ``saddlp`` and an ``addp`` of int32)."""
     word = _broadcast_word(a, "int8x4", 4, "int8x16")
     weights = b.vload([0, 0], dtype="int8x16")
-    low = T.call_llvm_pure_intrin(
-        T.llvm_lookup_intrinsic_id(_SMULL),
-        T.vectorlow(word, dtype="int8x8"),
-        T.vectorlow(weights, dtype="int8x8"),
-        dtype="int16x8",
-    )
-    high = T.call_llvm_pure_intrin(
-        T.llvm_lookup_intrinsic_id(_SMULL),
-        T.vectorhigh(word, dtype="int8x8"),
-        T.vectorhigh(weights, dtype="int8x8"),
-        dtype="int16x8",
+    low, high = (
+        T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id(_SMULL),
+            half(word, dtype="int8x8"),
+            half(weights, dtype="int8x8"),
+            dtype="int16x8",
+        )
+        for half in (T.vectorlow, T.vectorhigh)
     )
     pairs = T.call_llvm_pure_intrin(
         T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v8i16"), low, high, dtype="int16x8"
