@@ -242,6 +242,39 @@ def test_7bit_weight_model_uses_maddubsw_and_is_bit_exact(batch):
     assert {k for name, k in used if name.startswith("batch_matmul")} == {"avx2-pmaddwd"}
 
 
+def test_every_row_kernel_hand_schedule_is_seeded(vit, tmp_path):
+    """A tuning job's first step measures intvit's row schedule of each row kernel on the
+    runner's random data (full-range int32 inputs, out of the kernels' contract): no kernel
+    may trap on it (a LayerNorm whose sum of squares wrapped once divided by zero, SIGFPE)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from intvit.deploy.compile import scheduled_module
+    from intvit.topi.kinds import ROW_KINDS, kernel_kind
+    from intvit.tune.job import _builder, _runner
+    from intvit.tune.seed import seed_row_schedules
+
+    preset = get_preset("host")
+    target = preset.tvm_target()
+    with target:
+        mod = relax.transform.LegalizeOps()(scheduled_module(vit, preset, 1))
+    kinds = {
+        kernel_kind(task.dispatched[0]["main"])
+        for task in ms.relax_integration.extract_tasks(mod, target)
+    }
+    assert set(ROW_KINDS) - {"requantize"} <= kinds  # each kind the model has is covered
+    names = [
+        task.task_name
+        for task in ms.relax_integration.extract_tasks(mod, target)
+        if kernel_kind(task.dispatched[0]["main"]) in ROW_KINDS
+    ]
+    errors: list[str] = []
+    cfg = TuneConfig(trials=len(names), db=tmp_path, progress=False)
+    seeded = seed_row_schedules(
+        mod, target, tmp_path, names, _builder(preset), _runner(cfg), len(names), errors.append
+    )
+    assert not errors and seeded == len(set(names)) == count_records(tmp_path), errors
+
+
 @pytest.mark.slow
 def test_tuning_database_written_resumed_and_applied(vit, tmp_path):
     db = tmp_path / "db"

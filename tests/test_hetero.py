@@ -361,8 +361,8 @@ def test_quantize_and_compile_a_checkpoint_from_the_cli(tmp_path):
 )
 def test_trained_heterogeneous_models_keep_their_accuracy(arch, epochs, tmp_path):
     """Trained by the built-in trainer (the low-rank one needs 150 epochs to converge), the
-    integer-only model is within 0.5 points of the float top-1 with >= 98.5% agreement on the
-    500 digits test images."""
+    integer-only model is at most 0.5 points below the float top-1 (one-sided, as in the digits
+    acceptance test) with >= 98.5% agreement on the 500 digits test images."""
     from intvit.api.model_eval import ModelSpec, evaluate, quantize
     from intvit.models.train import TrainConfig, train_arch
 
@@ -373,5 +373,5 @@ def test_trained_heterogeneous_models_keep_their_accuracy(arch, epochs, tmp_path
     float_model, int_model = quantize(spec, QuantConfig(), progress=False)
     result = evaluate(float_model, int_model, spec.split("test", 32), arch)
     assert result.fp32_top1 >= 0.9, result
-    assert abs(result.int_top1 - result.fp32_top1) <= 0.005, result
+    assert result.int_top1 >= result.fp32_top1 - 0.005 - 1e-9, result
     assert result.agreement >= 0.985, result

@@ -71,7 +71,9 @@ def layernorm(
         var = row_reduce(sq, "sum", dtype, "ln_var")
         std = isqrt(var, "ivit", acc_bits=int(dtype[3:]))
         factor = te.compute(
-            var.shape, lambda *i: tirx.floordiv(c(2**31 - 1), std(*i)), name="ln_factor"
+            var.shape,
+            lambda *i: tirx.floordiv(c(2**31 - 1), tirx.max(std(*i), c(1))),
+            name="ln_factor",
         )
 
         def out_body(*i):
@@ -95,7 +97,11 @@ def layernorm(
     ss = row_reduce(yr, "sum", dtype, "ln_ss", fn=lambda v, i: v * v)
     ss1 = te.compute(ss.shape, lambda *i: ss(*i) + c(1), name="ln_ss1")
     den = isqrt(ss1, "newton", acc_bits=int(dtype[3:]))
-    factor = te.compute(ss.shape, lambda *i: tirx.floordiv(c(1 << p.k), den(*i)), name="ln_factor")
+    # den >= 1 whenever ss1 >= 1, i.e. for every input in the contract; the guard only keeps a
+    # wrapped sum of squares (out-of-range input, e.g. a tuner's random data) from trapping
+    factor = te.compute(
+        ss.shape, lambda *i: tirx.floordiv(c(1 << p.k), tirx.max(den(*i), c(1))), name="ln_factor"
+    )
 
     def edge_body(*i):
         bound = den(*i[:-1]) * c(2)

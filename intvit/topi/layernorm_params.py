@@ -26,6 +26,8 @@ EDGE_LN_IN_BITS = 15
 EDGE_LN_HEADROOM = 28
 #: Reciprocal precision: factor = 2**K // den, |y_r * factor| <= 2**(K + 1).
 EDGE_LN_K = 29
+#: Fine-scale beta bound, |fine_bias| < 2**24: the normalized value plus it stays in int32.
+EDGE_LN_FINE_BITS = 24
 
 
 def _check_common(channels: int, out_scale: float, acc_bits: int) -> None:
@@ -44,17 +46,22 @@ def _affine(gamma, beta, channels: int, norm_scale: float, out_scale: float):
     return ratios, bias
 
 
-def _fine_affine(gamma, beta, channels: int, norm_scale: float, out_scale: float, bits: int):
+def _fine_affine(
+    gamma, beta, channels: int, norm_scale: float, out_scale: float, bits: int, rounding=np.floor
+):
     """``beta`` at the normalized scale: ``(ratios, post_bias, fine_bias)`` with ``fine_bias[c]
-    = floor(beta / gamma / norm_scale)`` (I-ViT's) added before the one rounding by
-    ``ratios = gamma * norm_scale / out_scale``; a channel with ``gamma == 0`` keeps
-    ``round(beta / out_scale)`` as the requantization's bias instead."""
+    = rounding(beta / gamma / norm_scale)`` (I-ViT's: floor) added before the one rounding by
+    ``ratios = gamma * norm_scale / out_scale``, ``|fine_bias| < 2**bits``. A channel with
+    ``gamma == 0``, or one whose fine beta would not fit (``|beta / gamma|`` huge: gamma
+    all but zero), keeps ``round(beta / out_scale)`` as the requantization's bias instead."""
     ratios, bias = _affine(gamma, beta, channels, norm_scale, out_scale)
     gamma = np.broadcast_to(np.asarray(gamma, dtype=np.float64), (channels,))
     beta = np.broadcast_to(np.asarray(beta, dtype=np.float64), (channels,))
-    live = gamma != 0
-    fine = np.zeros(channels, dtype=np.int64)
-    fine[live] = np.floor(beta[live] / gamma[live] / norm_scale).astype(np.int64)
+    fine_f = np.zeros(channels, dtype=np.float64)
+    nonzero = gamma != 0
+    fine_f[nonzero] = rounding(beta[nonzero] / gamma[nonzero] / norm_scale)
+    live = nonzero & (np.abs(fine_f) < 2.0**bits)
+    fine = np.where(live, fine_f, 0).astype(np.int64)
     check_fits("fine_bias", int(np.abs(fine).max(initial=0)), bits)
     return ratios, np.where(live, 0, bias), tuple(int(f) for f in fine)
 
@@ -112,7 +119,10 @@ class EdgeLayerNormParams:
     ``+-2 den`` (a true std never triggers it); ``out = round(y_r * floor(2**29 / den) /
     2**(29 - M))`` ~ ``(y << M) / (sqrt(C) std)``, so the output scale is ``sqrt(C) / 2**M``
     (``sqrt(C)`` folds into the per-channel requantization, as in I-ViT). One division per row:
-    the reciprocal replaces the per-element division of the seed.
+    the reciprocal replaces the per-element division of the seed. ``beta`` is added at that
+    scale (``fine_bias = rint(beta / gamma / norm_scale)``, ``|fine_bias| < 2**24``) and
+    rounded once with the rest by the int32 requantization (``|out + fine_bias| <= 2**16 +
+    max |fine_bias|``).
     """
 
     channels: int
@@ -143,11 +153,15 @@ class EdgeLayerNormParams:
         # |y >> v| <= 2**(16 - v) and C * 2**(2 (16 - v)) <= 2**31
         v = max(0, math.ceil((bit_length(channels) + 1) / 2))
         norm_scale = math.sqrt(channels) * 2.0**-EDGE_LN_M
-        # beta rounded to the output scale and added after the requantization (two roundings:
-        # mean error 0.33 LSB against 0.25 for one, see docs/kernels.md); fine_bias stays 0
-        ratios, bias = _affine(gamma, beta, channels, norm_scale, out_scale)
-        out = RequantParams.make(ratios, EDGE_LN_M + 1, out_dtype, 32, bias)
-        return cls(channels, in_bits, p, v, out, acc_bits)
+        # beta at the normalized scale, rounded once with the rest (see docs/kernels.md: beta
+        # rounded to the output scale is a per-channel offset of up to half an output LSB on
+        # every token, the larger part of the digits low-rank ViT's logit error)
+        ratios, bias, fine = _fine_affine(
+            gamma, beta, channels, norm_scale, out_scale, EDGE_LN_FINE_BITS, np.rint
+        )
+        y_bits = bit_length((1 << (EDGE_LN_M + 1)) + max(map(abs, fine), default=0))
+        out = RequantParams.make(ratios, y_bits, out_dtype, 32, bias)
+        return cls(channels, in_bits, p, v, out, acc_bits, fine)
 
 
 LayerNormParams = ILayerNormParams | EdgeLayerNormParams

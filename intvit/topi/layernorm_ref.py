@@ -30,7 +30,7 @@ def ilayernorm_ref(q: np.ndarray, p: ILayerNormParams, acc_bits: int | None = No
     y = x - mean
     var = (y * y).sum(axis=-1, keepdims=True, dtype=x.dtype)
     std = isqrt_ivit_ref(var, bits)
-    factor = c(2**31 - 1) // std
+    factor = c(2**31 - 1) // np.maximum(std, c(1))
     fine = np.broadcast_to(np.asarray(p.fine_bias or 0, dtype=np.int64), (p.channels,))
     return requantize_ref(((y * factor) >> c(1)) + c(fine), p.out)
 
@@ -50,7 +50,7 @@ def edge_layernorm_ref(q: np.ndarray, p: EdgeLayerNormParams, acc_bits: int | No
     den = isqrt_newton_ref(ss + c(1), bits)
     bound = den * c(2)
     yr = np.minimum(np.maximum(yr, -bound), bound)
-    factor = c(1 << p.k) // den
+    factor = c(1 << p.k) // np.maximum(den, c(1))
     fine = np.broadcast_to(np.asarray(p.fine_bias or 0, dtype=np.int64), (p.channels,))
     out = shift_right_round(yr * factor, p.k - EDGE_LN_M, bits) + c(fine)
     return requantize_ref(out, p.out)

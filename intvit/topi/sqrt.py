@@ -51,8 +51,8 @@ def _newton_step(n: te.Tensor, x: te.Tensor, dtype: str, mode: str):
 
     def body(*i):
         cur = x(*i)
-        if mode == "plain":  # I-ViT: n itself, no guard
-            return (cur + tirx.floordiv(n(*i).astype(dtype), cur)) >> one
+        if mode == "plain":  # I-ViT: n itself; x >= 64 for n >= 0, the guard is for n < 0 only
+            return (cur + tirx.floordiv(n(*i).astype(dtype), tirx.max(cur, one))) >> one
         nxt = (cur + tirx.floordiv(tirx.max(n(*i).astype(dtype), one), cur)) >> one
         return tirx.max(tirx.min(cur, nxt) if mode == "converge" else nxt, one)
 

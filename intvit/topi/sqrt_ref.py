@@ -44,5 +44,5 @@ def isqrt_ivit_ref(n: np.ndarray, acc_bits: int = 64) -> np.ndarray:
     n = as_acc(n, acc_bits)
     k = np.full(n.shape, 1 << 16, dtype=n.dtype)
     for _ in range(10):
-        k = (k + n // k) >> const(1, acc_bits)
+        k = (k + n // np.maximum(k, const(1, acc_bits))) >> const(1, acc_bits)  # k >= 64 for n >= 0
     return k
