@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from intvit.topi.contract import check_choice, check_fits, check_int_range, check_scale
+from intvit.topi.contract import check_choice, check_int_range, check_scale
 from intvit.topi.dyadic import bit_length
 from intvit.topi.requantize_params import RequantParams
 
@@ -28,6 +28,12 @@ EDGE_LN_HEADROOM = 28
 EDGE_LN_K = 29
 #: Fine-scale beta bound, |fine_bias| < 2**24: the normalized value plus it stays in int32.
 EDGE_LN_FINE_BITS = 24
+
+
+def _fine_sum_bits(magnitude_bits: int, fine: tuple[int, ...]) -> int:
+    """Bits of ``|y + fine_bias|`` for ``|y| <= 2**magnitude_bits`` (the requantization's
+    ``in_bits``)."""
+    return bit_length((1 << magnitude_bits) + max(map(abs, fine), default=0))
 
 
 def _check_common(channels: int, out_scale: float, acc_bits: int) -> None:
@@ -62,7 +68,6 @@ def _fine_affine(
     fine_f[nonzero] = rounding(beta[nonzero] / gamma[nonzero] / norm_scale)
     live = nonzero & (np.abs(fine_f) < 2.0**bits)
     fine = np.where(live, fine_f, 0).astype(np.int64)
-    check_fits("fine_bias", int(np.abs(fine).max(initial=0)), bits)
     return ratios, np.where(live, 0, bias), tuple(int(f) for f in fine)
 
 
@@ -103,8 +108,8 @@ class ILayerNormParams:
         norm_scale = math.sqrt(channels) / 2**30
         ratios, bias, fine = _fine_affine(gamma, beta, channels, norm_scale, out_scale, 40)
         product = 64 if acc_bits == 64 else 32
-        y_bits = bit_length((1 << 30) + max(map(abs, fine), default=0))
-        out = RequantParams.make(ratios, 30 if product == 32 else y_bits, out_dtype, product, bias)
+        y_bits = 30 if product == 32 else _fine_sum_bits(30, fine)
+        out = RequantParams.make(ratios, y_bits, out_dtype, product, bias)
         return cls(channels, in_bits, out, acc_bits, fine)
 
 
@@ -159,8 +164,7 @@ class EdgeLayerNormParams:
         ratios, bias, fine = _fine_affine(
             gamma, beta, channels, norm_scale, out_scale, EDGE_LN_FINE_BITS, np.rint
         )
-        y_bits = bit_length((1 << (EDGE_LN_M + 1)) + max(map(abs, fine), default=0))
-        out = RequantParams.make(ratios, y_bits, out_dtype, 32, bias)
+        out = RequantParams.make(ratios, _fine_sum_bits(EDGE_LN_M + 1, fine), out_dtype, 32, bias)
         return cls(channels, in_bits, p, v, out, acc_bits, fine)
 
 
