@@ -67,3 +67,39 @@ def features(arch: VitArch) -> np.ndarray:
         ],
         dtype=np.float64,
     )
+
+
+#: What each entry of :func:`cost_terms` counts (one image).
+COST_TERMS = (
+    "call",  # 1: the VM's fixed cost per call
+    "kernels",  # compiled kernels run (GEMMs, row kernels, the rest)
+    "gemm_mmacs",  # GEMM multiply-accumulates, millions
+    "attn_mmacs",  # the two attention matmuls' multiply-accumulates, millions
+    "softmax_10k",  # softmax elements, ten-thousands
+    "layernorm_10k",  # LayerNorm elements, ten-thousands
+    "gelu_10k",  # GELU elements, ten-thousands
+)
+
+
+def cost_terms(arch: VitArch) -> np.ndarray:
+    """The work of one image by kind (:data:`COST_TERMS`), each a count that a kernel's time
+    grows with in proportion: latency is near a non-negative sum of them (one cost per call,
+    per kernel launch, per MAC of each GEMM kind, per element of each row kernel), which the
+    latency predictor fits first."""
+    d, t = arch.dim, arch.tokens
+    gemm = arch.grid**2 * d * arch.in_chans * arch.patch_size**2
+    gemm += d * arch.num_classes * (2 if arch.distilled else 1)
+    attn = softmax = layernorm = gelu = 0
+    for blk in arch.blocks:
+        for layer in ("qkv", "proj", "fc1", "fc2"):
+            gemm += t * _linear(*blk.linear_shape(layer, d), blk.rank(layer))[1]
+        attn += 2 * t * t * blk.attn_dim
+        softmax += blk.heads * t * t
+        layernorm += 2 * t * d
+        gelu += t * blk.mlp_hidden
+    layernorm += t * d  # the final norm
+    kernels = gemm_count(arch) + 4 * arch.depth + 1
+    return np.array(
+        [1.0, kernels, gemm / 1e6, attn / 1e6, softmax / 1e4, layernorm / 1e4, gelu / 1e4],
+        dtype=np.float64,
+    )
