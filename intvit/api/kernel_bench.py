@@ -50,15 +50,18 @@ def time_module(module, arrays: list[np.ndarray], min_repeat_ms: int = 100, repe
     return float(np.median(timer(*args).results)) * 1e3
 
 
-def _int_kernel(case: KernelCase, variant: str, rng) -> tuple[list, list[np.ndarray], bool]:
-    shape = case.shape
-    v = get_variant(case.op, variant)
-    if case.op == "softmax":
+def int_kernel(
+    op: str, shape: tuple[int, ...], variant: str, rng
+) -> tuple[list, list[np.ndarray], bool]:
+    """The integer kernel ``op``/``variant`` on ``shape`` at the benchmark's scales: its TE
+    tensors (inputs then output), input arrays, and whether it wants explicit vectorization."""
+    v = get_variant(op, variant)
+    if op == "softmax":
         q = te.placeholder(shape, "int8", name="q")
         params = v.make_params(0.08, shape[-1])
         x = rng.integers(-128, 128, shape).astype(np.int8)
         return [q, v.compute(q, params)], [x, np.zeros(shape, params.out_dtype)], False
-    if case.op == "gelu":
+    if op == "gelu":
         q = te.placeholder(shape, "int8", name="q")
         params = v.make_params(0.05, 0.05, in_bits=7)
         x = rng.integers(-128, 128, shape).astype(np.int8)
@@ -76,11 +79,12 @@ def _int_kernel(case: KernelCase, variant: str, rng) -> tuple[list, list[np.ndar
     return [q, *tables.tensors, out], [x, *tables.arrays(), np.zeros(shape, "int8")], False
 
 
-def _fp32_kernel(case: KernelCase, fast: bool, rng) -> tuple[list, list[np.ndarray]]:
-    shape = case.shape
+def fp32_kernel(op: str, shape: tuple[int, ...], fast: bool, rng) -> tuple[list, list[np.ndarray]]:
+    """The FP32 twin of ``op`` on ``shape`` (``fast``: TVM's fast-math exp/erf): its TE
+    tensors and input arrays."""
     x = te.placeholder(shape, "float32", name="x")
     data = rng.normal(0, 2, shape).astype(np.float32)
-    if case.op == "softmax":
+    if op == "softmax":
         if fast:
             mx = topi.max(x, axis=-1, keepdims=True)
             e = topi.fast_exp(topi.subtract(x, mx))
@@ -88,7 +92,7 @@ def _fp32_kernel(case: KernelCase, fast: bool, rng) -> tuple[list, list[np.ndarr
         else:
             out = topi.nn.softmax(x)
         return [x, out], [data, np.zeros_like(data)]
-    if case.op == "gelu":
+    if op == "gelu":
         erf = topi.fast_erf if fast else topi.erf
         out = topi.multiply(x, topi.add(0.5, topi.multiply(erf(topi.multiply(x, 0.70710678)), 0.5)))
         return [x, out], [data, np.zeros_like(data)]
@@ -118,11 +122,11 @@ def run_kernel_bench(
             for fast in (False, True):
                 if op == "layernorm" and fast:
                     continue  # no transcendental: the fast-math twin is the same kernel
-                args, arrays = _fp32_kernel(case, fast, rng)
+                args, arrays = fp32_kernel(op, case.shape, fast, rng)
                 label = "tvm-fp32-fastmath" if fast else "tvm-fp32"
                 baselines[label] = time_module(compile_te(args, target), arrays, min_repeat_ms)
             for name in names:
-                args, arrays, vec = _int_kernel(case, name, rng)
+                args, arrays, vec = int_kernel(op, case.shape, name, rng)
                 ours_ms = time_module(
                     compile_te(args, target, vectorize=vec), arrays, min_repeat_ms
                 )

@@ -52,6 +52,7 @@ class LoopAnalysis:
     peak_macs_per_cycle: float | None
     model_peak_macs_per_cycle: float  # llvm-mca's peak for the same instructions
     bound_limit: str  # which resource sets the bound
+    multiply: str = ""  # the multiply instruction the compiled loop uses (a fused form too)
 
     @property
     def fraction_of_peak(self) -> float | None:
@@ -148,16 +149,38 @@ def innermost_loops(asm: str) -> list[list[str]]:
 
 
 def _mnemonic(line: str) -> str:
-    return line.split()[0]
+    """The instruction's mnemonic, without an encoding prefix (``{vex}``, ``{evex}``)."""
+    words = line.split()
+    return words[1] if words[0] in ("{vex}", "{evex}") and len(words) > 1 else words[0]
+
+
+#: Instructions LLVM may emit for a kernel's multiply on cores that have them: on AVX-VNNI
+#: cores (Zen 5, Alder Lake) it fuses ``vpmaddwd`` and the ``vpaddd`` accumulating it into
+#: one ``vpdpwssd`` (the same 16 products a ymm instruction). ``vpmaddubsw`` saturates, so
+#: it has no such fusion.
+FUSED_FORMS = {"vpmaddwd": ("vpdpwssd",)}
+
+
+def multiply_forms(instruction: str) -> tuple[str, ...]:
+    return (instruction, *FUSED_FORMS.get(instruction, ()))
 
 
 def accumulation_loop(asm: str, instruction: str) -> list[str]:
-    """The innermost loop holding the most ``instruction``; a clear error if none does."""
-    loops = [(sum(_mnemonic(x) == instruction for x in lp), lp) for lp in innermost_loops(asm)]
+    """The innermost loop holding the most ``instruction`` (or a fused form of it, see
+    :data:`FUSED_FORMS`); a clear error if none does."""
+    forms = multiply_forms(instruction)
+    loops = [(sum(_mnemonic(x) in forms for x in lp), lp) for lp in innermost_loops(asm)]
     count, loop = max(loops, key=lambda c: c[0], default=(0, []))
     if count == 0:
         raise StaticAnalysisError(f"no inner loop with {instruction!r} in the assembly")
     return loop
+
+
+def loop_multiply(loop: list[str], instruction: str) -> tuple[str, int]:
+    """The multiply form the loop uses most and how many of it it holds."""
+    counts = {f: sum(_mnemonic(x) == f for x in loop) for f in multiply_forms(instruction)}
+    form = max(counts, key=counts.get)
+    return form, counts[form]
 
 
 def mca_cycles(loop: list[str], triple: str, mcpu: str, mattr: tuple[str, ...] = ()) -> float:
@@ -218,14 +241,22 @@ _PEAK_LOOPS = {
     "smmla": "smmla v{i}.4s, v24.16b, v25.16b",
     "smull": "smull v{i}.8h, v24.8b, v25.8b",
     "vpmaddwd": "vpmaddwd %ymm14, %ymm15, %ymm{i}",
+    "vpdpwssd": "vpdpwssd %ymm14, %ymm15, %ymm{i}",
     "vpmaddubsw": "vpmaddubsw %ymm14, %ymm15, %ymm{i}\nvpmaddwd %ymm13, %ymm{i}, %ymm{i}",
 }
 
 
-def model_peak(kernel: GemmKernel, triple: str, mcpu: str, mattr: tuple[str, ...] = ()) -> float:
+def model_peak(
+    kernel: GemmKernel,
+    triple: str,
+    mcpu: str,
+    mattr: tuple[str, ...] = (),
+    form: str | None = None,
+) -> float:
     """llvm-mca's MACs per cycle for a register-only loop of the kernel's multiply
-    instructions (12 independent accumulators)."""
-    template = _PEAK_LOOPS[kernel.instruction]
+    instructions (``form``: the fused form the compiled loop uses; 12 independent
+    accumulators)."""
+    template = _PEAK_LOOPS[form or kernel.instruction]
     loop = "\n".join(template.format(i=i) for i in range(12)).splitlines()
     return 12 * kernel.macs_per_instruction / mca_cycles(loop, triple, mcpu, mattr)
 
@@ -246,7 +277,7 @@ def analyse_kernel(
     mcpu = analysis_mcpu(preset)
     mattr = tuple(preset.target.get("mattr", ()))
     loop = accumulation_loop(kernel_assembly(preset, kernel, m, k, n), kernel.instruction)
-    count = sum(_mnemonic(x) == kernel.instruction for x in loop)
+    form, count = loop_multiply(loop, kernel.instruction)
     core = core_model(mcpu)
     bound, limit = resource_bound(loop, core) if core else (None, "no table entry")
     return LoopAnalysis(
@@ -259,6 +290,7 @@ def analyse_kernel(
         cycles_per_iter_mca=mca_cycles(loop, triple, mcpu, mattr),
         cycles_per_iter_bound=bound,
         peak_macs_per_cycle=core_peak(kernel, core),
-        model_peak_macs_per_cycle=model_peak(kernel, triple, mcpu, mattr),
+        model_peak_macs_per_cycle=model_peak(kernel, triple, mcpu, mattr, form),
         bound_limit=limit,
+        multiply=form,
     )

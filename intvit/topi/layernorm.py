@@ -30,6 +30,11 @@ def layernorm_extra_tables(params: LayerNormParams) -> dict[str, np.ndarray]:
     return {"fine_bias": np.ascontiguousarray(fine)}
 
 
+#: The largest per-row buffer TVM keeps on the stack (``kMaxStackAlloca``); a longer one is
+#: a ``TVMBackendAllocWorkspace`` call for every row.
+STACK_ROW_BYTES = 1024
+
+
 def layernorm(
     q: te.Tensor,
     params: LayerNormParams,
@@ -67,8 +72,9 @@ def layernorm(
         return load(*i) - mean(*i[:-1])
 
     if p.variant == "ilayernorm":
-        sq = te.compute(q.shape, lambda *i: centred(*i) * centred(*i), name="ln_sq")
-        var = row_reduce(sq, "sum", dtype, "ln_var")
+        # the squares go straight into the sum: a per-row buffer of them (8 bytes a channel
+        # in int64) passed TVM's 1 KiB stack limit and cost a workspace allocation per row
+        var = row_reduce(q, "sum", dtype, "ln_var", fn=lambda v, i: centred(*i) * centred(*i))
         std = isqrt(var, "ivit", acc_bits=int(dtype[3:]))
         factor = te.compute(
             var.shape,
@@ -82,19 +88,27 @@ def layernorm(
 
         return te.compute(q.shape, out_body, name="layernorm_ilayernorm"), tables
 
-    y0 = te.compute(q.shape, lambda *i: shift_right_round(centred(*i), p.v, dtype), name="ln_y0")
-    ss0 = row_reduce(y0, "sum", dtype, "ln_ss0", fn=lambda v, i: v * v)
+    def y0(*i):
+        return shift_right_round(centred(*i), p.v, dtype)
+
+    ss0 = row_reduce(q, "sum", dtype, "ln_ss0", fn=lambda v, i: y0(*i) * y0(*i))
     v_row = te.compute(
         ss0.shape,
         lambda *i: tirx.max(c(p.v) - ((c(EDGE_LN_HEADROOM) - bit_length(ss0(*i))) >> c(1)), c(0)),
         name="ln_vrow",
     )
-    yr = te.compute(
-        q.shape,
-        lambda *i: shift_right_round_var(centred(*i), v_row(*i[:-1]), dtype),
-        name="ln_yr",
-    )
-    ss = row_reduce(yr, "sum", dtype, "ln_ss", fn=lambda v, i: v * v)
+
+    def yr_expr(*i):
+        return shift_right_round_var(centred(*i), v_row(*i[:-1]), dtype)
+
+    if p.channels * int(dtype[3:]) // 8 > STACK_ROW_BYTES:
+        # recomputed where used, not stored: a per-row buffer this long passes TVM's stack
+        # limit and costs a workspace allocation per row (DeiT-small: 384 int32, 1.5 KiB)
+        yr = yr_expr
+        ss = row_reduce(q, "sum", dtype, "ln_ss", fn=lambda v, i: yr(*i) * yr(*i))
+    else:  # stored once and read twice: measured faster on short rows (digits: 64)
+        yr = te.compute(q.shape, yr_expr, name="ln_yr")
+        ss = row_reduce(yr, "sum", dtype, "ln_ss", fn=lambda v, i: v * v)
     ss1 = te.compute(ss.shape, lambda *i: ss(*i) + c(1), name="ln_ss1")
     den = isqrt(ss1, "newton", acc_bits=int(dtype[3:]))
     # den >= 1 whenever ss1 >= 1, i.e. for every input in the contract; the guard only keeps a
