@@ -126,12 +126,10 @@ def _instruction_lines(lines: list[str]) -> list[str]:
     return out
 
 
-def innermost_loops(asm: str) -> list[list[str]]:
-    """Every innermost loop of ``asm``: the instructions from a label to the backward branch
-    to it, for the loops that hold no other loop."""
-    lines = asm.splitlines()
+def backward_branches(lines: list[str]) -> list[tuple[int, int, str]]:
+    """(label line, branch line, label) of every branch back to a label above it."""
     labels: dict[str, int] = {}
-    loops: list[tuple[int, int]] = []
+    found = []
     for i, line in enumerate(lines):
         label = _LABEL.match(line)
         if label:
@@ -139,7 +137,15 @@ def innermost_loops(asm: str) -> list[list[str]]:
             continue
         branch = _BRANCH_TARGET.match(line)
         if branch and branch.group(1) in labels:
-            loops.append((labels[branch.group(1)], i))
+            found.append((labels[branch.group(1)], i, branch.group(1)))
+    return found
+
+
+def innermost_loops(asm: str) -> list[list[str]]:
+    """Every innermost loop of ``asm``: the instructions from a label to the backward branch
+    to it, for the loops that hold no other loop."""
+    lines = asm.splitlines()
+    loops = [(s, e) for s, e, _ in backward_branches(lines)]
     inner = [
         (s, e)
         for s, e in loops
@@ -183,10 +189,16 @@ def loop_multiply(loop: list[str], instruction: str) -> tuple[str, int]:
     return form, counts[form]
 
 
-def mca_cycles(loop: list[str], triple: str, mcpu: str, mattr: tuple[str, ...] = ()) -> float:
+def mca_cycles(
+    loop: list[str],
+    triple: str,
+    mcpu: str,
+    mattr: tuple[str, ...] = (),
+    iterations: int = MCA_ITERATIONS,
+) -> float:
     """llvm-mca's cycles per iteration of ``loop`` on ``mcpu`` (with the ``mattr`` features,
-    for a generic CPU)."""
-    cmd = [require_mca(), f"-mtriple={triple}", f"-mcpu={mcpu}", f"-iterations={MCA_ITERATIONS}"]
+    for a generic CPU), over ``iterations`` of it (1: one pass of straight-line code)."""
+    cmd = [require_mca(), f"-mtriple={triple}", f"-mcpu={mcpu}", f"-iterations={iterations}"]
     if mattr:
         cmd.append("-mattr=" + ",".join(mattr))
     proc = subprocess.run(cmd, input="\n".join(loop) + "\n", capture_output=True, text=True)
@@ -194,7 +206,7 @@ def mca_cycles(loop: list[str], triple: str, mcpu: str, mattr: tuple[str, ...] =
     if proc.returncode != 0 or match is None:
         reason = (proc.stderr.strip().splitlines() or ["no cycle count"])[0]
         raise StaticAnalysisError(f"llvm-mca failed for -mcpu={mcpu}: {reason}")
-    return int(match.group(1)) / MCA_ITERATIONS
+    return int(match.group(1)) / iterations
 
 
 def _is_vector(line: str) -> bool:

@@ -26,7 +26,6 @@ allocator) are not modelled; each record lists them, with how often each runs.
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass, field
 
 import tvm
@@ -38,7 +37,8 @@ from intvit.deploy.inner_loop import (
     _instruction_lines,
     analysis_mcpu,
     analysis_triple,
-    require_mca,
+    backward_branches,
+    mca_cycles,
 )
 from intvit.deploy.targets import TargetPreset
 
@@ -114,21 +114,14 @@ def _leaves(line: str, lines: list[str], start: int, end: int) -> bool:
 
 
 def _loops(lines: list[str]) -> list[tuple[int, int, str]]:
-    """(label line, branch line, label) of every backward branch."""
-    labels: dict[str, int] = {}
-    found = []
-    for i, line in enumerate(lines):
-        label = _LABEL.match(line)
-        if label:
-            labels[label.group(1)] = i
-            continue
-        branch = _BRANCH_TARGET.match(line)
-        if branch and branch.group(1) in labels:
-            start = labels[branch.group(1)]
-            # a branch back to a shared epilogue (which returns), or into a block that jumps
-            # on out of the range (block layout, not a loop), closes no loop
-            if not any(_leaves(x, lines, start, i) for x in lines[start:i]):
-                found.append((start, i, branch.group(1)))
+    """(label line, branch line, label) of every loop."""
+    # a branch back to a shared epilogue (which returns), or into a block that jumps on out
+    # of the range (block layout, not a loop), closes no loop
+    found = [
+        (s, e, name)
+        for s, e, name in backward_branches(lines)
+        if not any(_leaves(x, lines, s, e) for x in lines[s:e])
+    ]
     # one region per label: several branches back to it close the same loop (the last one)
     last: dict[str, tuple[int, int, str]] = {}
     for s, e, name in found:
@@ -351,19 +344,10 @@ def _mca_cycles(
     instructions: list[str], triple: str, mcpu: str, mattr: tuple[str, ...], loop: bool
 ) -> float:
     """llvm-mca's cycles for one pass: steady state for a loop, one iteration otherwise."""
-    iterations = _MCA_LOOP_ITERATIONS if loop else 1
-    cmd = [require_mca(), f"-mtriple={triple}", f"-mcpu={mcpu}", f"-iterations={iterations}"]
-    if mattr:
-        cmd.append("-mattr=" + ",".join(mattr))
     body = [x for x in instructions if not _CALL.match(x)]
     if not body:
         return 0.0
-    proc = subprocess.run(cmd, input="\n".join(body) + "\n", capture_output=True, text=True)
-    match = re.search(r"Total Cycles:\s+(\d+)", proc.stdout)
-    if proc.returncode != 0 or match is None:
-        reason = (proc.stderr.strip().splitlines() or ["no cycle count"])[0]
-        raise StaticAnalysisError(f"llvm-mca failed for -mcpu={mcpu}: {reason}")
-    return int(match.group(1)) / iterations
+    return mca_cycles(body, triple, mcpu, mattr, _MCA_LOOP_ITERATIONS if loop else 1)
 
 
 def row_kernel_assembly(preset: TargetPreset, func: tvm.tirx.PrimFunc) -> str:
