@@ -133,10 +133,11 @@ def _row_part(presets: list[str], write) -> None:
     )
     header = f"{'preset':<16}{'case':<17}{'kernel':<12}{'cyc/elem':>9}{'instr':>8}  calls"
     print(header + "\n" + "-" * len(header))
+    kernels = {case: _row_kernels(op, length) for case, op, length in ROW_CASES}
     for name in presets:
         preset = get_preset(name)
         for case, op, length in ROW_CASES:
-            for kernel, func in _row_kernels(op, length):
+            for kernel, func in kernels[case]:
                 try:
                     a = analyse_row_kernel(preset, func, kernel, case, length)
                 except StaticAnalysisError as err:

@@ -97,18 +97,23 @@ def analysis_mcpu(preset: TargetPreset) -> str:
     return str(preset.target.get("mcpu") or "generic")
 
 
+def analysis_target(preset: TargetPreset) -> tvm.target.Target:
+    """The preset's target, on the triple the analysis compiles for."""
+    target = dict(preset.target)
+    triple = analysis_triple(preset)
+    if triple:
+        target["mtriple"] = triple
+    return tvm.target.Target(target)
+
+
 def kernel_assembly(
     preset: TargetPreset, kernel: GemmKernel, m: int, k: int, n: int, x_dtype: str = "int8"
 ) -> str:
     """The assembly of a scheduled ``[m, k] x [n, k]^T`` packed GEMM for the preset's CPU."""
     from intvit.schedules.gemm import packed_gemm_func
 
-    target = dict(preset.target)
-    triple = analysis_triple(preset)
-    if triple:
-        target["mtriple"] = triple
     func = packed_gemm_func((m, k), x_dtype, n, kernel)
-    lib = tvm.tirx.build(func, target=tvm.target.Target(target))
+    lib = tvm.tirx.build(func, target=analysis_target(preset))
     return lib.inspect_source("asm")
 
 

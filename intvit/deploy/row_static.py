@@ -26,7 +26,7 @@ allocator) are not modelled; each record lists them, with how often each runs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import tvm
 
@@ -36,6 +36,7 @@ from intvit.deploy.inner_loop import (
     StaticAnalysisError,
     _instruction_lines,
     analysis_mcpu,
+    analysis_target,
     analysis_triple,
     backward_branches,
     mca_cycles,
@@ -352,11 +353,7 @@ def _mca_cycles(
 
 def row_kernel_assembly(preset: TargetPreset, func: tvm.tirx.PrimFunc) -> str:
     """The assembly of a scheduled row-kernel PrimFunc for the preset's CPU."""
-    target = dict(preset.target)
-    triple = analysis_triple(preset)
-    if triple:
-        target["mtriple"] = triple
-    lib = tvm.compile(tvm.IRModule({"main": func}), target=tvm.target.Target(target))
+    lib = tvm.compile(tvm.IRModule({"main": func}), target=analysis_target(preset))
     return lib.mod.inspect_source("asm")
 
 
@@ -374,7 +371,7 @@ def analyse_row_kernel(
     calls: dict[str, int] = {}
     for r in found:
         cycles = _mca_cycles(r.instructions, triple, mcpu, mattr, loop=r.label != "<function>")
-        priced.append(Region(r.label, r.depth, r.trips, r.executions, r.instructions, cycles))
+        priced.append(replace(r, cycles_per_pass=cycles))
         for at, line in enumerate(r.instructions):
             if _CALL.match(line) and r.executions:
                 name = _callee(r.instructions, at)

@@ -101,14 +101,12 @@ def layernorm(
     def yr_expr(*i):
         return shift_right_round_var(centred(*i), v_row(*i[:-1]), dtype)
 
-    if p.channels * int(dtype[3:]) // 8 > STACK_ROW_BYTES:
-        # recomputed where used, not stored: a per-row buffer this long passes TVM's stack
-        # limit and costs a workspace allocation per row (DeiT-small: 384 int32, 1.5 KiB)
-        yr = yr_expr
-        ss = row_reduce(q, "sum", dtype, "ln_ss", fn=lambda v, i: yr(*i) * yr(*i))
-    else:  # stored once and read twice: measured faster on short rows (digits: 64)
-        yr = te.compute(q.shape, yr_expr, name="ln_yr")
-        ss = row_reduce(yr, "sum", dtype, "ln_ss", fn=lambda v, i: v * v)
+    # Recomputed where used, not stored, on rows past TVM's stack limit: a per-row buffer
+    # that long costs a workspace allocation per row (DeiT-small: 384 int32, 1.5 KiB). Below
+    # it, stored once and read twice: measured faster on short rows (digits: 64).
+    long_row = p.channels * int(dtype[3:]) // 8 > STACK_ROW_BYTES
+    yr = yr_expr if long_row else te.compute(q.shape, yr_expr, name="ln_yr")
+    ss = row_reduce(q, "sum", dtype, "ln_ss", fn=lambda v, i: yr(*i) * yr(*i))
     ss1 = te.compute(ss.shape, lambda *i: ss(*i) + c(1), name="ln_ss1")
     den = isqrt(ss1, "newton", acc_bits=int(dtype[3:]))
     # den >= 1 whenever ss1 >= 1, i.e. for every input in the contract; the guard only keeps a
