@@ -43,6 +43,7 @@ from intvit.deploy.peers import (
     onnxruntime_peers,
     onnxruntime_runners,
     openvino_peers,
+    openvino_runners,
     torch_eager,
     torch_runner,
 )
@@ -175,6 +176,7 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
             f"TVM FP32 ({label})": _vm_runner(tuned_fp32, image),
             TORCH_EAGER: torch_runner(model, image, threads),
             **onnxruntime_runners(model, image, threads, int8=True),
+            **openvino_runners(model, image, threads, int8=True),
         }
     )
     ours = runs.pop(ours_label)

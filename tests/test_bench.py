@@ -79,6 +79,7 @@ def test_bench_on_local_device_compare_and_per_op(artifact, tracker_port, tmp_pa
         "PyTorch eager FP32",
         "ONNX Runtime FP32",
         "OpenVINO FP32",
+        "OpenVINO int8 (NNCF)",
     ]
     for lat in data["latencies"]:
         assert len(lat["samples_ms"]) == FAST.repeat
@@ -220,6 +221,39 @@ def test_bad_inputs_are_named(library, tmp_path, tracker_port):
     with pytest.raises(DeviceError, match=r"no server for key 'nobody' .*registered: local"):
         run_bench(request)
     assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("input_shape", [2, 1, 32, 32], r"batch 2, the library takes batch 1"),
+        (
+            "input_shape",
+            [1, 3, 32, 32],
+            r"input_shape \[1, 3, 32, 32\], the library takes \[1, 1, 32",
+        ),
+        ("input_dtype", "uint8", r"input_dtype uint8, the library takes int8"),
+    ],
+)
+def test_manifest_that_does_not_match_its_library_is_named(
+    library, tmp_path, tracker_port, field, value, message, capsys
+):
+    """An edited manifest is checked against the input signature compiled into the library,
+    on the device, before ``main`` runs (it used to fail there as an empty RPC error)."""
+    copy = tmp_path / "edited.so"
+    shutil.copy(library, copy)
+    data = json.loads(manifest_path(library).read_text())
+    data[field] = value
+    manifest_path(copy).write_text(json.dumps(data))
+    request = BenchRequest(
+        copy, f"127.0.0.1:{tracker_port}", "local", out=tmp_path, config=FAST, progress=False
+    )
+    with pytest.raises(ValueError, match=rf"manifest of 'edited.so' does not match.*{message}"):
+        run_bench(request)
+    args = ["bench", str(copy), "--tracker", f"127.0.0.1:{tracker_port}", "--key", "local"]
+    assert main([*args, "--out", str(tmp_path), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "does not match the library" in err and "Traceback" not in err
 
 
 def test_profile_categories():

@@ -155,6 +155,7 @@ def _bench_on(session, req, source: Path, report: BenchReport, steps, stem: str)
     else:
         library = source
     manifest = read_manifest(library)
+    session.check_manifest(library, manifest)  # before anything runs main on the device
     report.libraries["integer"] = str(library)
     report.memory = manifest.memory
     steps.done()

@@ -21,6 +21,7 @@ import tvm
 
 from intvit.deploy.archcheck import check_library_arch
 from intvit.deploy.manifest import KernelCall, LibraryManifest
+from intvit.deploy.signature import SIGNATURE_FUNC, decode_signature, signature_mismatch
 from intvit.topi import kinds
 
 
@@ -236,6 +237,8 @@ class DeviceSession:
     #: Libraries loaded in this session. Each is uploaded once: writing over a library the
     #: server has already loaded corrupts its mapping and kills the server.
     modules: dict[str, Any] = field(default_factory=dict)
+    #: libraries whose manifest was checked against their compiled input signature
+    checked: set[str] = field(default_factory=set)
 
     def open(self) -> DeviceSession:
         cfg = self.config
@@ -288,6 +291,38 @@ class DeviceSession:
         self.modules[str(library.resolve())] = module
         return module
 
+    def check_manifest(self, library: str | Path, manifest: LibraryManifest) -> None:
+        """Check the manifest's input against the one compiled into ``library`` (read on the
+        device, before ``main`` ever runs): a ValueError naming the mismatch, instead of the
+        empty RPC error a wrong input gets from ``main``. Libraries from before the signature
+        (no :data:`SIGNATURE_FUNC`) are not checked."""
+        library = Path(library)
+        key = str(library.resolve())
+        if key in self.checked:
+            return
+        lib = self.load(library)
+
+        def read():
+            from tvm import relax
+
+            vm = relax.VirtualMachine(lib, self.session.cpu())
+            try:
+                func = vm[SIGNATURE_FUNC]
+            except (AttributeError, KeyError, RuntimeError):  # an older library
+                return None
+            return func().numpy()
+
+        values = self._step(read, f"device {self.key!r} reading {library.name!r}'s input")
+        if values is not None:
+            expected = decode_signature(values)
+            problem = signature_mismatch(expected, manifest.input_shape, manifest.input_dtype)
+            if problem:
+                raise ValueError(
+                    f"the manifest of {library.name!r} does not match the library: {problem} "
+                    "(edited, or from another export? intvit compile writes both)"
+                )
+        self.checked.add(key)
+
     def run(self, library: str | Path, image: np.ndarray) -> np.ndarray:
         """The outputs of ``main`` on ``image`` (for checking results on the device)."""
 
@@ -305,6 +340,7 @@ class DeviceSession:
         """Median latency of ``main`` (input from the manifest) over ``repeat`` samples."""
 
         cfg, library = self.config, Path(library)
+        self.check_manifest(library, manifest)
         lib = self.load(library)
         what = f"device {self.key!r} running {library.name!r}"
 
@@ -369,6 +405,7 @@ class DeviceSession:
         from intvit.deploy.rpc import release_sessions
 
         self.modules.clear()
+        self.checked.clear()
         self.session = None
         release_sessions()  # the device is free for the next request at once
 

@@ -18,6 +18,7 @@ from tvm import relax
 
 from intvit.deploy.manifest import KernelCall, LibraryManifest, arch_of_target, write_manifest
 from intvit.deploy.memory import MemoryReport, memory_report
+from intvit.deploy.signature import with_input_signature
 from intvit.deploy.targets import TargetPreset, get_preset
 from intvit.quant.int_model import IntModel
 from intvit.relax_ops.graph import build_module
@@ -66,11 +67,13 @@ def compile_relax(
     mod: tvm.IRModule, preset: TargetPreset | str, kind: str, model: str, profile: bool = False
 ) -> CompiledModel:
     """Lower ``mod`` with TVM's default Relax pipeline for ``preset`` and build it (and, with
-    ``profile``, its kernels as a separate library for per-operator timing)."""
+    ``profile``, its kernels as a separate library for per-operator timing). The library
+    also exports ``main``'s input signature (:mod:`intvit.deploy.signature`), against which a
+    bench checks the manifest."""
     preset = _as_preset(preset)
     target = preset.tvm_target()
     with target:
-        lowered = relax.get_pipeline("default")(mod)
+        lowered = relax.get_pipeline("default")(with_input_signature(mod))
     executable = tvm.compile(lowered, target=target, relax_pipeline=None)
     kernels = None
     if profile:

@@ -1,6 +1,6 @@
 """The float peers measured in-process on the host: PyTorch eager, ONNX Runtime (FP32, and
-int8 with static QDQ or dynamic quantization) and OpenVINO FP32 (when installed), all at the
-same thread count as TVM."""
+int8 with static QDQ or dynamic quantization) and OpenVINO (FP32, and int8 through NNCF's
+post-training quantization), all at the same thread count as TVM."""
 
 from __future__ import annotations
 
@@ -119,6 +119,7 @@ def onnxruntime_runner(path: Path, image: np.ndarray, threads: int) -> Callable[
 
 
 OPENVINO_FP32 = "OpenVINO FP32"
+OPENVINO_INT8 = "OpenVINO int8 (NNCF)"
 
 
 def openvino_available() -> bool:
@@ -127,30 +128,92 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def openvino_runner(path: Path, image: np.ndarray, threads: int) -> Callable[[], object]:
-    """One inference of the ONNX model at ``path`` compiled by OpenVINO for the CPU with
-    ``threads`` inference threads (latency hint: one stream, as the others run)."""
+def nncf_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("nncf") is not None
+
+
+def _openvino_compiled_runner(ov_model, image: np.ndarray, threads: int):
+    """One inference of an OpenVINO model compiled for the CPU with ``threads`` inference
+    threads (latency hint: one stream, as the others run; FP32 where a layer is not int8: no
+    bf16 on AMX-capable CPUs)."""
     import openvino as ov
 
-    core = ov.Core()
     config = {
         "INFERENCE_NUM_THREADS": threads,
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": 1,
-        "INFERENCE_PRECISION_HINT": "f32",  # FP32: no bf16 on AMX-capable CPUs
+        "INFERENCE_PRECISION_HINT": "f32",
     }
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-    request = compiled.create_infer_request()
+    request = ov.Core().compile_model(ov_model, "CPU", config).create_infer_request()
     return lambda: request.infer({0: image})
 
 
-def openvino_peers(model, image: np.ndarray, threads: int, cfg: BenchConfig) -> list[Latency]:
-    """OpenVINO FP32 on the same ONNX export as ONNX Runtime's; none without openvino."""
+def openvino_runner(path: Path, image: np.ndarray, threads: int) -> Callable[[], object]:
+    """One inference of the ONNX model at ``path`` compiled by OpenVINO (FP32)."""
+    import openvino as ov
+
+    return _openvino_compiled_runner(ov.Core().read_model(str(path)), image, threads)
+
+
+def openvino_int8_runner(
+    path: Path, image: np.ndarray, threads: int, calib: np.ndarray
+) -> Callable[[], object]:
+    """The ONNX model at ``path`` quantized to int8 by NNCF's post-training quantization
+    (``nncf.quantize``, transformer preset: int8 weights per channel, int8 activations
+    calibrated on ``calib``, one image a sample), compiled by OpenVINO."""
+    import contextlib
+    import io
+    import logging
+
+    import nncf
+    import openvino as ov
+
+    nncf.set_log_level(logging.ERROR)
+    samples = [calib[i : i + 1] for i in range(len(calib))]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        quantized = nncf.quantize(  # its own progress bars would cut through intvit's
+            ov.Core().read_model(str(path)),
+            nncf.Dataset(samples),
+            subset_size=len(samples),
+            model_type=nncf.ModelType.TRANSFORMER,
+        )
+    return _openvino_compiled_runner(quantized, image, threads)
+
+
+def openvino_runners(
+    model, image: np.ndarray, threads: int, int8: bool = True
+) -> dict[str, Callable[[], object]]:
+    """OpenVINO FP32 and, with ``int8`` and NNCF installed, OpenVINO int8 (NNCF), by label;
+    none without openvino."""
     if not openvino_available():
-        return []
+        return {}
     with tempfile.TemporaryDirectory(prefix="intvit-openvino-") as tmp:
-        run = openvino_runner(export_onnx(model, image, Path(tmp) / "model.onnx"), image, threads)
-        return [Latency(OPENVINO_FP32, "host", _time(run, cfg), f"{threads} thread(s)")]
+        path = export_onnx(model, image, Path(tmp) / "model.onnx")
+        runners = {OPENVINO_FP32: openvino_runner(path, image, threads)}
+        if int8 and nncf_available():
+            calib = _calibration_images(image)
+            runners[OPENVINO_INT8] = openvino_int8_runner(path, image, threads, calib)
+        return runners
+
+
+def openvino_peers(
+    model, image: np.ndarray, threads: int, cfg: BenchConfig, int8: bool = True
+) -> list[Latency]:
+    """OpenVINO FP32 and int8 (NNCF) on the same ONNX export as ONNX Runtime's, timed one
+    after another."""
+    return [
+        Latency(label, "host", _time(run, cfg), f"{threads} thread(s)")
+        for label, run in openvino_runners(model, image, threads, int8).items()
+    ]
+
+
+def _calibration_images(image: np.ndarray, count: int = 8) -> np.ndarray:
+    """``count`` random images shaped like ``image`` (random weights, random data: the peers
+    are timed, not scored), the same for every int8 peer."""
+    calib = np.random.default_rng(0).standard_normal((count, *image.shape[1:]))
+    return calib.astype(np.float32)
 
 
 def onnxruntime_runners(
@@ -161,8 +224,7 @@ def onnxruntime_runners(
         fp32 = export_onnx(model, image, Path(tmp) / "model.onnx")
         runners = {"ONNX Runtime FP32": onnxruntime_runner(fp32, image, threads)}
         if int8:
-            calib = np.random.default_rng(0).standard_normal((8, *image.shape[1:]))
-            calib = calib.astype(np.float32)
+            calib = _calibration_images(image)
             for i, mode in enumerate(ORT_INT8_MODES):
                 q = quantize_onnx(fp32, mode, calib, Path(tmp) / f"model.int8-{i}.onnx")
                 runners[f"ONNX Runtime int8 {mode}"] = onnxruntime_runner(q, image, threads)
