@@ -163,6 +163,13 @@ def connect_tracker(host: str, port: int):
     return rpc.connect_tracker(host, port)
 
 
+def servers_for_key(summary: dict, key: str) -> int:
+    """How many RPC servers a tracker's ``summary()`` lists under ``key`` (free or busy)."""
+    listed = sum(1 for s in summary.get("server_info", []) if s.get("key") == f"server:{key}")
+    free = summary.get("queue_info", {}).get(key, {}).get("free", 0)
+    return max(listed, free)
+
+
 def wait_for_device(tracker, key: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -38,6 +38,7 @@ from intvit.schedules.database import (  # noqa: F401  (the tuner's API too)
 )
 from intvit.schedules.tvm_intrinsics import import_tvm_tensor_intrinsics
 from intvit.topi.kinds import kernel_kind
+from intvit.tune.budget import BudgetedCommit
 from intvit.tune.progress import TrialProgress
 
 
@@ -61,18 +62,26 @@ class TuneConfig:
 
 
 def _runner(cfg: TuneConfig):
+    """MetaSchedule's runner: local, or over the tracker with one worker per server
+    registered for the key, so that a farm of devices measures candidates in parallel."""
     from tvm.s_tir import meta_schedule as ms
 
     if cfg.tracker is None:
         return ms.runner.LocalRunner()  # what tune_relax makes of "local"
-    from intvit.deploy.rpc import connect_tracker, parse_address
+    from intvit.deploy.rpc import connect_tracker, parse_address, servers_for_key
 
     host, port = parse_address(cfg.tracker)
-    connect_tracker(host, port)  # a clear error now if the tracker is not there
+    tracker = connect_tracker(host, port)  # a clear error now if the tracker is not there
+    servers = servers_for_key(tracker.summary(), cfg.key)
+    if servers == 0:
+        raise ValueError(
+            f"no server for key {cfg.key!r} is registered with the tracker at {cfg.tracker}; "
+            f"start one with intvit device serve/emulate-arm --key {cfg.key}"
+        )
     rpc = ms.runner.RPCConfig(
         tracker_host=host, tracker_port=port, tracker_key=cfg.key, session_timeout_sec=120
     )
-    return ms.runner.RPCRunner(rpc, max_workers=1)
+    return ms.runner.RPCRunner(rpc, max_workers=servers)
 
 
 def _builder(preset: TargetPreset):
@@ -164,7 +173,15 @@ def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print, seed_rows: bool =
     progress = TrialProgress(max(todo, 0), enabled=cfg.progress and todo > 0)
     if todo > 0:
         import_tvm_tensor_intrinsics()  # TuneContext imports it: minutes, unless done this way
-        callbacks = [*ms.measure_callback.MeasureCallback.create("default"), progress]
+        # MetaSchedule's default callbacks, with its AddToDatabase replaced by one that
+        # never commits past the budget (MetaSchedule overshoots it by up to a batch)
+        commit = BudgetedCommit(todo)
+        callbacks = [
+            commit,
+            ms.measure_callback.RemoveBuildArtifact(),
+            ms.measure_callback.UpdateCostModel(),
+            progress,
+        ]
         try:
             with stop_on_sigint(progress):
                 _tune_relax(mod, target, db, todo, cfg, op_names, preset, callbacks)
@@ -187,6 +204,7 @@ def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print, seed_rows: bool =
         "already_done": done,
         "seeded": seeded,
         "measured": progress.measured,
+        "dropped_over_budget": commit.dropped if todo > 0 else 0,
         "failed": progress.failed,
         "last_error": progress.last_error,
         "seconds": time.monotonic() - start,
@@ -263,7 +281,7 @@ def _tune_relax(
         max_trials_global=trials,
         max_trials_per_task=cfg.trials_per_task,
         op_names=op_names,
-        num_trials_per_iter=cfg.trials_per_iter,
+        num_trials_per_iter=min(cfg.trials_per_iter, trials),
         builder=_builder(preset),
         runner=_runner(cfg),
         measure_callbacks=callbacks,
