@@ -20,6 +20,19 @@ def non_negative_int(text: str) -> int:
     return _bounded_int(text, 0)
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (budgets)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number > 0")
+    return value
+
+
 def _bounded_int(text: str, low: int) -> int:
     try:
         value = int(text)
@@ -308,6 +321,46 @@ def _cmd_nas(args: argparse.Namespace) -> int:
             f"{100 * result['smallest_val_top1']:.1f}% (smallest), inherited weights"
         )
         return 0
+    if args.nas_command == "evolve-space":
+        from intvit.nas.space import load_space
+        from intvit.nas.space_evolution import EvolutionConfig
+
+        cfg = EvolutionConfig(
+            max_memory_bytes=int(args.max_memory_kib * 1024),
+            candidates=args.candidates,
+            iterations=args.iterations,
+            epochs_per_iteration=args.epochs_per_iteration,
+            n_acc=args.n_acc,
+            n_ratio=args.n_ratio,
+            min_gain=args.min_gain,
+            seed=args.seed,
+        )
+        summary = nas.run_evolve_space(
+            nas.EvolveSpaceRequest(
+                load_space(args.space),
+                args.out,
+                cfg,
+                args.data,
+                args.target,
+                args.final_epochs,
+                not args.quiet,
+            )
+        )
+        print(
+            f"optimal sub-space {summary['optimal']} (best in {summary['selected']} of "
+            f"{summary['iterations']} iterations): mean top-1 {100 * summary['accuracy']:.1f}%, "
+            f"{100 * summary['ratio']:.0f}% of its subnets within "
+            f"{args.max_memory_kib:g} KiB ({summary['seconds']:.0f} s)"
+        )
+        print(f"space: {summary['optimal_space']}; plot: {summary['plot']}")
+        if "optimal_supernet" in summary:
+            print(f"its supernet: {summary['optimal_supernet']}")
+        else:
+            print(
+                f"next: intvit nas train-supernet --space {summary['optimal_space']} "
+                f"--data {args.data} -o supernet.pt"
+            )
+        return 0
     if args.nas_command == "extract":
         path = nas.run_extract(args.supernet, args.arch, args.output)
         print(
@@ -505,6 +558,31 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("-o", "--output", type=Path, required=True, help="the checkpoint (.pt)")
     ts.add_argument("--quiet", action="store_true", help="no progress bar")
     ts.set_defaults(func=_cmd_nas)
+    ev = nas_sub.add_parser(
+        "evolve-space",
+        help="MCUFormer's search-space evolution under a compiled-memory budget",
+    )
+    ev.add_argument("--space", required=True, help="a space JSON or a shipped one (digits, ...)")
+    ev.add_argument("--data", default="digits", help="digits, or a folder with train/val/test")
+    ev.add_argument(
+        "--max-memory-kib",
+        type=positive_float,
+        required=True,
+        help="budget: planned activations + weights of the compiled integer library",
+    )
+    ev.add_argument("--candidates", type=positive_int, default=4, help="sub-spaces (n)")
+    ev.add_argument("--iterations", type=positive_int, default=3, help="tau")
+    ev.add_argument("--epochs-per-iteration", type=positive_int, default=2, help="t")
+    ev.add_argument("--n-acc", type=positive_int, default=8, help="subnets sampled for top-1")
+    ev.add_argument("--n-ratio", type=positive_int, default=20, help="subnets for the ratio")
+    ev.add_argument("--min-gain", type=float, default=0.005, help="score gain to move a window")
+    ev.add_argument("--target", default="host", help="preset of the compiled memory plan")
+    ev.add_argument("--final-epochs", type=non_negative_int, default=0,
+                    help="then train the optimal space's supernet this many epochs")  # fmt: skip
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", type=Path, default=Path("out/nas-space"), help="results and state")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_cmd_nas)
     ex = nas_sub.add_parser("extract", help="a subnet of a supernet as a float checkpoint")
     ex.add_argument("supernet", type=Path)
     ex.add_argument("--arch", type=Path, required=True, help="subnet choice or ViT arch JSON")

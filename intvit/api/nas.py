@@ -337,3 +337,93 @@ def _plot(path: Path, cands, best) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+@dataclass
+class EvolveSpaceRequest:
+    """``intvit nas evolve-space``: MCUFormer's search-space evolution of ``space``."""
+
+    space: SearchSpace
+    out: Path
+    config: object  # intvit.nas.space_evolution.EvolutionConfig
+    data: str = "digits"
+    target: str = "host"  # the preset whose compiled memory plan is the budget's measure
+    final_epochs: int = 0  # then train the optimal space's supernet this long
+    progress: bool = True
+    cache_dir: Path | None = None
+
+
+def run_evolve_space(req: EvolveSpaceRequest) -> dict:
+    """Algorithm 2 (:mod:`intvit.nas.space_evolution`), its plot, and with ``final_epochs``
+    the optimal space's supernet (``out/optimal_supernet.pt``)."""
+    from intvit.nas.data import search_data
+    from intvit.nas.extract import extract_subnet
+    from intvit.nas.measure import MemoryMeter
+    from intvit.nas.space_evolution import run_evolution
+
+    splits = search_data(req.data, req.space.img_size)
+    meter = MemoryMeter(req.target, splits.train.images[:8], req.cache_dir)
+    space = req.space
+
+    def memory_of(choice, net) -> int:
+        return meter.bytes(space.arch(choice), lambda: extract_subnet(net, choice))
+
+    t0 = time.time()
+    summary = run_evolution(space, splits, req.out, req.config, memory_of, progress=req.progress)
+    summary["seconds"] = time.time() - t0
+    _plot_evolution(Path(req.out) / "space_evolution.png", summary)
+    summary["plot"] = str(Path(req.out) / "space_evolution.png")
+    if req.final_epochs:
+        from intvit.nas.space_evolution import load_optimal_space
+        from intvit.nas.train import train_supernet
+
+        cfg = SupernetConfig(
+            req.final_epochs, req.config.batch_size, req.config.lr, req.config.weight_decay
+        )
+        path = Path(req.out) / "optimal_supernet.pt"
+        optimal = load_optimal_space(req.out)
+        train_supernet(optimal, splits.train, path, cfg, req.progress, data_name=splits.name)
+        summary["optimal_supernet"] = str(path)
+    (Path(req.out) / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _plot_evolution(path: Path, summary: dict) -> None:
+    """Each candidate of each iteration: mean inherited top-1 against the fraction of its
+    subnets within the budget, the optimal sub-space marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = summary["results"]
+    iterations = sorted({r["iteration"] for r in results})
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    cmap = plt.get_cmap("viridis", max(len(iterations), 2))
+    for it in iterations:
+        rs = [r for r in results if r["iteration"] == it]
+        ax.scatter(
+            [100 * r["ratio"] for r in rs],
+            [100 * r["accuracy"] for r in rs],
+            color=cmap(it),
+            label=f"iteration {it + 1}",
+            s=30,
+        )
+    opt = [r for r in results if r["label"] == summary["optimal"]]
+    ax.scatter(
+        [100 * r["ratio"] for r in opt],
+        [100 * r["accuracy"] for r in opt],
+        marker="*",
+        s=180,
+        facecolors="none",
+        edgecolors="r",
+        label=f"optimal: {summary['optimal']}",
+    )
+    ax.set_xlabel(f"subnets within {summary['max_memory_bytes'] / 1024:.0f} KiB compiled (%)")
+    ax.set_ylabel("mean validation top-1 (%), inherited weights")
+    ax.set_title("intvit nas evolve-space (MCUFormer Alg. 2)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -104,7 +104,7 @@ def train_supernet(
     torch.set_num_threads(1)  # deterministic across machines; the digits supernet is tiny
     try:
         for epoch in epochs:
-            _epoch(net, opt, space, train, cfg, epoch)
+            train_epoch(net, opt, space, train, cfg, epoch)
             body = {
                 "format": FORMAT,
                 "supernet": net.state_dict(),
@@ -125,7 +125,9 @@ def _lr(cfg: SupernetConfig, epoch: int) -> float:
     return float(0.5 * cfg.lr * (1 + np.cos(np.pi * epoch / cfg.epochs)))
 
 
-def _epoch(net: Supernet, opt, space: SearchSpace, train, cfg: SupernetConfig, epoch: int):
+def train_epoch(net: Supernet, opt, space: SearchSpace, train, cfg: SupernetConfig, epoch: int):
+    """One epoch of Algorithm 1: each batch samples one subnet of ``space`` (seeded by
+    ``(cfg.seed, epoch)``) and updates its slice of ``net``."""
     net.train()
     rng = np.random.default_rng([cfg.seed, epoch])
     torch.manual_seed(cfg.seed * 100_003 + epoch)
