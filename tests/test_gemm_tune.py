@@ -25,12 +25,15 @@ from intvit.quant.calibrate import calibrate
 from intvit.quant.config import QuantConfig
 from intvit.quant.reference import reference_forward
 from intvit.schedules.gemm import packed_gemm_func, schedule_packed_gemm
+from intvit.schedules.hostcpu import host_cpu
 from intvit.schedules.intrinsics import (
     KERNELS,
     gemm_kernel_for,
     gemm_kernels_for,
+    has_vnni,
     kernel_for_gemm,
     kernel_of_func,
+    vnni_kernel,
 )
 from intvit.topi.dense_packed import batch_matmul_packed, pack_bias, pack_weights
 from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
@@ -52,7 +55,11 @@ def _run_packed(x: np.ndarray, w: np.ndarray, b: np.ndarray, kernel) -> np.ndarr
 
 NARROW = KERNELS["avx2-maddubsw"]
 needs_avx2 = pytest.mark.skipif(
-    NARROW not in gemm_kernels_for(HOST.target), reason="no AVX2 on this host"
+    HOST.target.get("mtriple") or "avx2" not in host_cpu()[1], reason="no AVX2 on this host"
+)
+VNNI = KERNELS["avx-vnni"]
+needs_vnni = pytest.mark.skipif(
+    HOST.target.get("mtriple") or not has_vnni(host_cpu()[1]), reason="no VNNI on this host"
 )
 
 
@@ -61,6 +68,8 @@ needs_avx2 = pytest.mark.skipif(
     [
         pytest.param(KERNEL, marks=needs_kernel, id="host"),
         pytest.param(NARROW, marks=needs_avx2, id="avx2-maddubsw"),
+        pytest.param(VNNI, marks=needs_vnni, id="avx-vnni"),
+        pytest.param(vnni_kernel(("avx512vl",)), marks=needs_vnni, id="avx-vnni-4x4"),
     ],
 )
 @pytest.mark.parametrize(
@@ -122,6 +131,20 @@ def test_maddubsw_extreme_values(x_value, w_value):
     w[::2, 1::2] = -w_value  # mixed signs in some columns
     b = np.full(16, -5, np.int32)
     np.testing.assert_array_equal(_run_packed(x, w, b, NARROW), dense_ref(x, w, b))
+
+
+@needs_vnni
+@pytest.mark.parametrize("x_value", [-128, 127, 0, 255])
+@pytest.mark.parametrize("w_value", [-128, 127])
+def test_vnni_extreme_values(x_value, w_value):
+    """vpdpbusd sums four uint8 x int8 products per lane with no intermediate saturation:
+    exact at 255 x -128 (int8 127 offset to 255), over a K that fills much of int32."""
+    x_dtype = "uint8" if x_value > 127 or x_value == 0 else "int8"
+    x = np.full((7, 4096), x_value, x_dtype)
+    w = np.full((16, 4096), w_value, np.int8)
+    w[::2, 1::2] = -128 if w_value > 0 else 127  # mixed signs in some columns
+    b = np.full(16, 3, np.int32)
+    np.testing.assert_array_equal(_run_packed(x, w, b, VNNI), dense_ref(x, w, b))
 
 
 def test_narrow_kernel_only_takes_7bit_weights():
@@ -208,9 +231,10 @@ def test_scheduled_model_is_bit_exact_and_has_no_separate_requantize(vit):
 
 @needs_avx2
 @pytest.mark.parametrize("batch", [1, 2])
-def test_7bit_weight_model_uses_maddubsw_and_is_bit_exact(batch):
-    """weight_bits=7: every constant-weight GEMM that tiles goes to vpmaddubsw (attention's
-    runtime operands stay on vpmaddwd), and the library equals the reference forward."""
+def test_7bit_weight_model_uses_the_first_kernel_and_is_bit_exact(batch):
+    """weight_bits=7: every constant-weight GEMM goes to the host's first kernel (vpmaddubsw
+    on AVX2, vpdpbusd with VNNI; attention's runtime operands stay on vpmaddwd), and the
+    library equals the reference forward."""
     from intvit.deploy.compile import scheduled_module
 
     torch.manual_seed(6)
@@ -238,7 +262,8 @@ def test_7bit_weight_model_uses_maddubsw_and_is_bit_exact(batch):
         if isinstance(f, tvm.tirx.PrimFunc) and "_packed" in gv.name_hint
     ]
     dense = [k for name, k in used if not name.startswith("batch_matmul")]
-    assert dense and set(dense) == {"avx2-maddubsw"}, used
+    assert dense and set(dense) == {kernels[0].name}, used
+    assert kernels[0].name == ("avx-vnni" if has_vnni(host_cpu()[1]) else "avx2-maddubsw")
     assert {k for name, k in used if name.startswith("batch_matmul")} == {"avx2-pmaddwd"}
 
 

@@ -15,7 +15,8 @@ from intvit.topi.registry import get_variant
 from intvit.topi.sqrt_ref import isqrt_newton_ref
 from intvit.topi.truncation import truncation_audit
 
-SETTINGS = settings(max_examples=60, deadline=None)
+# derandomize: the same examples on every run and machine (a failure can be replayed)
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)
 int8_rows = hnp.arrays(np.int8, hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=64))
 
 
@@ -36,15 +37,23 @@ def test_isqrt_int32_is_floor_sqrt(n):
 @SETTINGS
 @given(int8_rows, st.floats(0.01, 0.2), st.sampled_from(["edge", "shiftmax", "ibert"]))
 def test_softmax_rows_sum_to_one(q, scale, variant):
-    """Each row sums to 1.0 within one output LSB per element (floor/round of each term)."""
+    """Each row sums to 1.0 within one output LSB per element (floor/round of each term);
+    shiftmax (I-ViT's algorithm, as the authors compute it) loses up to ``sum / 2**(32 - b)``
+    more, from its integer factor ``floor((2**31 - 1) / sum)``: its exps reach ``-x0 * 2**15``,
+    so at scale 0.01 a 25-wide row of near-equal values sums to 101 of 128 (found by
+    hypothesis)."""
     v = get_variant("softmax", variant)
     params = v.make_params(scale, q.shape[-1])
     out = v.reference(q, params).astype(np.int64)
     one = round(1.0 / params.out_scale)
     sums = out.sum(axis=-1)
     n = q.shape[-1]
+    factor_loss = 0
+    if variant == "shiftmax":
+        exp_max = -params.x0 * 2**params.n
+        factor_loss = -(-n * exp_max // 2 ** (32 - params.out_bits))  # ceil
     assert np.all(sums <= one + (n if variant == "edge" else 0))
-    assert np.all(sums >= one - n - 1)
+    assert np.all(sums >= one - n - 1 - factor_loss)
 
 
 @SETTINGS

@@ -9,7 +9,7 @@ import numpy as np
 import tvm
 from tvm import te
 
-from intvit.api.mix_peak import has_mix, measure_mix_peak
+from intvit.api.mix_peak import compiled_mix, has_mix, measure_mix_peak
 from intvit.deploy.benchrecord import BenchRecord
 from intvit.schedules.gemm import packed_gemm_func
 from intvit.schedules.intrinsics import gemm_kernels_for
@@ -105,7 +105,10 @@ def run_gemm_bench(target: dict, shapes=SHAPES, on_record=None) -> list[BenchRec
     tvm_target = tvm.target.Target(target)
     for kernel in reversed(kernels):
         # the kernel's own instruction mix, register-only, on the same threads (same run)
-        peak = measure_mix_peak(kernel, tvm.runtime.num_threads()) if has_mix(kernel) else None
+        peak, mix = None, None
+        if has_mix(kernel):  # the mix its compiled loop issues (a fused form on AVX-VNNI)
+            mix = compiled_mix(kernel)
+            peak = measure_mix_peak(kernel, tvm.runtime.num_threads(), mix=mix)
         for m, k, n in shapes:
             new, exact = gemm_case(m, k, n, kernel, tvm_target)
             if not exact:
@@ -113,6 +116,7 @@ def run_gemm_bench(target: dict, shapes=SHAPES, on_record=None) -> list[BenchRec
             for r in new:
                 if peak is not None:
                     r.extra["peak_gmacs"] = peak
+                    r.extra["peak_mix"] = mix.label
                     r.extra["fraction_of_peak"] = r.extra["gmacs"] / peak
                 records.append(r)
                 if on_record:

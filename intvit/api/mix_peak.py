@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from intvit.topi.gemm_kernel import GemmKernel
@@ -33,18 +34,65 @@ _MIXES = {
         "vpmaddwd %%ymm15, %%{tmp}, %%{tmp}",
         "vpaddd %%{tmp}, %%{acc}, %%{acc}",
     ),
+    # one instruction per block; ``{prefix}``: the encoding LLVM chose ({vex} on AVX-VNNI,
+    # none for AVX-512 VNNI's EVEX form)
+    "avx-vnni": ("{prefix}vpdpbusd %%ymm14, %%ymm15, %%{acc}",),
 }
+
+
+#: The fused forms LLVM may compile a kernel's multiply and accumulate into (see
+#: :data:`intvit.deploy.inner_loop.FUSED_FORMS`): on an AVX-VNNI host the ``avx2-pmaddwd``
+#: kernel's ``vpmaddwd`` + ``vpaddd`` become one ``vpdpwssd``, whose own peak is the one to
+#: compare with (the unfused pair's peak is lower: the GEMM measured 108-128% of it).
+_FUSED_MIXES = {"vpdpwssd": ("{prefix}vpdpwssd %%ymm14, %%ymm15, %%{acc}",)}
+
+
+@dataclass(frozen=True)
+class Mix:
+    """The instructions a peak loop issues per block: a kernel's own, or the fused form its
+    compiled loop uses (``prefix``: the encoding prefix LLVM printed, e.g. ``{vex} ``)."""
+
+    kernel: str
+    form: str
+    prefix: str = ""
+
+    @property
+    def instructions(self) -> tuple[str, ...]:
+        mix = _FUSED_MIXES[self.form] if self.form in _FUSED_MIXES else _MIXES[self.kernel]
+        prefix = self.prefix.replace("{", "{{").replace("}", "}}")
+        return tuple(i.replace("{prefix}", prefix) for i in mix)
+
+    @property
+    def label(self) -> str:
+        words = [i.replace("{{vex}} ", "").split()[0] for i in self.instructions]
+        return " + ".join(words)
 
 
 def has_mix(kernel: GemmKernel) -> bool:
     return kernel.name in _MIXES
 
 
-def _source(kernel: GemmKernel) -> str:
+def compiled_mix(kernel: GemmKernel) -> Mix:
+    """The mix the host's compiled packed GEMM of ``kernel`` really issues: its own, or the
+    fused form LLVM made of it on this CPU (read from the assembly of a scheduled GEMM)."""
+    from intvit.deploy.inner_loop import accumulation_loop, kernel_assembly, loop_multiply
+    from intvit.deploy.targets import get_preset
+
+    n = kernel.lanes * kernel.n_vectors * 2
+    loop = accumulation_loop(kernel_assembly(get_preset("host"), kernel, 64, 256, n),
+                             kernel.instruction)  # fmt: skip
+    form, _ = loop_multiply(loop, kernel.instruction)
+    if form != kernel.instruction and form not in _FUSED_MIXES:
+        form = kernel.instruction
+    prefixed = any(line.split()[:2] == ["{vex}", form] for line in loop)
+    return Mix(kernel.name, form, "{vex} " if prefixed else "")
+
+
+def _source(mix: Mix) -> str:
     body = []
     for i in range(ACCUMULATORS):
         tmp = f"ymm{12 + i % 2}"
-        body += [f'"{ins.format(acc=f"ymm{i}", tmp=tmp)}\\n"' for ins in _MIXES[kernel.name]]
+        body += [f'"{ins.format(acc=f"ymm{i}", tmp=tmp)}\\n"' for ins in mix.instructions]
     clobbers = ", ".join(f'"ymm{i}"' for i in range(16))
     lines = "\n        ".join(body)
     return f"""#include <stdint.h>
@@ -61,12 +109,12 @@ void mix_loop(int64_t iters) {{
 """
 
 
-def _library(kernel: GemmKernel, folder: Path) -> ctypes.CDLL:
+def _library(mix: Mix, folder: Path) -> ctypes.CDLL:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise RuntimeError("no C compiler (cc) for the instruction-mix peak loop")
-    src, lib = folder / f"{kernel.name}.c", folder / f"{kernel.name}.so"
-    src.write_text(_source(kernel))
+    src, lib = folder / f"{mix.kernel}.c", folder / f"{mix.kernel}.so"
+    src.write_text(_source(mix))
     subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
     dll = ctypes.CDLL(str(lib))
     dll.mix_loop.argtypes = [ctypes.c_int64]
@@ -74,14 +122,19 @@ def _library(kernel: GemmKernel, folder: Path) -> ctypes.CDLL:
 
 
 def measure_mix_peak(
-    kernel: GemmKernel, threads: int, iters: int = 2_000_000, repeat: int = 5
+    kernel: GemmKernel,
+    threads: int,
+    iters: int = 2_000_000,
+    repeat: int = 5,
+    mix: Mix | None = None,
 ) -> float:
-    """GMAC/s of the kernel's instruction mix on ``threads`` threads at once (the best of
-    ``repeat`` runs; ctypes releases the GIL for the loop)."""
+    """GMAC/s of the kernel's instruction mix (``mix``; default its own) on ``threads``
+    threads at once (the best of ``repeat`` runs; ctypes releases the GIL for the loop)."""
     if not has_mix(kernel):
         raise ValueError(f"no host instruction mix for micro-kernel {kernel.name!r}")
+    mix = mix or Mix(kernel.name, kernel.instruction)
     with tempfile.TemporaryDirectory() as tmp:
-        dll = _library(kernel, Path(tmp))
+        dll = _library(mix, Path(tmp))
         dll.mix_loop(iters // 10)  # warm the cores' clocks
         best = float("inf")
         for _ in range(repeat):

@@ -259,6 +259,7 @@ _PEAK_LOOPS = {
     "smull": "smull v{i}.8h, v24.8b, v25.8b",
     "vpmaddwd": "vpmaddwd %ymm14, %ymm15, %ymm{i}",
     "vpdpwssd": "vpdpwssd %ymm14, %ymm15, %ymm{i}",
+    "vpdpbusd": "vpdpbusd %ymm14, %ymm15, %ymm{i}",
     "vpmaddubsw": "vpmaddubsw %ymm14, %ymm15, %ymm{i}\nvpmaddwd %ymm13, %ymm{i}, %ymm{i}",
 }
 

@@ -22,6 +22,7 @@ def host_cpu() -> tuple[str, tuple[str, ...]]:
         "fma",
         "avx512f",
         "avx512bw",
+        "avx512vl",
         "avx512vnni",
         "avxvnni",
         "neon",
