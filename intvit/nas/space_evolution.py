@@ -50,7 +50,7 @@ import torch
 from intvit.nas.optim import LazyAdamW
 from intvit.nas.space import SearchSpace, SubnetChoice, space_from_dict
 from intvit.nas.supernet import Supernet
-from intvit.nas.train import SupernetConfig, train_epoch
+from intvit.nas.train import SupernetConfig, check_training_fields, train_epoch
 
 FORMAT = "intvit-space-evolution"
 #: The factors a sub-space takes a window of (``rank_ratio`` only in spaces that have it).
@@ -147,22 +147,10 @@ class EvolutionConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in (
-            "max_memory_bytes",
-            "candidates",
-            "iterations",
-            "epochs_per_iteration",
-            "n_acc",
-            "n_ratio",
-            "batch_size",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        counts = ("max_memory_bytes", "candidates", "iterations", "epochs_per_iteration")
+        check_training_fields(self, (*counts, "n_acc", "n_ratio", "batch_size"))
         if not self.min_gain >= 0:
             raise ValueError(f"min_gain={self.min_gain} must be >= 0")
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr} must be > 0")
 
     def supernet_config(self, slot: int) -> SupernetConfig:
         """Each candidate's training settings (the cosine runs over all iterations)."""

@@ -165,53 +165,49 @@ TensorIntrin.register(
 )
 
 
-@T.prim_func(s_tir=True)
-def _vnni_impl(
-    A: T.Buffer((1, 4), "uint8", offset_factor=1),
-    B: T.Buffer((8, 4), "int8", offset_factor=1),
-    C: T.Buffer((1, 8), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0, 0:8], A[0, 0:4], B[0:8, 0:4])
-        T.writes(C[0, 0:8])
-        # vpdpbusd: uint8 activations x int8 weights, the four products of each lane summed
-        # into its int32 accumulator with no intermediate saturation (exact for any int8
-        # weight, -128 included). The LLVM in TVM's wheel types its operands as i8 vectors.
-        C.vstore(
-            [0, 0],
-            T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.256"),
-                C.vload([0, 0], dtype="int32x8"),
-                _broadcast_word(A, "uint8x4", 8, "int8x32"),
-                B.vload([0, 0], dtype="int8x32"),
-                dtype="int32x8",
-            ),
-        )
+def _accumulating_dot_impl(intrinsic: str, lanes: int, operand: str, word: str, vector: str):
+    """``C = intrinsic(C, A's word broadcast, B)``: one instruction that multiplies a row's
+    ``kpack = 4`` activations (``operand``, the 32-bit ``word``) by ``lanes x 4`` int8 weights
+    and adds the four products of each lane to its int32 accumulator (``vector``: the
+    operands' i8 vector type). ARM ``sdot`` and x86 ``vpdpbusd`` are both of this form."""
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (1, 4), operand, offset_factor=1)
+        B = T.match_buffer(b, (lanes, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (1, lanes), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0, 0:lanes], A[0, 0:4], B[0:lanes, 0:4])
+            T.writes(C[0, 0:lanes])
+            C.vstore(
+                [0, 0],
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(intrinsic),
+                    C.vload([0, 0], dtype=f"int32x{lanes}"),
+                    _broadcast_word(A, word, lanes, vector),
+                    B.vload([0, 0], dtype=vector),
+                    dtype=f"int32x{lanes}",
+                ),
+            )
+
+    return impl
+
+
+# vpdpbusd: uint8 activations x int8 weights, the four products of each lane summed into its
+# int32 accumulator with no intermediate saturation (exact for any int8 weight, -128
+# included). The LLVM in TVM's wheel types its operands as i8 vectors.
+_vnni_impl = _accumulating_dot_impl(
+    "llvm.x86.avx512.vpdpbusd.256", 8, "uint8", "uint8x4", "int8x32"
+)
 
 
 AVX_VNNI = "intvit_avx_vnni_dpbusd_8x4"
 TensorIntrin.register(AVX_VNNI, _dot_desc(1, 8, 4, "uint8", "int8"), _vnni_impl, override=True)
 
 
-@T.prim_func(s_tir=True)
-def _arm_sdot_impl(
-    A: T.Buffer((1, 4), "int8", offset_factor=1),
-    B: T.Buffer((4, 4), "int8", offset_factor=1),
-    C: T.Buffer((1, 4), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0, 0:4], A[0, 0:4], B[0:4, 0:4])
-        T.writes(C[0, 0:4])
-        C.vstore(
-            [0, 0],
-            T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
-                C.vload([0, 0], dtype="int32x4"),
-                _broadcast_word(A, "int8x4", 4, "int8x16"),
-                B.vload([0, 0], dtype="int8x16"),
-                dtype="int32x4",
-            ),
-        )
+_arm_sdot_impl = _accumulating_dot_impl(
+    "llvm.aarch64.neon.sdot.v4i32.v16i8", 4, "int8", "int8x4", "int8x16"
+)
 
 
 def _sdot_by_lane(c, b, a, row: int):
