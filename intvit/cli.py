@@ -728,6 +728,9 @@ KEPT_ON_INTERRUPT = {
     "bench": lambda a: f"the partial report is in {a.out}",
     "search": lambda a: f"the search state is in {a.out}; rerun the same command to resume",
     "train-supernet": lambda a: f"the last finished epoch is in {a.output}; rerun to resume",
+    "evolve-space": lambda a: (
+        f"the evolution state is in {a.out}; rerun the same command to resume"
+    ),
     "relu-distill": lambda a: "the finished blocks are in the checkpoint; rerun to resume",
 }
 

@@ -256,6 +256,42 @@ def test_manifest_that_does_not_match_its_library_is_named(
     assert "does not match the library" in err and "Traceback" not in err
 
 
+def test_ctrl_c_during_bench_keeps_the_partial_report(artifact, tracker_port, tmp_path):
+    """SIGINT while ``intvit bench --compare`` builds its FP32 baseline: exit 130, no
+    traceback, and the report already holds the integer-only latency."""
+    import signal
+
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "intvit.cli", "bench", str(artifact), "--compare", "--quiet"]
+    cmd += ["--tracker", f"127.0.0.1:{tracker_port}", "--key", "local", "--out", str(out)]
+    cmd += ["--repeat", "3", "--number", "2", "--model", "digits_vit"]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+
+        report = out / f"bench-{artifact.name.split('.')[0]}-local.json"
+
+        def timed() -> bool:
+            try:
+                return bool(json.loads(report.read_text())["latencies"])
+            except (OSError, json.JSONDecodeError):
+                return False
+
+        while not timed() and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if job.poll() is not None:
+            pytest.fail(f"bench ended before it could be interrupted: {job.communicate()[1]}")
+        job.send_signal(signal.SIGINT)
+        _, err = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and f"the partial report is in {out}" in err
+    labels = [lat["label"] for lat in json.loads(report.read_text())["latencies"]]
+    assert labels[0] == "intvit integer-only"
+
+
 def test_profile_categories():
     assert categorize("b3_fc1") == "gemm" and categorize("batch_matmul1") == "gemm"
     assert categorize("softmax2") == "softmax" and categorize("rq7") == "requantize"
