@@ -172,17 +172,24 @@ def test_narrow_kernel_only_takes_7bit_weights():
         (3, 197, 64, 197, "uint8"),
     ],
 )
-def test_packed_batch_matmul_bit_exact(g, m, n, k, a_dtype):
-    if KERNEL.operand != "int16":
+@pytest.mark.parametrize("vnni", [False, True], ids=["int16", "vnni"])
+def test_packed_batch_matmul_bit_exact(g, m, n, k, a_dtype, vnni):
+    """Attention's matmuls of two runtime tensors: on the int16-operand kernel (any int8 /
+    uint8 operands), and on VNNI where ``a`` is uint8 (probabilities x values), extremes in."""
+    kernel = vnni_kernel(host_cpu()[1]) if vnni else KERNEL
+    if vnni and (a_dtype != "uint8" or not has_vnni(host_cpu()[1]) or HOST.target.get("mtriple")):
+        pytest.skip("VNNI takes uint8 x int8 runtime operands, on hosts that have it")
+    if not vnni and KERNEL.operand != "int16":
         pytest.skip("attention GEMMs are packed only for int16-operand micro-kernels")
     rng = np.random.default_rng(g * m + n)
     info = np.iinfo(a_dtype)
     a = rng.integers(info.min, info.max, (g, m, k), endpoint=True).astype(a_dtype)
     b = rng.integers(-128, 127, (g, n, k), endpoint=True).astype(np.int8)
+    a.flat[0], b.flat[0] = info.max, -128
     at = te.placeholder(a.shape, a_dtype, name="a")
     bt = te.placeholder(b.shape, "int8", name="b")
-    func = te.create_prim_func([at, bt, batch_matmul_packed(at, bt, KERNEL)])
-    func = schedule_packed_gemm(func, KERNEL)
+    func = te.create_prim_func([at, bt, batch_matmul_packed(at, bt, kernel)])
+    func = schedule_packed_gemm(func, kernel)
     mod = tvm.compile(tvm.IRModule({"main": func}), target=HOST.tvm_target()).jit()
     out = tvm.runtime.tensor(np.zeros((g, m, n), np.int32))
     mod["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b), out)
@@ -263,8 +270,11 @@ def test_7bit_weight_model_uses_the_first_kernel_and_is_bit_exact(batch):
     ]
     dense = [k for name, k in used if not name.startswith("batch_matmul")]
     assert dense and set(dense) == {kernels[0].name}, used
-    assert kernels[0].name == ("avx-vnni" if has_vnni(host_cpu()[1]) else "avx2-maddubsw")
-    assert {k for name, k in used if name.startswith("batch_matmul")} == {"avx2-pmaddwd"}
+    vnni = has_vnni(host_cpu()[1])
+    assert kernels[0].name == ("avx-vnni" if vnni else "avx2-maddubsw")
+    # q @ k^T (int8 x int8) on vpmaddwd; probabilities (uint8) @ v on VNNI where it exists
+    attention = {k for name, k in used if name.startswith("batch_matmul")}
+    assert attention == ({"avx2-pmaddwd", "avx-vnni"} if vnni else {"avx2-pmaddwd"}), used
 
 
 def test_every_row_kernel_hand_schedule_is_seeded(vit, tmp_path):

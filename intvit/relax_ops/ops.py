@@ -154,8 +154,7 @@ def batch_matmul(bb, a, b, name="batch_matmul", rq: RequantParams | None = None)
     packed kernel's epilogue when there is one)."""
     if rq is not None and rq.channels != 1:
         raise ValueError("batch_matmul requantizes per tensor only")
-    # int16 operands only: both operands are runtime int8 / uint8 (no 7-bit guarantee)
-    kernel = next((k for k in _GEMM_KERNELS.get() if k.operand == "int16"), None)
+    kernel = _batch_matmul_kernel(str(a.ty.dtype), str(b.ty.dtype))
     if kernel is not None:
         from intvit.schedules.gemm import PACKED_FUNC
         from intvit.topi.dense_packed import batch_matmul_packed
@@ -175,6 +174,19 @@ def batch_matmul(bb, a, b, name="batch_matmul", rq: RequantParams | None = None)
         )
     acc = emit_te(bb, matmul.batch_matmul, a, b, primfunc_name_hint=name, kind=GEMM)
     return acc if rq is None else requantize(bb, acc, rq)
+
+
+def _batch_matmul_kernel(a_dtype: str, b_dtype: str):
+    """The micro-kernel for a matmul of two runtime tensors: a uint8 x int8 kernel with any
+    int8 weight (``avx-vnni``) where ``a`` is uint8 and ``b`` int8 as they are (attention
+    probabilities times values: no offset, nothing to compensate), else an int16-operand one
+    (both widened: no 7-bit guarantee on runtime values); None: TVM's default lowering."""
+    kernels = _GEMM_KERNELS.get()
+    if (a_dtype, b_dtype) == ("uint8", "int8"):
+        exact = [k for k in kernels if k.operand == "uint8" and k.weight_max >= 128]
+        if exact:
+            return exact[0]
+    return next((k for k in kernels if k.operand == "int16"), None)
 
 
 def softmax(bb, x, params, name="softmax"):

@@ -177,9 +177,15 @@ def _packed_acc(xw: te.Tensor, wp: te.Tensor, kernel: GemmKernel, name: str) -> 
 def batch_matmul_packed(a: te.Tensor, b: te.Tensor, kernel: GemmKernel, name="batch_matmul"):
     """``out[g, i, j] = sum_k a[g, i, k] * b[g, j, k]`` (int32), same contract as
     :func:`intvit.topi.matmul.batch_matmul`. Both operands are runtime tensors: ``b`` is
-    packed inside the kernel, and M, N, K are zero-padded to the micro-kernel's tile."""
+    packed inside the kernel, and M, N, K are zero-padded to the micro-kernel's tile. An
+    int16-operand kernel takes int8 or uint8 on either side (both widened); a uint8 x int8
+    kernel (``avx-vnni``) takes them only as they are, uint8 ``a`` and int8 ``b``: a runtime
+    operand's offset could not be compensated in a bias."""
     check_dtype("a", a.dtype, ("int8", "uint8"))
     check_dtype("b", b.dtype, ("int8", "uint8"))
+    if kernel.operand != "int16":
+        check_dtype("a", a.dtype, (kernel.operand,))
+        check_dtype("b", b.dtype, (kernel.weight_operand,))
     g, m, k_dim = (int(s) for s in a.shape)
     n = int(b.shape[1])
     lanes, kp = kernel.lanes, kernel.kpack
@@ -187,22 +193,23 @@ def batch_matmul_packed(a: te.Tensor, b: te.Tensor, kernel: GemmKernel, name="ba
     n_tile = lanes * kernel.n_vectors
     np_ = -(-n // n_tile) * n_tile
     kpad = -(-k_dim // kp) * kp
-    zero = tirx.const(0, kernel.operand)
 
-    def widen(t, rows, gi, r, k):
+    def widen(t, rows, gi, r, k, dtype: str):
         inside = tirx.all(r < rows, k < k_dim)
-        value = t[gi, tirx.min(r, rows - 1), tirx.min(k, k_dim - 1)].astype(kernel.operand)
-        return tirx.if_then_else(inside, value, zero)
+        value = t[gi, tirx.min(r, rows - 1), tirx.min(k, k_dim - 1)].astype(dtype)
+        return tirx.if_then_else(inside, value, tirx.const(0, dtype))
 
     rows = kernel.rows
     aw = te.compute(
         (g, mp // rows, kpad // kp, rows, kp),
-        lambda gi, mo, ko, mi, ki: widen(a, m, gi, mo * rows + mi, ko * kp + ki),
+        lambda gi, mo, ko, mi, ki: widen(a, m, gi, mo * rows + mi, ko * kp + ki, kernel.operand),
         name=f"{name}_packed_x",
     )
     bw = te.compute(
         (g, np_ // lanes, kpad // kp, lanes, kp),
-        lambda gi, no, ko, ni, ki: widen(b, n, gi, no * lanes + ni, ko * kp + ki),
+        lambda gi, no, ko, ni, ki: widen(
+            b, n, gi, no * lanes + ni, ko * kp + ki, kernel.weight_operand
+        ),
         name=f"{name}{PACKED_W}",
     )
     acc = _packed_acc(aw, bw, kernel, name)
