@@ -481,3 +481,10 @@ def test_ctrl_c_stops_tune_after_its_batch_and_keeps_the_records(vit, tmp_path):
     assert f"interrupted; the tuning records measured so far are in {db}" in err
     assert count_records(db) >= 1
     check_database(db)
+    # the rerun after the interrupt reads the records back and extends them, within budget
+    before = count_records(db)
+    cfg = TuneConfig(trials=before + 4, db=db, trials_per_iter=4, ops=("softmax",))
+    again = tune(vit, replace(cfg, progress=False), log=lambda *_: None)
+    assert again["already_done"] >= 1 and again["measured"] > 0
+    assert before < count_records(db) <= before + 4 + (before - again["already_done"])
+    check_database(db)
