@@ -26,6 +26,14 @@ def _time(fn: Callable[[], object], cfg: BenchConfig) -> list[float]:
     return samples
 
 
+def _timed(runners: dict[str, Callable[[], object]], threads: int, cfg: BenchConfig):
+    """Each runner's latency, timed one after another, by its label."""
+    return [
+        Latency(label, "host", _time(run, cfg), f"{threads} thread(s)")
+        for label, run in runners.items()
+    ]
+
+
 TORCH_EAGER = "PyTorch eager FP32"
 
 
@@ -203,10 +211,7 @@ def openvino_peers(
 ) -> list[Latency]:
     """OpenVINO FP32 and int8 (NNCF) on the same ONNX export as ONNX Runtime's, timed one
     after another."""
-    return [
-        Latency(label, "host", _time(run, cfg), f"{threads} thread(s)")
-        for label, run in openvino_runners(model, image, threads, int8).items()
-    ]
+    return _timed(openvino_runners(model, image, threads, int8), threads, cfg)
 
 
 def _calibration_images(image: np.ndarray, count: int = 8) -> np.ndarray:
@@ -236,7 +241,4 @@ def onnxruntime_peers(
 ) -> list[Latency]:
     """ORT FP32 and, with ``int8``, ORT int8 (:data:`ORT_INT8_MODES`), timed one after
     another."""
-    return [
-        Latency(label, "host", _time(run, cfg), f"{threads} thread(s)")
-        for label, run in onnxruntime_runners(model, image, threads, int8).items()
-    ]
+    return _timed(onnxruntime_runners(model, image, threads, int8), threads, cfg)

@@ -6,7 +6,8 @@ user as "Error caught from RPC call:" with nothing after it. So every library th
 :func:`intvit.deploy.compile.compile_relax` builds carries a second Relax function,
 :data:`SIGNATURE_FUNC`, that returns ``main``'s input as one int64 tensor: ``[type code,
 bits, lanes, ndim, *shape]`` (DLPack's type codes: 0 int, 1 uint, 2 float). A bench reads
-it on the device before uploading anything else or running ``main``, and names the mismatch.
+it on the device right after uploading the library, before ``main`` runs, and names the
+mismatch.
 """
 
 from __future__ import annotations

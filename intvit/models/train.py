@@ -21,11 +21,18 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr} must be > 0")
+        check_training_fields(self, ("epochs", "batch_size"))
+
+
+def check_training_fields(config, counts: tuple[str, ...]) -> None:
+    """ValueError naming the first of ``counts`` that is not an integer >= 1, or an ``lr``
+    that is not > 0 (a training config dataclass's validation)."""
+    for name in counts:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be an integer >= 1")
+    if not config.lr > 0:
+        raise ValueError(f"lr={config.lr} must be > 0")
 
 
 def cache_dir() -> Path:

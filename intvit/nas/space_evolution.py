@@ -47,10 +47,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from intvit.models.train import check_training_fields
 from intvit.nas.optim import LazyAdamW
 from intvit.nas.space import SearchSpace, SubnetChoice, space_from_dict
 from intvit.nas.supernet import Supernet
-from intvit.nas.train import SupernetConfig, check_training_fields, train_epoch
+from intvit.nas.train import SupernetConfig, train_epoch
 
 FORMAT = "intvit-space-evolution"
 #: The factors a sub-space takes a window of (``rank_ratio`` only in spaces that have it).

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from intvit.models.train import check_training_fields
 from intvit.nas.optim import LazyAdamW
 from intvit.nas.space import SearchSpace, space_from_dict
 from intvit.nas.supernet import Supernet
@@ -33,17 +34,6 @@ class SupernetConfig:
 
     def __post_init__(self) -> None:
         check_training_fields(self, ("epochs", "batch_size"))
-
-
-def check_training_fields(config, counts: tuple[str, ...]) -> None:
-    """ValueError naming the first of ``counts`` that is not an integer >= 1, or an ``lr``
-    that is not > 0 (a config dataclass's validation)."""
-    for name in counts:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be an integer >= 1")
-    if not config.lr > 0:
-        raise ValueError(f"lr={config.lr} must be > 0")
 
 
 def _save(path: Path, body: dict) -> None:
