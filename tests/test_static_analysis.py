@@ -146,6 +146,84 @@ def test_row_regions_x86_exit_in_the_middle():
     assert loop.trips == 24  # rax 8, 16, ..., 192: 24 passes through the test
 
 
+#: LLVM's scalable-vector code for a 192-wide int32 row sum (Neoverse V1, simplified from a
+#: compiled LayerNorm): a vector-length check that branches to a scalar fallback, a main loop
+#: stepped by ``cnth`` up to ``(cnth - 1) & 191 ^ 191``, a scalar tail from where it stopped,
+#: and a predicated ``whilelo`` loop.
+SVE_ROW_ASM = """\
+main_compute_:
+\trdvl\tx9, #1
+\tlsr\tx8, x9, #4
+\tcmp\tx8, #3
+\tb.hi\t.LBB3_9
+\tcnth\tx13
+\tmov\tw14, #191
+\tmov\tx12, xzr
+\tsub\tw11, w13, #1
+\tand\tx10, x11, x14
+\teor\tx11, x10, x14
+.LBB3_2:
+\tld1w\t{ z2.s }, p0/z, [x0, x12, lsl #2]
+\tadd\tx12, x12, x13
+\tcmp\tx11, x12
+\tadd\tz1.s, z2.s, z1.s
+\tb.ne\t.LBB3_2
+\tcbz\tx10, .LBB3_5
+\tlsl\tx12, x11, #2
+.LBB3_4:
+\tldr\tw15, [x0, x12]
+\tadd\tx12, x12, #4
+\tcmp\tx12, #764
+\tadd\tw16, w16, w15
+\tb.ne\t.LBB3_4
+.LBB3_5:
+\tcntw\tx10
+\tneg\tx13, x10
+\tadd\tx13, x13, #192
+\tcmp\tx8, #48
+\tcsel\tx8, x13, xzr, lo
+\tmov\tx9, xzr
+\twhilelo\tp0.s, xzr, x13
+.LBB3_6:
+\tst1w\t{ z1.s }, p0, [x1, x9, lsl #2]
+\twhilelo\tp0.s, x9, x8
+\tadd\tx9, x9, x10
+\tb.mi\t.LBB3_6
+\tret
+.LBB3_9:
+\tmov\tx12, xzr
+.LBB3_10:
+\tldr\tw15, [x0, x12]
+\tadd\tx12, x12, #4
+\tcmp\tx12, #768
+\tb.ne\t.LBB3_10
+\tret
+.Lfunc_end3:
+"""
+
+
+def test_row_regions_with_the_sve_vector_length():
+    """With Neoverse V1's 256-bit vectors: ``cnth`` 16, so the main loop runs 191 // 16 = 11
+    times up to 176 and the scalar tail 15 more (176 * 4 to 764 bytes); the vector-length
+    check (2 granules of 128 bits, not above 3) does not branch, so the scalar fallback is unreachable (0 runs, its instructions
+    not counted); the ``whilelo`` loop runs while its index before the step is below 192 - 8,
+    24 times. Without a vector length, the loops are not understood (and the analysis fails
+    loudly rather than guess)."""
+    from intvit.deploy.row_static import compute_function, regions
+
+    lines = compute_function(SVE_ROW_ASM)
+    found = {r.label: r for r in regions(lines, vector_bytes=32)}
+    runs = {label: r.executions for label, r in found.items() if label != "<function>"}
+    assert runs == {".LBB3_2": 11, ".LBB3_4": 15, ".LBB3_6": 24, ".LBB3_10": 0}
+    assert not found[".LBB3_10"].instructions
+    # 512-bit vectors (4 granules of 128 bits, above 3): the check branches to the scalar
+    # fallback instead
+    wide = {r.label: r.executions for r in regions(lines, vector_bytes=64)}
+    assert wide[".LBB3_10"] == 192 and wide[".LBB3_2"] == 0
+    unknown = {r.label: r.executions for r in regions(lines, vector_bytes=0)}
+    assert unknown[".LBB3_2"] is None and unknown[".LBB3_6"] is None
+
+
 def test_row_analysis_fails_loudly_without_its_function():
     from intvit.deploy.row_static import compute_function
 
@@ -155,9 +233,10 @@ def test_row_analysis_fails_loudly_without_its_function():
 
 @needs_mca
 @pytest.mark.parametrize("variant", ["edge", "ilayernorm"])
-def test_static_analysis_of_a_graviton_layernorm_row(variant):
-    """The default LayerNorm on one DeiT-small row (384 channels) for Neoverse N1: every loop
-    understood, and no workspace allocation (a per-row buffer of 384 int32/int64 passed TVM's
+@pytest.mark.parametrize("preset", ["graviton", "graviton3"])
+def test_static_analysis_of_a_graviton_layernorm_row(variant, preset):
+    """The default LayerNorm on one DeiT-small row (384 channels) for Neoverse N1 and for
+    Neoverse V1 (SVE loops, read with its 256-bit vector length): every loop understood, and no workspace allocation (a per-row buffer of 384 int32/int64 passed TVM's
     1 KiB stack limit and cost an allocation per row)."""
     import numpy as np
     from tvm import te
@@ -168,7 +247,7 @@ def test_static_analysis_of_a_graviton_layernorm_row(variant):
 
     args, _, vec = int_kernel("layernorm", (1, 384), variant, np.random.default_rng(0))
     func = schedule_rowwise(te.create_prim_func(list(args)), vectorize=vec)
-    a = analyse_row_kernel(get_preset("graviton"), func, variant, "small_layernorm", 384)
+    a = analyse_row_kernel(get_preset(preset), func, variant, "small_layernorm", 384)
     assert not a.unresolved and any(r.label != "<function>" for r in a.regions)
     assert "__TVMBackendAllocWorkspace" not in a.calls
     assert 0.5 < a.cycles_per_element < 50

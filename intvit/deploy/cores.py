@@ -22,6 +22,8 @@ class CoreModel:
     - ``load_ports``: loads per cycle (128-bit on ARM, 256-bit on x86);
     - ``issue_width``: instructions decoded/dispatched per cycle;
     - ``broadcast_uses_vector``: whether a broadcast load (``ld1r``) also takes a vector pipe;
+    - ``sve_bits``: the SVE vector length (0: no SVE), which the trip counts of LLVM's
+      scalable-vector loops depend on (:mod:`intvit.deploy.row_static`);
     - ``llvm_model_note``: how LLVM's scheduling model for ``-mcpu`` differs from the core,
       where it is known to (llvm-mca reads that model, not the core).
     """
@@ -34,6 +36,7 @@ class CoreModel:
     broadcast_uses_vector: bool
     source: str
     llvm_model_note: str = ""
+    sve_bits: int = 0
 
 
 CORES: dict[str, CoreModel] = {
@@ -57,7 +60,9 @@ CORES: dict[str, CoreModel] = {
             issue_width=8,
             broadcast_uses_vector=True,
             source="Arm Neoverse V1 Software Optimization Guide (SDOT, SMMLA: V0-V3; "
-            "3 load pipes; 8 MOPs dispatched/cycle)",
+            "3 load pipes; 8 MOPs dispatched/cycle); SVE vector length 256 bits (Neoverse V1 "
+            "Technical Reference Manual)",
+            sve_bits=256,
         ),
         CoreModel(
             "cortex-a76",
@@ -117,15 +122,30 @@ CORES: dict[str, CoreModel] = {
         *(
             CoreModel(
                 cpu,
-                {"vpmaddwd": 2, "vpmaddubsw": 2},
+                {"vpmaddwd": 2, "vpmaddubsw": 2, "vpdpbusd": 2, "vpdpwssd": 2},
                 vector_pipes=3,
                 load_ports=3,
                 issue_width=6,
                 broadcast_uses_vector=False,
-                source="uops.info for Golden Cove / Raptor Cove (VPMADDWD, VPMADDUBSW ymm: "
-                "p0/p1; vector ALUs p0/p1/p5; 3 loads/cycle; allocation 6/cycle)",
+                source="uops.info for Golden Cove / Raptor Cove (VPMADDWD, VPMADDUBSW, "
+                "VPDPBUSD, VPDPWSSD ymm: p0/p1; vector ALUs p0/p1/p5; 3 loads/cycle; "
+                "allocation 6/cycle)",
             )
             for cpu in ("sapphirerapids", "emeraldrapids", "graniterapids")
+        ),
+        *(
+            CoreModel(
+                cpu,
+                {"vpmaddwd": 2, "vpmaddubsw": 2, "vpdpbusd": 2, "vpdpwssd": 2},
+                vector_pipes=3,
+                load_ports=2,
+                issue_width=5,
+                broadcast_uses_vector=False,
+                source="uops.info for Ice Lake / Rocket Lake (Sunny and Cypress Cove: "
+                "VPMADDWD, VPMADDUBSW, VPDPBUSD, VPDPWSSD ymm: p0/p1; vector ALUs p0/p1/p5; "
+                "2 loads/cycle; allocation 5/cycle)",
+            )
+            for cpu in ("icelake-client", "icelake-server", "rocketlake", "tigerlake")
         ),
     )
 }

@@ -30,6 +30,17 @@ from dataclasses import dataclass, field, replace
 
 import tvm
 
+from intvit.deploy.asm_values import (
+    CONDITIONS,
+    Function,
+    branch_taken,
+    destination,
+    immediate,
+    is_x86,
+    parts,
+    reg_id,
+)
+from intvit.deploy.cores import core_model
 from intvit.deploy.inner_loop import (
     _BRANCH_TARGET,
     _LABEL,
@@ -105,7 +116,7 @@ def compute_function(asm: str, name: str = COMPUTE_FUNCTION) -> list[str]:
 
 def _leaves(line: str, lines: list[str], start: int, end: int) -> bool:
     """Whether ``line`` returns or jumps unconditionally out of lines ``start..end``."""
-    op = _parts(line)[0]
+    op = parts(line)[0]
     if op in ("ret", "retq"):
         return True
     target = _BRANCH_TARGET.match(line)
@@ -131,116 +142,138 @@ def _loops(lines: list[str]) -> list[tuple[int, int, str]]:
     return sorted(last.values())
 
 
-def _parts(line: str) -> tuple[str, list[str]]:
-    op, _, operands = line.strip().partition("\t")
-    return op, [x.strip() for x in re.split(r",\s*(?![^{\[]*[}\]])", operands) if x.strip()]
+#: Branch conditions (ARM and x86 spellings) -> the ARM name of the relation ``x ? y`` under
+#: which a comparison ``x - y`` takes the branch.
+_CONDITION_NAMES = {
+    **{c: c for c in ("eq", "ne", "lo", "hs", "hi", "ls", "lt", "ge", "gt", "le")},
+    **{"e": "eq", "z": "eq", "nz": "ne", "b": "lo", "c": "lo", "nae": "lo", "cc": "lo"},
+    **{"ae": "hs", "nb": "hs", "nc": "hs", "cs": "hs", "a": "hi", "nbe": "hi"},
+    **{"be": "ls", "na": "ls", "l": "lt", "nge": "lt", "nl": "ge", "g": "gt", "nle": "gt"},
+    "ng": "le",
+}
+_FLIPPED = {"lo": "hi", "hi": "lo", "ls": "hs", "hs": "ls", "lt": "gt", "gt": "lt"}
+_FLIPPED.update({"le": "ge", "ge": "le", "eq": "eq", "ne": "ne"})
+_NEGATED = {"lo": "hs", "hs": "lo", "hi": "ls", "ls": "hi", "lt": "ge", "ge": "lt"}
+_NEGATED.update({"gt": "le", "le": "gt", "eq": "ne", "ne": "eq"})
+#: SVE ``while*`` instructions: the relation ``counter ? bound`` that makes the first (and,
+#: for these, any) predicate element active.
+_WHILE = {"whilelo": "lo", "whilels": "ls", "whilelt": "lt", "whilele": "le"}
+#: After a ``while*``: branch conditions taken when the first element is active / is not.
+_SVE_ACTIVE = ("mi", "first", "ne", "any")
+_SVE_INACTIVE = ("pl", "nfrst", "eq", "none")
+_MAX_TRIPS = 1 << 20
 
 
-def _reg_id(reg: str) -> str:
-    """One name for a register's views: ``x9``/``w9`` -> ``9``; ``%rax``/``%eax`` -> ``ax``;
-    ``%r8``/``%r8d`` -> ``r8``."""
-    reg = reg.strip().lstrip("%")
-    arm = re.fullmatch(r"[xw](\d+)", reg)
-    if arm:
-        return arm.group(1)
-    if reg in ("xzr", "wzr"):
-        return "zr"
-    num = re.fullmatch(r"(r\d+)[dwb]?", reg)
-    if num:
-        return num.group(1)
-    legacy = re.fullmatch(r"[re]?([a-d]x|si|di|bp|sp)", reg)
-    return legacy.group(1) if legacy else reg
+@dataclass(frozen=True)
+class _Test:
+    """A loop's branch: taken when ``counter relation bound`` holds, compared at body line
+    ``at``."""
+
+    counter: str
+    bound: int
+    relation: str
+    at: int
 
 
-def _imm(text: str) -> int | None:
-    m = re.fullmatch(r"[#$]?(-?(?:0x[0-9a-fA-F]+|\d+))", text.strip())
-    return int(m.group(1), 0) if m else None
+def _body_writes(body: list[str], reg: str) -> list[int]:
+    return [i for i, line in enumerate(body) if destination(*parts(line)) == reg]
 
 
-#: A resolved loop's counter on exit: (label line, branch line) -> (register, value).
-Exits = dict[tuple[int, int], tuple[str, int]]
+def _invariant(f: Function, start: int, body: list[str], text: str) -> int | None:
+    """An operand's value in a loop that does not write it: an immediate, or the register's
+    value on entry."""
+    imm = immediate(text)
+    if imm is not None:
+        return imm
+    reg = reg_id(text)
+    return None if _body_writes(body, reg) else f.value(start, reg)
 
 
-def _initial_value(lines: list[str], before: int, reg: str, exits: Exits) -> int | None:
-    """The constant last written to ``reg`` before line ``before`` (``mov``/``movl``/``xor``,
-    or an earlier loop's counter, whose exit value is known), or None if the last write is
-    anything else."""
-    for index in range(before - 1, -1, -1):
-        done = [v for (s, e), (r, v) in exits.items() if s < index <= e and r == reg]
-        if done:
-            return done[0]
-        found = _instruction_lines([lines[index]])
-        if not found:
-            continue
-        op, ops = _parts(found[0])
-        if not ops or op.startswith(("push", "pop")):  # saves and restores on return paths
-            continue
-        if op.startswith("xor") and len(ops) == 2 and _reg_id(ops[0]) == _reg_id(ops[1]) == reg:
-            return 0
-        is_x86 = ops[-1].startswith("%")
-        dest = ops[-1] if is_x86 else ops[0]
-        if _reg_id(dest) != reg:
-            continue
-        if op.startswith("mov") and len(ops) == 2:
-            src = ops[0] if is_x86 else ops[1]
-            if _reg_id(src) == "zr":
-                return 0
-            return _imm(src)
+def _step(f: Function, start: int, body: list[str], reg: str) -> tuple[int, int] | None:
+    """What the loop adds to ``reg`` once per iteration (negative: subtracts), and the body
+    line that does it; None unless exactly one instruction writes it, by a constant."""
+    writes = _body_writes(body, reg)
+    if len(writes) != 1:
         return None
+    at = writes[0]
+    op, ops = parts(body[at])
+    step: int | None = None
+    if is_x86(ops):
+        if op.startswith(("inc", "dec")) and len(ops) == 1:
+            step = 1 if op.startswith("inc") else -1
+        elif op[:3] in ("add", "sub") and len(ops) == 2:
+            v = _invariant(f, start, body, ops[0])
+            step = None if v is None else (v if op.startswith("add") else -v)
+    elif op in ("add", "adds", "sub", "subs") and len(ops) == 3 and reg_id(ops[1]) == reg:
+        v = _invariant(f, start, body, ops[2])
+        step = None if v is None else (v if op.startswith("add") else -v)
+    elif op[:3] in ("inc", "dec") and op[3:] in ("b", "h", "w", "d"):
+        count = f.element_count(op[3:], ops)
+        step = None if count is None else (count if op.startswith("inc") else -count)
+    elif op == "addvl" and len(ops) == 3 and reg_id(ops[1]) == reg and f.vector_bytes:
+        k = immediate(ops[2])
+        step = None if k is None else k * f.vector_bytes
+    return None if step is None else (step, at)
+
+
+def _test(f: Function, start: int, body: list[str], at: int) -> _Test | None:
+    """The comparison the branch at body line ``at`` tests, as ``counter ? bound``."""
+    branch, branch_ops = parts(body[at])
+    if branch in ("cbnz", "cbz"):
+        return _Test(reg_id(branch_ops[0]), 0, "ne" if branch == "cbnz" else "eq", at)
+    cond = branch.split(".")[-1] if "." in branch else branch[1:]
+    for i in range(at - 1, -1, -1):
+        op, ops = parts(body[i])
+        if op in _WHILE and len(ops) == 3:
+            if cond not in _SVE_ACTIVE + _SVE_INACTIVE:
+                return None
+            rel = _WHILE[op] if cond in _SVE_ACTIVE else _NEGATED[_WHILE[op]]
+            return _counter_test(f, start, body, ops[1], ops[2], rel, i)
+        rel = _CONDITION_NAMES.get(cond)
+        x86 = is_x86(ops)
+        if not x86 and op == "cmp" and len(ops) == 2:
+            return None if rel is None else _counter_test(f, start, body, ops[0], ops[1], rel, i)
+        if not x86 and op in ("subs", "adds") and len(ops) == 3:
+            return None if rel is None else _counter_test(f, start, body, ops[0], "#0", rel, i)
+        if not x86 and op in ("cmn", "tst", "ands", "ccmp", "fcmp"):
+            return None
+        if x86 and op.startswith("cmp") and len(ops) == 2:  # AT&T: flags of ops[1] - ops[0]
+            return None if rel is None else _counter_test(f, start, body, ops[1], ops[0], rel, i)
+        if x86 and op.startswith("test") and len(ops) == 2 and ops[0] == ops[1]:
+            return None if rel is None else _counter_test(f, start, body, ops[0], "$0", rel, i)
+        if x86 and op[:3] in ("add", "sub", "inc", "dec") and ops[-1].startswith("%"):
+            return None if rel is None else _counter_test(f, start, body, ops[-1], "$0", rel, i)
+        if x86 and not op.startswith("v"):  # another integer instruction set the flags
+            return None
     return None
 
 
-def _step(body: list[str], reg: str) -> int | None:
-    """The constant the loop adds to ``reg`` once per iteration (negative: subtracts)."""
-    steps = []
-    for line in body:
-        op, ops = _parts(line)
-        if len(ops) < 2:
-            if op.startswith(("inc", "dec")) and ops and _reg_id(ops[0]) == reg:
-                steps.append(1 if op.startswith("inc") else -1)
+def _counter_test(
+    f: Function, start: int, body: list[str], x: str, y: str, rel: str, at: int
+) -> _Test | None:
+    """``x rel y``, with the operand the loop steps as the counter (the relation flipped
+    when it is ``y``) and the other, constant in the loop, as the bound."""
+    for counter, other, relation in ((x, y, rel), (y, x, _FLIPPED[rel])):
+        if immediate(counter) is not None or _step(f, start, body, reg_id(counter)) is None:
             continue
-        is_x86 = ops[-1].startswith("%")
-        if is_x86 and len(ops) == 2 and _reg_id(ops[1]) == reg and op[:3] in ("add", "sub"):
-            v = _imm(ops[0])
-            if v is None:
-                return None
-            steps.append(v if op.startswith("add") else -v)
-        elif not is_x86 and len(ops) == 3 and _reg_id(ops[0]) == _reg_id(ops[1]) == reg:
-            v = _imm(ops[2])
-            if v is None or op not in ("add", "adds", "sub", "subs"):
-                return None
-            steps.append(v if op.startswith("add") else -v)
-    return steps[0] if len(steps) == 1 else None
+        bound = _invariant(f, start, body, other)
+        return None if bound is None else _Test(reg_id(counter), bound, relation, at)
+    return None
 
 
-_ARM_FLAGS = ("cmp", "cmn", "subs", "adds")
-_X86_FLAGS = ("cmp", "add", "sub", "inc", "dec")
-
-
-def _flag_setter(body: list[str]) -> tuple[str, list[str]]:
-    """The last instruction before the branch that sets the flags it tests (ARM: the last
-    ``cmp``/``subs``/...; x86: the last integer ALU instruction, as LLVM puts it next to the
-    branch for macro-fusion)."""
-    for line in reversed(body):
-        op, ops = _parts(line)
-        x86 = bool(ops) and ops[-1].startswith("%")
-        if (not x86 and op in _ARM_FLAGS) or (x86 and op.startswith(_X86_FLAGS)):
-            return op, ops
-        if x86 and not op.startswith("v"):
-            return op, ops
-    return "", []
-
-
-def _trips(lines: list[str], start: int, end: int, exits: Exits) -> int | None:
+def _trips(f: Function, start: int, end: int) -> int | None:
     """Iterations of the loop from label line ``start`` to branch line ``end``, read from its
-    induction, or None."""
-    body = _instruction_lines(lines[start + 1 : end + 1])
+    induction by stepping the counter from its value on entry (for a loop closed by a jump
+    back, the passes through its exit test), or None. A loop whose counter starts at its
+    bound with a ``!=`` test is guarded by its caller and runs 0 times (LLVM's remainder
+    loops when nothing remains)."""
+    body = _instruction_lines(f.lines[start + 1 : end + 1])
     if len(body) < 2:
         return None
     at = len(body) - 1
-    exit_test = _parts(body[at])[0] in ("b", "jmp")
+    exit_test = parts(body[at])[0] in ("b", "jmp")
     if exit_test:  # closed by a jump back: the loop's test is an exit in its middle
-        labels = {m.group(1) for x in lines[start : end + 1] if (m := _LABEL.match(x.strip()))}
+        labels = {m.group(1) for x in f.lines[start : end + 1] if (m := _LABEL.match(x.strip()))}
         leaving = [
             i
             for i, x in enumerate(body[:-1])
@@ -249,48 +282,33 @@ def _trips(lines: list[str], start: int, end: int, exits: Exits) -> int | None:
         if not leaving:
             return None
         at = leaving[-1]
-    branch, _ = _parts(body[at])
-    cond = branch.split(".")[-1] if "." in branch else branch[1:]
-    op, ops = _flag_setter(body[:at])
-    if branch in ("cbnz", "cbz"):
-        reg = _reg_id(_parts(body[at])[1][0])
-        bound, counter = 0, reg
-    elif op in ("cmp",) and len(ops) == 2:  # ARM: cmp counter, bound
-        counter, bound = _reg_id(ops[0]), _imm(ops[1])
-        if bound is None:
-            bound = _initial_value(lines, start, _reg_id(ops[1]), exits)
-    elif op.startswith("cmp") and len(ops) == 2:  # x86: cmp bound, counter
-        counter, bound = _reg_id(ops[1]), _imm(ops[0])
-        if bound is None:
-            bound = _initial_value(lines, start, _reg_id(ops[0]), exits)
-    elif op in ("subs", "adds") or op[:3] in ("sub", "add", "dec", "inc"):
-        counter = _reg_id(ops[0] if not ops[-1].startswith("%") else ops[-1])
-        bound = 0
-    else:
+    test = _test(f, start, body, at)
+    if test is None:
         return None
-    step = _step(body, counter)
-    init = _initial_value(lines, start, counter, exits)
-    if bound is None or step is None or init is None or step == 0:
+    step_at = _step(f, start, body, test.counter)
+    init = f.value(start, test.counter)
+    if step_at is None or init is None or step_at[0] == 0:
         return None
-    trips = _iterations(bound - init, step, cond, exit_test)
-    if trips is not None:
-        exits[(start, end)] = (counter, init + step * (trips - 1 if exit_test else trips))
-    return trips
+    step, where = step_at
+    relation = CONDITIONS[test.relation]
 
+    def taken(value: int) -> bool:
+        return relation(value, test.bound)
 
-def _iterations(span: int, step: int, cond: str, exit_test: bool) -> int | None:
-    """Iterations of a loop whose counter moves ``span`` by ``step`` a pass, tested by
-    ``cond`` at its end (or, ``exit_test``, by an exit in its middle)."""
-    if exit_test:  # passes through the test, the last one leaving (an upper bound)
-        if cond in ("e", "eq") and span % step == 0 and span // step >= 0:
-            return span // step + 1
-        return None
-    if span % step == 0 and span // step > 0 and cond in ("ne", "nz", "cbnz"):
-        return span // step
-    if step > 0 and cond in ("lo", "lt", "b", "l", "cc") and span > 0:
-        return -(-span // step)
-    if step > 0 and cond in ("ls", "le", "be") and span >= 0:
-        return span // step + 1
+    after = where <= test.at  # the comparison sees the stepped counter
+    if not exit_test and test.relation == "ne" and after and init == test.bound:
+        f.exits[(start, end)] = (test.counter, init)
+        return 0
+    counter = init
+    for trips in range(1, _MAX_TRIPS):
+        tested = counter + step if after else counter
+        if exit_test and taken(tested):  # leaves in the middle of this pass
+            f.exits[(start, end)] = (test.counter, tested)
+            return trips
+        counter += step
+        if not exit_test and not taken(tested):
+            f.exits[(start, end)] = (test.counter, counter)
+            return trips
     return None
 
 
@@ -311,12 +329,53 @@ def _callee(instructions: list[str], at: int) -> str:
     return "indirect"
 
 
-def regions(lines: list[str]) -> list[Region]:
+def _reachable(f: Function) -> set[int]:
+    """The lines a path from the entry reaches, where every conditional branch outside the
+    loops whose comparison is of constants goes its one way (:func:`branch_taken`)."""
+    labels = {m.group(1): i for i, x in enumerate(f.lines) if (m := _LABEL.match(x.strip()))}
+    seen: set[int] = set()
+    todo = [0]
+    while todo:
+        i = todo.pop()
+        while 0 <= i < len(f.lines) and i not in seen:
+            seen.add(i)
+            found = _instruction_lines([f.lines[i]])
+            if not found:
+                i += 1
+                continue
+            op, ops = parts(found[0])
+            if op in ("ret", "retq"):
+                break
+            target = _BRANCH_TARGET.match(found[0])
+            if target is None or target.group(1) not in labels:
+                i += 1
+                continue
+            to = labels[target.group(1)]
+            if op in ("b", "jmp"):
+                i = to
+                continue
+            cond = op.split(".")[-1] if "." in op else op[1:]
+            taken = branch_taken(f, i, op, ops, cond)
+            if taken is not False:
+                todo.append(to)
+            if taken:
+                break
+            i += 1
+    return seen
+
+
+def regions(lines: list[str], vector_bytes: int = 0) -> list[Region]:
     """The function's straight-line code and its loops, each with its own instructions and
-    how often it runs."""
+    how often it runs (``vector_bytes``: the core's SVE vector length, which the trip counts
+    of LLVM's scalable-vector loops depend on; 0 where it has none)."""
     loops = _loops(lines)
-    exits: Exits = {}
-    trips = {s: _trips(lines, s, e, exits) for s, e, _ in loops}
+    f = Function(lines, [(s, e) for s, e, _ in loops], vector_bytes)
+    for _ in range(4):  # branch decisions read values, which skip unreachable writes
+        unreachable = frozenset(range(len(lines))) - _reachable(f)
+        if unreachable == f.unreachable:
+            break
+        f.unreachable = unreachable
+    trips = {s: (0 if s in f.unreachable else _trips(f, s, e)) for s, e, _ in loops}
 
     def parents(i: int) -> list[tuple[int, int, str]]:
         return [lp for lp in loops if lp[0] < i <= lp[1]]
@@ -329,7 +388,7 @@ def regions(lines: list[str]) -> list[Region]:
         own = [
             lines[i]
             for i in range(s + (1 if is_loop else 0), e + 1)
-            if not any(a < i <= b for a, b, _ in inner)
+            if not any(a < i <= b for a, b, _ in inner) and i not in f.unreachable
         ]
         around = parents(s + 1) if is_loop else []
         runs: int | None = 1
@@ -366,7 +425,8 @@ def analyse_row_kernel(
     mcpu = analysis_mcpu(preset)
     mattr = tuple(preset.target.get("mattr", ()))
     lines = compute_function(row_kernel_assembly(preset, func))
-    found = regions(lines)
+    core = core_model(mcpu)
+    found = regions(lines, core.sve_bits // 8 if core else 0)
     priced = []
     calls: dict[str, int] = {}
     for r in found:
