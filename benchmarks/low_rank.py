@@ -1,4 +1,4 @@
-"""Benchmark: a rank-r factorized int8 GEMM (two packed GEMMs, int8 in between) vs the full one.
+"""Benchmark: a rank-r factorized int8 GEMM (both factors in one kernel) vs the full GEMM.
 
     .venv/bin/python benchmarks/low_rank.py
 

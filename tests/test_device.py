@@ -200,6 +200,81 @@ def test_packed_gemms_bit_exact_on_emulated_arm(
         np.testing.assert_array_equal(outputs[name], dense_ref(x, w, b), err_msg=name)
 
 
+#: (leading dims, K, rank, N, chunks): as the host's fused low-rank sweep
+#: (tests/test_low_rank_kernel.py).
+ARM_LOW_RANK_SHAPES = [
+    ((1, 197), 192, 48, 576, 2),
+    ((1, 17), 64, 18, 100, 2),
+    ((2, 17), 72, 24, 96, 2),
+    ((3, 5, 7), 40, 8, 24, 1),
+    ((1, 17), 64, 20, 64, 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("preset", "kernel_name"),
+    [
+        ("aarch64-linux", "arm-neon"),
+        ("rpi4", "arm-neon-pair16"),
+        ("aarch64-dotprod", "arm-sdot-lane"),
+        ("graviton3", "arm-smmla"),
+    ],
+)
+def test_fused_low_rank_bit_exact_on_emulated_arm(preset, kernel_name, arm_device, tmp_path):
+    """The fused low-rank linear (both factors in one kernel) on each ARM micro-kernel over
+    swept shapes (ranks and widths that fill no tile, several leading axes, one chunk or
+    two), int8 and uint8 activations, in one library run on the emulated device."""
+    from intvit.quant.plan_common import acc_bits
+    from intvit.schedules.intrinsics import first_factor_tile
+    from intvit.schedules.low_rank import low_rank_gemm_func
+    from intvit.topi.low_rank_ref import low_rank_ref
+    from intvit.topi.requantize_params import RequantParams
+
+    target = get_preset(preset)
+    kernel = KERNELS[kernel_name]
+    w_max = min(127, kernel.weight_max)
+    rng = np.random.default_rng(13)
+    cases, funcs = {}, {}
+    for i, (lead, k, rank, n, chunks) in enumerate(ARM_LOW_RANK_SHAPES):
+        for dtype in ("int8", "uint8"):
+            info = np.iinfo(dtype)
+            x = rng.integers(info.min, info.max, (*lead, k), endpoint=True).astype(dtype)
+            down = rng.integers(-w_max, w_max, (rank, k), endpoint=True).astype(np.int8)
+            up = rng.integers(-w_max, w_max, (n, rank), endpoint=True).astype(np.int8)
+            b1 = rng.integers(-(2**12), 2**12, rank).astype(np.int32)
+            b2 = rng.integers(-(2**12), 2**12, n).astype(np.int32)
+            rq = RequantParams.make(2.0**-9 / k, acc_bits(k), "int8")
+            name = f"low_rank{i}_{dtype}"
+            cases[name] = (x, down, b1, rq, up, b2)
+            func = low_rank_gemm_func(x.shape, dtype, down, up, rq, kernel, kernel, chunks)
+            funcs[name] = func.with_attr("global_symbol", name)
+    lib = tvm.compile(tvm.IRModule(funcs), target=target.tvm_target())
+    path = tmp_path / f"{preset}-low-rank.so"
+    lib.export_library(str(path), fcompile=cross_compiler(target))
+
+    remote = arm_device.request("emu-a76", session_timeout=600)
+    remote.upload(str(path))
+    rlib = remote.load_module(path.name)
+    dev = remote.cpu()
+    outputs = {}
+    for name, (x, down, b1, rq, up, b2) in cases.items():
+        first = first_factor_tile((kernel,), kernel, down.shape[0])
+        args = [
+            x,
+            pack_weights(down, first),
+            pack_bias(down, b1, str(x.dtype), first),
+            pack_weights(up, kernel),
+            pack_bias(up, b2, rq.out_dtype, kernel),
+        ]
+        out = tvm.runtime.tensor(np.zeros((*x.shape[:-1], up.shape[0]), np.int32), dev)
+        rlib[name](*(tvm.runtime.tensor(a, dev) for a in args), out)
+        outputs[name] = out.numpy()
+    release_sessions()
+    for name, (x, down, b1, rq, up, b2) in cases.items():
+        want = low_rank_ref(x, down, b1, rq, up, b2)
+        np.testing.assert_array_equal(outputs[name], want, err_msg=name)
+
+
 def test_rpi4_preset_runs_on_a_cortex_a72(arm_device, tmp_path):
     """The rpi4 preset uses only the A72's features (its GEMMs: the NEON micro-kernels): it
     runs bit-exactly where dotprod does not exist. One GEMM's weights are given a -128, which

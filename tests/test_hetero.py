@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tvm import relax
 
-from intvit.deploy.compile import compile_int_model, export, lowered_module
+from intvit.deploy.compile import compile_int_model, export, lowered_module, scheduled_module
 from intvit.deploy.manifest import read_manifest
 from intvit.deploy.memory import MemoryReport, memory_report, peak_live_bytes
+from intvit.deploy.targets import get_preset
 from intvit.models.data import digits
 from intvit.models.hetero_vit import (
     HeteroViT,
@@ -31,6 +32,7 @@ from intvit.quant.calibrate import calibrate
 from intvit.quant.config import QuantConfig
 from intvit.quant.reference import quantize_input, reference_forward
 from intvit.quant.shadow import shadow_forward
+from intvit.topi.kinds import LOW_RANK_GEMM, kernel_kind
 
 B = BlockArch
 #: The three fixed heterogeneous configs (also run on the emulated device).
@@ -256,17 +258,19 @@ def _compiled_outputs(model, q, preset="host"):
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_heterogeneous_model_bit_exact_on_host(name):
-    """Reference forward == compiled library: low-rank linears as two packed GEMMs (int8
-    requantization in the first's epilogue), widths that do not divide the tile, per-block
-    heads and MLP widths, a decoupled attention dim."""
+    """Reference forward == compiled library: low-rank linears as one fused kernel of two
+    packed GEMMs (int8 ``h`` requantized on the first's register tiles), widths that do not
+    divide the tile, per-block heads and MLP widths, a decoupled attention dim."""
     _, model = _int_model(CONFIGS[name])
     q = quantize_input(model, digits("test").images[:3])
     compiled, out = _compiled_outputs(model, q)
     np.testing.assert_array_equal(out, reference_forward(model, q))
-    funcs = [c.func for c in compiled.manifest.calls]
-    if name == "low-rank":  # every linear of both blocks: a first factor, packed
-        assert sum(f.endswith("_lr_packed") for f in funcs) == 8
-        assert not any(f.startswith("dense") and "lr" in f for f in funcs)
+    if name == "low-rank":  # every linear of both blocks: both factors in one kernel
+        mod = scheduled_module(model, get_preset("host"), q.shape[0])
+        kind = {gv.name_hint: kernel_kind(f) for gv, f in mod.functions_items()}
+        funcs = [c.func for c in compiled.manifest.calls]
+        assert sum(kind.get(f) == LOW_RANK_GEMM for f in funcs) == 8  # calls (functions dedupe)
+        assert not any("_lr" in f for f in funcs)  # no first factor on its own
 
 
 @st.composite

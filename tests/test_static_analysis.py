@@ -203,12 +203,12 @@ main_compute_:
 
 
 def test_row_regions_with_the_sve_vector_length():
-    """With Neoverse V1's 256-bit vectors: ``cnth`` 16, so the main loop runs 191 // 16 = 11
-    times up to 176 and the scalar tail 15 more (176 * 4 to 764 bytes); the vector-length
-    check (2 granules of 128 bits, not above 3) does not branch, so the scalar fallback is unreachable (0 runs, its instructions
-    not counted); the ``whilelo`` loop runs while its index before the step is below 192 - 8,
-    24 times. Without a vector length, the loops are not understood (and the analysis fails
-    loudly rather than guess)."""
+    """With Neoverse V1's 256-bit vectors: ``cnth`` 16, so the main loop runs 191 // 16 = 11 times
+    up to 176 and the scalar tail 15 more (176 * 4 to 764 bytes); the vector-length check (2
+    granules of 128 bits, not above 3) does not branch, so the scalar fallback is unreachable (0
+    runs, its instructions not counted); the ``whilelo`` loop runs while its index before the
+    step is below 192 - 8, 24 times. Without a vector length, the loops are not understood (and
+    the analysis fails loudly rather than guess)."""
     from intvit.deploy.row_static import compute_function, regions
 
     lines = compute_function(SVE_ROW_ASM)
@@ -235,9 +235,10 @@ def test_row_analysis_fails_loudly_without_its_function():
 @pytest.mark.parametrize("variant", ["edge", "ilayernorm"])
 @pytest.mark.parametrize("preset", ["graviton", "graviton3"])
 def test_static_analysis_of_a_graviton_layernorm_row(variant, preset):
-    """The default LayerNorm on one DeiT-small row (384 channels) for Neoverse N1 and for
-    Neoverse V1 (SVE loops, read with its 256-bit vector length): every loop understood, and no workspace allocation (a per-row buffer of 384 int32/int64 passed TVM's
-    1 KiB stack limit and cost an allocation per row)."""
+    """The default LayerNorm on one DeiT-small row (384 channels) for Neoverse N1 and for Neoverse
+    V1 (SVE loops, read with its 256-bit vector length): every loop understood, and no workspace
+    allocation (a per-row buffer of 384 int32/int64 passed TVM's 1 KiB stack limit and cost an
+    allocation per row)."""
     import numpy as np
     from tvm import te
 

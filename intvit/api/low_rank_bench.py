@@ -1,8 +1,8 @@
 """The low-rank linear benchmark: a rank-r factorized GEMM (``x [M, K] -> [M, r]``, requantized
-to int8 in its epilogue, then ``-> [M, N]``: two packed, tensorized GEMMs, as an integer
-low-rank model runs them) against the full ``[M, K] x [K, N]`` GEMM, each a compiled Relax VM
-function on the host, timed in alternating rounds. The goal: time ratio <= MAC ratio
-``r (K + N) / (K N)`` + 0.10."""
+to int8, then ``-> [M, N]``: both packed, tensorized GEMMs in one fused kernel, as an integer
+low-rank model runs them, :mod:`intvit.topi.low_rank_packed`) against the full ``[M, K] x [K,
+N]`` GEMM, each a compiled Relax VM function on the host, timed in alternating rounds. The
+goal: time ratio <= MAC ratio ``r (K + N) / (K N)`` + 0.10."""
 
 from __future__ import annotations
 
@@ -24,10 +24,12 @@ SHAPES = ((197, 192, 576), (197, 192, 768), (197, 768, 192), (197, 384, 1152), (
 RATIOS = (0.25, 0.5, 0.75)
 
 
-def _module(m: int, k: int, n: int, rank: int | None, kernels, cores: int, rng) -> tvm.IRModule:
+def _module(
+    m: int, k: int, n: int, rank: int | None, kernels, cores: int, rng, fused: bool = True
+) -> tvm.IRModule:
     x = relax.Var("x", relax.TensorType((1, m, k), "int8"))
     bb = relax.BlockBuilder()
-    with ops.gemm_kernels(kernels), bb.function("main", [x]):
+    with ops.gemm_kernels(kernels, cores), bb.function("main", [x]):
         with bb.dataflow():
             if rank is None:
                 w = rng.integers(-127, 128, (n, k), dtype=np.int8)
@@ -36,7 +38,9 @@ def _module(m: int, k: int, n: int, rank: int | None, kernels, cores: int, rng) 
                 down = rng.integers(-127, 128, (rank, k), dtype=np.int8)
                 up = rng.integers(-127, 128, (n, rank), dtype=np.int8)
                 rq = RequantParams.make(2.0**-12, acc_bits(k), "int8")
-                h = ops.dense(bb, x, down, np.zeros(rank, np.int32), name="lr", rq=rq)
+                h = ops.LowRankInput(x, down, np.zeros(rank, np.int32), rq, "lr")
+                if not fused:
+                    h = h.materialize(bb)
                 y = ops.dense(bb, h, up, np.zeros(n, np.int32), name="up")
             out = bb.emit_output(y)
         bb.emit_func_output(out)

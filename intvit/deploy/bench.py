@@ -140,6 +140,7 @@ CATEGORIES = (
 #: The profile's category of each kernel kind intvit emits (:mod:`intvit.topi.kinds`).
 CATEGORY_OF_KIND = {
     kinds.PACKED_GEMM: "gemm",
+    kinds.LOW_RANK_GEMM: "gemm",
     kinds.GEMM: "gemm",
     kinds.SOFTMAX: "softmax",
     kinds.GELU: "gelu",

@@ -118,7 +118,8 @@ def scheduled_module(model: IntModel, preset: TargetPreset, batch: int) -> tvm.I
     from intvit.schedules.model import schedule_gemms
 
     kernels = gemm_kernels_for(preset.target)
-    return schedule_gemms(build_module(model, batch, kernels), kernels, preset.cores)
+    module = build_module(model, batch, kernels, preset.cores)
+    return schedule_gemms(module, kernels, preset.cores)
 
 
 def compile_int_model(

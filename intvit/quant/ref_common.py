@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from intvit.topi.gelu_ref import gelu_ref
+from intvit.topi.low_rank_ref import low_rank_ref
 from intvit.topi.matmul_ref import dense_ref
 from intvit.topi.requantize_params import RequantParams
 from intvit.topi.requantize_ref import requantize_ref
@@ -27,9 +28,11 @@ def linear(
 ) -> np.ndarray:
     """int32 accumulator of ``name`` on int8/uint8 ``x``; with ``low_rank`` (the linear is
     factorized), ``x`` first goes through the factor ``name.lr`` and is requantized to int8."""
+    w, b = tensors[f"{name}.w"], tensors[f"{name}.b"]
     if low_rank is not None:
-        x = requantize_ref(dense_ref(x, tensors[f"{name}.lr.w"], tensors[f"{name}.lr.b"]), low_rank)
-    return dense_ref(x, tensors[f"{name}.w"], tensors[f"{name}.b"])
+        lr_w, lr_b = tensors[f"{name}.lr.w"], tensors[f"{name}.lr.b"]
+        return low_rank_ref(x, lr_w, lr_b, low_rank, w, b)
+    return dense_ref(x, w, b)
 
 
 def block_linear(model, i: int, bp, layer: str, x: np.ndarray) -> np.ndarray:

@@ -13,14 +13,17 @@ from intvit.relax_ops import ops
 from intvit.topi.requantize_params import RequantParams
 
 
-def build_module(model: IntModel, batch: int = 1, gemm_kernels: tuple = ()) -> tvm.IRModule:
+def build_module(
+    model: IntModel, batch: int = 1, gemm_kernels: tuple = (), cores: int = 2
+) -> tvm.IRModule:
     """The Relax module of ``model`` for a fixed batch size; with ``gemm_kernels`` (a tuple of
     :class:`~intvit.schedules.intrinsics.GemmKernel`, in the order each GEMM tries them, as
     :func:`~intvit.schedules.intrinsics.gemm_kernels_for` gives them), GEMMs take weights
-    packed for the first that takes them and requantize in their epilogue."""
+    packed for the first that takes them and requantize in their epilogue, and a low-rank
+    linear's two GEMMs run as one kernel over ``cores`` chunks of rows."""
     if batch < 1:
         raise ValueError(f"batch={batch} must be >= 1")
-    with ops.gemm_kernels(gemm_kernels):
+    with ops.gemm_kernels(gemm_kernels, cores):
         return _build(model, batch)
 
 
@@ -45,12 +48,13 @@ def _merge_heads(bb, x, b, n, heads, d):
 
 def _low_rank_input(bb, t, p, bp, layer, h):
     """``h`` through the first factor of block ``p``'s ``layer`` when it is low-rank (int8,
-    requantized in that GEMM's epilogue), else ``h``."""
+    requantized; computed in the layer's own kernel where it can be, see
+    :class:`~intvit.relax_ops.ops.LowRankInput`), else ``h``."""
     rq = bp.low_rank.get(layer)
     if rq is None:
         return h
     name = f"{p}{layer}"
-    return ops.dense(bb, h, t[name + ".lr.w"], t[name + ".lr.b"], name=f"{name}_lr", rq=rq)
+    return ops.LowRankInput(h, t[name + ".lr.w"], t[name + ".lr.b"], rq, f"{name}_lr")
 
 
 def _attention(bb, t, p, bp, h, b, n, a, heads, score_bias=None, mask=None, nw=1, skip=None):

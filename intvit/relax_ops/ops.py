@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from dataclasses import dataclass
 
 import numpy as np
 from tvm import relax
@@ -18,13 +19,17 @@ from intvit.topi import matmul, residual
 from intvit.topi import softmax as softmax_te
 from intvit.topi.kinds import (
     DATA,
+    FIRST_GEMM_KERNEL_ATTR,
+    FIRST_GEMM_VECTORS_ATTR,
     GELU,
     GEMM,
     GEMM_KERNEL_ATTR,
     LAYERNORM,
+    LOW_RANK_GEMM,
     PACKED_GEMM,
     REQUANTIZE,
     RESIDUAL,
+    ROW_CHUNKS_ATTR,
     SCORES,
     SOFTMAX,
 )
@@ -37,15 +42,22 @@ from intvit.topi.requantize_params import RequantParams
 _GEMM_KERNELS: contextvars.ContextVar = contextvars.ContextVar("gemm_kernels", default=())
 
 
+#: The cores the kernels will run on: a fused low-rank linear splits its rows in this many
+#: chunks (its one parallel loop).
+_CORES: contextvars.ContextVar = contextvars.ContextVar("cores", default=2)
+
+
 @contextlib.contextmanager
-def gemm_kernels(kernels):
+def gemm_kernels(kernels, cores: int = 2):
     """Emit GEMMs with weights packed for the first of ``kernels`` (:class:`GemmKernel`, see
-    :func:`~intvit.schedules.intrinsics.kernel_for_gemm`) that takes them."""
-    token = _GEMM_KERNELS.set(tuple(kernels))
+    :func:`~intvit.schedules.intrinsics.kernel_for_gemm`) that takes them, for a target with
+    ``cores`` cores."""
+    tokens = _GEMM_KERNELS.set(tuple(kernels)), _CORES.set(max(1, int(cores)))
     try:
         yield
     finally:
-        _GEMM_KERNELS.reset(token)
+        _GEMM_KERNELS.reset(tokens[0])
+        _CORES.reset(tokens[1])
 
 
 def _tables(params: RequantParams) -> list[relax.Constant]:
@@ -117,10 +129,115 @@ def dense_residual(
     )
 
 
+@dataclass(frozen=True)
+class LowRankInput:
+    """``x`` through the first factor of a low-rank linear (``weight [r, K]``, requantized to
+    int8 by ``rq``), not computed yet: the dense that takes it (:func:`dense`,
+    :func:`dense_residual`) computes both factors in one kernel where both GEMMs have the same
+    micro-kernel (:mod:`intvit.topi.low_rank_packed`), else this factor as a GEMM of its own
+    first. The same integers either way."""
+
+    x: relax.Expr
+    weight: np.ndarray
+    bias: np.ndarray | None
+    rq: RequantParams
+    name: str
+
+    def materialize(self, bb) -> relax.Expr:
+        return dense(bb, self.x, self.weight, self.bias, name=self.name, rq=self.rq)
+
+
+#: A fused low-rank linear's rows are split in one chunk per core (one parallel loop) when
+#: its GEMMs reach this many MACs (as a packed GEMM's parallel loop,
+#: intvit.schedules.gemm.MIN_PARALLEL_MACS), else run as one chunk.
+LOW_RANK_PARALLEL_MACS = 1 << 20
+
+
+def _low_rank_kernels(first: LowRankInput, weight: np.ndarray):
+    """The micro-kernels of a low-rank linear's two GEMMs, where one kernel can run both
+    (same instruction, operands and row tiling, int8 weights as stored); else None."""
+    a = _packed_kernel(first.x, first.weight)
+    from intvit.schedules.intrinsics import first_factor_tile, kernel_for_gemm
+
+    b = kernel_for_gemm(_GEMM_KERNELS.get(), first.rq.out_dtype, weight)
+    if a is None or b is None or first.rq.out_dtype not in ("int8", "uint8"):
+        return None
+    a = first_factor_tile(_GEMM_KERNELS.get(), a, first.weight.shape[0])
+    same = (a.intrin, a.operand, a.rows, a.m_tile, a.kpack) == (
+        b.intrin,
+        b.operand,
+        b.rows,
+        b.m_tile,
+        b.kpack,
+    )
+    if not same or a.weight_operand != "int8":
+        return None
+    return a, b
+
+
+def _dense_low_rank(bb, first: LowRankInput, weight, bias, name, epilogue, extra):
+    """The fused low-rank linear (both factors, then ``epilogue(acc, *extra)``), or None
+    where its GEMMs cannot share one kernel."""
+    kernels = _low_rank_kernels(first, weight)
+    if kernels is None:
+        return None
+    from intvit.schedules.gemm import PACKED_FUNC
+    from intvit.topi.dense_packed import pack_bias, pack_weights
+    from intvit.topi.low_rank_packed import low_rank_packed
+
+    k1, k2 = kernels
+    rank, k_dim = first.weight.shape
+    shape = [int(s) for s in first.x.ty.shape]
+    rows = int(np.prod(shape[:-1]))
+    macs = rows * rank * (k_dim + weight.shape[0])
+    tiles = -(-rows // k1.m_tile)
+    chunks = min(_CORES.get(), tiles) if macs >= LOW_RANK_PARALLEL_MACS else 1
+    rq = first.rq
+    tables1 = _tables(rq) if rq.channels > 1 else []
+    args = [
+        first.x,
+        relax.const(pack_weights(first.weight, k1)),
+        relax.const(pack_bias(first.weight, first.bias, str(first.x.ty.dtype), k1)),
+        *tables1,
+        relax.const(pack_weights(weight, k2)),
+        relax.const(pack_bias(weight, bias, rq.out_dtype, k2)),
+        *extra,
+    ]
+    n_tables = len(tables1)
+
+    def compute(q, w1, b1, *rest):
+        t1, (w2, b2, *more) = rest[:n_tables], rest[n_tables:]
+        ct = ChannelTables(*t1, rq) if t1 else None
+        acc = low_rank_packed(
+            q, w1, b1, rq, ct, k1, w2, b2, k2, rank, weight.shape[0], chunks, name
+        )
+        return epilogue(acc, *more)
+
+    return emit_te(
+        bb,
+        compute,
+        *args,
+        primfunc_name_hint=name + PACKED_FUNC,
+        kind=LOW_RANK_GEMM,
+        attrs={
+            GEMM_KERNEL_ATTR: k2.name,
+            FIRST_GEMM_KERNEL_ATTR: k1.name,
+            FIRST_GEMM_VECTORS_ATTR: str(k1.n_vectors),
+            ROW_CHUNKS_ATTR: str(chunks),
+        },
+    )
+
+
 def _dense(bb, x, weight, bias, name, epilogue, extra=(), unfused=None):
     """The GEMM ``x [.., K] x weight [N, K]^T + bias`` followed by ``epilogue(acc, *extra)``
     (TE, elementwise over the int32 accumulator) in one packed kernel; without a packed
-    micro-kernel, TVM's default GEMM then ``unfused(acc)`` (Relax ops) or the accumulator."""
+    micro-kernel, TVM's default GEMM then ``unfused(acc)`` (Relax ops) or the accumulator.
+    ``x`` may be a :class:`LowRankInput`."""
+    if isinstance(x, LowRankInput):
+        fused = _dense_low_rank(bb, x, weight, bias, name, epilogue, extra)
+        if fused is not None:
+            return fused
+        x = x.materialize(bb)
     kernel = _packed_kernel(x, weight)
     if kernel is None:
         acc = _dense_default(bb, x, weight, bias, name)

@@ -1,18 +1,29 @@
 """Apply intvit's schedules to the kernels of a model's Relax module before lowering: packed
-GEMMs get the tensorized register-blocked schedule, row kernels (softmax, GELU, LayerNorm) the
-row schedule, unless a tuning database has a schedule for them. Everything else keeps TVM's
-default lowering (or a tuning database's)."""
+GEMMs (and fused low-rank linears) get the tensorized register-blocked schedule, row kernels
+(softmax, GELU, LayerNorm) the row schedule, unless a tuning database has a schedule for
+them. Everything else keeps TVM's default lowering (or a tuning database's)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import tvm
 from tvm import tirx
 
 from intvit.schedules.gemm import schedule_packed_gemm
 from intvit.schedules.intrinsics import kernel_of_func
+from intvit.schedules.low_rank import schedule_low_rank_gemm
 from intvit.schedules.rowwise import schedule_rowwise
 from intvit.topi.gemm_kernel import GemmKernel
-from intvit.topi.kinds import PACKED_GEMM, ROW_KINDS, kernel_kind
+from intvit.topi.kinds import (
+    FIRST_GEMM_KERNEL_ATTR,
+    FIRST_GEMM_VECTORS_ATTR,
+    LOW_RANK_GEMM,
+    PACKED_GEMM,
+    ROW_CHUNKS_ATTR,
+    ROW_KINDS,
+    kernel_kind,
+)
 
 
 def schedule_gemms(mod: tvm.IRModule, kernels: tuple[GemmKernel, ...], cores: int) -> tvm.IRModule:
@@ -21,9 +32,20 @@ def schedule_gemms(mod: tvm.IRModule, kernels: tuple[GemmKernel, ...], cores: in
     row kernels a database leaves)."""
     out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
     for gv, func in mod.functions_items():
-        if isinstance(func, tirx.PrimFunc) and kernels and kernel_kind(func) == PACKED_GEMM:
+        if not isinstance(func, tirx.PrimFunc) or not kernels:
+            continue
+        kind = kernel_kind(func)
+        if kind == PACKED_GEMM:
             kernel = kernel_of_func(func, kernels)
             out[gv] = schedule_packed_gemm(func, kernel, parallel=cores > 1)
+        elif kind == LOW_RANK_GEMM:
+            first = replace(
+                kernel_of_func(func, kernels, FIRST_GEMM_KERNEL_ATTR),
+                n_vectors=int(func.attrs[FIRST_GEMM_VECTORS_ATTR]),
+            )
+            chunks = int(func.attrs[ROW_CHUNKS_ATTR])
+            second = kernel_of_func(func, kernels)
+            out[gv] = schedule_low_rank_gemm(func, first, second, chunks, parallel=cores > 1)
     return out
 
 

@@ -144,7 +144,7 @@ def dense_packed(
         wp = te.compute(
             wp.shape, lambda *i: wp(*i).astype(kernel.weight_operand), name=f"{name}{PACKED_W}"
         )
-    acc = _packed_acc(xw, wp, kernel, name)
+    acc = packed_acc(xw, wp, kernel, name)
 
     def out(*i):
         flat = 0
@@ -158,7 +158,7 @@ def dense_packed(
     return te.compute((*lead, n_dim), out, name=f"{name}_packed_bias")
 
 
-def _packed_acc(xw: te.Tensor, wp: te.Tensor, kernel: GemmKernel, name: str) -> te.Tensor:
+def packed_acc(xw: te.Tensor, wp: te.Tensor, kernel: GemmKernel, name: str) -> te.Tensor:
     """``acc[..., mo, no, mi, ni] = sum_k x[mo*rows + mi, k] * w[no*lanes + ni, k]`` (int32)
     from packed activations ``xw [..., M/rows, K/kpack, rows, kpack]`` and weights ``wp
     [..., N/lanes, K/kpack, lanes, kpack]`` (both with the same leading group axes)."""
@@ -212,7 +212,7 @@ def batch_matmul_packed(a: te.Tensor, b: te.Tensor, kernel: GemmKernel, name="ba
         ),
         name=f"{name}{PACKED_W}",
     )
-    acc = _packed_acc(aw, bw, kernel, name)
+    acc = packed_acc(aw, bw, kernel, name)
     return te.compute(
         (g, m, n),
         lambda gi, i, j: acc[gi, i // rows, j // lanes, i % rows, j % lanes],

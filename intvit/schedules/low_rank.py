@@ -1,0 +1,165 @@
+"""The schedule of the fused low-rank linear (:mod:`intvit.topi.low_rank_packed`): one parallel
+loop over chunks of rows; per chunk, the activations' packing, the first GEMM (register-tiled
+and tensorized, its requantization to ``h`` done on the register tile's accumulators), then
+the second GEMM reading that chunk's ``h`` from L1, its epilogue on its register tile's
+accumulators (:func:`intvit.schedules.gemm.register_epilogue`).
+
+Loop nest per GEMM, inside the chunk: ``column tile / row tile / k (kpack steps) / rows x
+vectors (unrolled) / intrinsic``, as :func:`~intvit.schedules.gemm.schedule_packed_gemm`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import s_tir, tirx
+
+from intvit.schedules.gemm import parallel_epilogue, register_epilogue
+from intvit.schedules.intrinsics import first_factor_tile
+from intvit.topi.gemm_kernel import GemmKernel
+from intvit.topi.low_rank_packed import LR_ACC, LR_ACC2, LR_H, LR_X
+from intvit.topi.requantize_params import RequantParams
+
+
+def _tile(sch: s_tir.Schedule, block, kernel: GemmKernel, chunks: int = 0):
+    """Split and order a packed GEMM's loops ``(mb, no, mi, ni, k)`` (under the chunk loop, or
+    with ``chunks``, split into that many chunks of row tiles first) for the register tile:
+    returns (chunk or None, column tile, row tile, k step, rows, vectors, row, lane)."""
+    m, n, r, lane, k = sch.get_loops(block)[-5:]
+    chunk = None
+    if chunks:
+        chunk, m = sch.split(m, [chunks, None])
+    mo, mi = sch.split(m, [None, kernel.m_tile // kernel.rows])
+    no, nv = sch.split(n, [None, kernel.n_vectors])
+    ko, ki = sch.split(k, [None, kernel.kpack])
+    sch.reorder(no, mo, ko, mi, nv, r, lane, ki)
+    return chunk, no, mo, ko, mi, nv, r, lane
+
+
+def _tensorize(sch: s_tir.Schedule, block, loops, kernel: GemmKernel) -> None:
+    _, _, _, ko, mi, nv, r, lane = loops
+    sch.decompose_reduction(block, ko)
+    sch.tensorize(r if kernel.rows > 1 else lane, kernel.intrin)
+    sch.unroll(mi)
+    sch.unroll(nv)
+
+
+def _vectorize_h(sch: s_tir.Schedule, block, kernel: GemmKernel) -> None:
+    """``h`` of one register tile: ``[rows in tile, k steps, row, kpack]`` -> per row, the
+    tile's columns in vectors of the first kernel's lanes (one requantized vector each)."""
+    mo, ko, mi, ki = sch.get_loops(block)[-4:]
+    sch.reorder(mo, mi, ko, ki)
+    column = sch.fuse(ko, ki)
+    extent = int(sch.get(column).extent)
+    if extent % kernel.lanes == 0:
+        vec, lane = sch.split(column, [None, kernel.lanes])
+        sch.unroll(vec)
+        sch.vectorize(lane)
+    sch.unroll(mi)
+    sch.unroll(mo)
+
+
+def _whole_tiles(sch: s_tir.Schedule, h, kernel: GemmKernel) -> bool:
+    """Whether ``h``'s columns (the rank, ``[.., r/kpack, rows, kpack]``) are a whole number
+    of the first GEMM's register tiles, each a whole number of ``h``'s ``kpack`` steps (not
+    so for ``smmla``'s 2-column vectors in 8-deep steps unless 4 of them): then each tile's
+    ``h`` comes from that tile's accumulators alone."""
+    columns = kernel.lanes * kernel.n_vectors
+    return _rank(sch, h) % columns == 0 and columns % kernel.kpack == 0
+
+
+def _rank(sch: s_tir.Schedule, h) -> int:
+    """The columns of ``h`` (the rank padded to whole ``kpack`` steps)."""
+    *_, steps, _, kpack = sch.get_loops(h)
+    return int(sch.get(steps).extent) * int(sch.get(kpack).extent)
+
+
+def schedule_low_rank_gemm(
+    func: tirx.PrimFunc,
+    first: GemmKernel,
+    second: GemmKernel,
+    chunks: int,
+    parallel: bool = True,
+) -> tirx.PrimFunc:
+    """Schedule a fused low-rank PrimFunc whose GEMMs are packed for ``first`` (down) and
+    ``second`` (up), its rows padded to ``chunks`` chunks of register tiles
+    (:func:`~intvit.topi.low_rank_packed.low_rank_packed`); with ``parallel``, the chunks
+    run on the cores."""
+    sch = s_tir.Schedule(func)
+    names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
+
+    def stage(suffix: str):
+        return sch.get_sblock(next(n for n in names if n.endswith(suffix)))
+
+    acc2 = stage(LR_ACC2)
+    loops2 = _tile(sch, acc2, second, chunks)
+    chunk = loops2[0]
+    for suffix in (LR_H, LR_ACC, LR_X):  # each consumer is under the chunk before its producer
+        sch.compute_at(stage(suffix), chunk, preserve_unit_loops=True)
+    # the second GEMM's accumulators stay in registers; its epilogue on them, per row tile
+    writeback2 = sch.cache_write(acc2, 0, "global")
+    sch.reverse_compute_at(writeback2, loops2[2], preserve_unit_loops=True)
+    acc2_index = names.index(sch.get(acc2).name_hint)
+    tiled = register_epilogue(sch, names, acc2_index, writeback2, loops2[2], second, False)
+    if not tiled:
+        sch.vectorize(sch.get_loops(writeback2)[-1])
+
+    blocks = -(-_rank(sch, stage(LR_H)) // first.lanes)
+    if blocks % first.n_vectors:
+        raise ValueError(
+            f"{first.name}: a tile of {first.n_vectors} vectors does not divide the rank's "
+            f"{blocks} (see intrinsics.first_factor_tile)"
+        )
+    acc1 = stage(LR_ACC)
+    loops1 = _tile(sch, acc1, first)
+    writeback1 = sch.cache_write(acc1, 0, "global")
+    sch.reverse_compute_at(writeback1, loops1[2], preserve_unit_loops=True)
+    h = stage(LR_H)
+    if _whole_tiles(sch, h, first):  # h per register tile, from the accumulators in registers
+        sch.reverse_compute_at(h, loops1[2], preserve_unit_loops=True)
+        sch.compute_inline(writeback1)
+        _vectorize_h(sch, h, first)
+    else:  # a rank that fills no whole tile: h per chunk, from the written-back accumulators
+        sch.vectorize(sch.get_loops(writeback1)[-1])
+
+    if parallel and int(sch.get(chunk).extent) > 1:
+        sch.parallel(chunk)  # before tensorize: parallel needs the blocks' affine bindings
+    _tensorize(sch, acc1, loops1, first)
+    _tensorize(sch, acc2, loops2, second)
+    if not tiled:
+        parallel_epilogue(sch, names, acc2_index, parallel)
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def low_rank_gemm_func(
+    x_shape: tuple[int, ...],
+    x_dtype: str,
+    down: np.ndarray,
+    up: np.ndarray,
+    rq1: RequantParams,
+    first: GemmKernel,
+    second: GemmKernel,
+    chunks: int,
+    parallel: bool = True,
+) -> tirx.PrimFunc:
+    """A standalone scheduled fused low-rank linear ``main(x, wp1, b1, wp2, b2, out)``
+    (per-tensor ``rq1``): weights from :func:`~intvit.topi.dense_packed.pack_weights` (the
+    first for ``first_factor_tile((first,), first, rank)``), biases from
+    :func:`~intvit.topi.dense_packed.pack_bias` (``b2`` for int8 ``h``), int32 out."""
+    from tvm import te
+
+    from intvit.topi.dense_packed import padded_shape
+    from intvit.topi.low_rank_packed import low_rank_packed
+
+    rank, k = down.shape
+    n = up.shape[0]
+    first = first_factor_tile((first,), first, rank)
+    x = te.placeholder(x_shape, x_dtype, name="x")
+    tensors = []
+    for kernel, (cols, depth) in ((first, (rank, k)), (second, (n, rank))):
+        n_pad, k_pad = padded_shape(cols, depth, kernel)
+        shape = (n_pad // kernel.lanes, k_pad // kernel.kpack, kernel.lanes, kernel.kpack)
+        tensors += [te.placeholder(shape, "int8"), te.placeholder((n_pad,), "int32")]
+    wp1, b1, wp2, b2 = tensors
+    out = low_rank_packed(x, wp1, b1, rq1, None, first, wp2, b2, second, rank, n, chunks)
+    func = te.create_prim_func([x, wp1, b1, wp2, b2, out])
+    return schedule_low_rank_gemm(func, first, second, chunks, parallel)

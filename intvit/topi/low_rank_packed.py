@@ -1,0 +1,131 @@
+"""A low-rank linear ``x -> h = rq(x down^T + b1) -> h up^T + b2`` as one packed kernel: both
+GEMMs on the same micro-kernel, the rank-``r`` intermediate ``h`` made per chunk of rows and
+read back from L1 by the second GEMM, never stored whole.
+
+Integer contract (the same integers as the two packed GEMMs apart, :mod:`.dense_packed`):
+int8/uint8 ``x [..., K]``; int8 ``down [r, K]`` and ``up [N, r]`` packed at compile time;
+int32 biases; ``h`` is ``rq1`` of the first accumulator (int8, ``rq1.out_dtype``), taken by
+the second GEMM with the kernel's activation offset (``+128`` on a uint8-operand kernel, the
+second bias compensating, see :func:`~.dense_packed.pack_bias`); int32 out ``[..., N]``.
+
+Rows are padded to ``chunks`` of whole register tiles (padded rows are zeros in, never stored
+out), and the schedule computes each chunk's ``x`` packing, first GEMM, ``h`` and second GEMM
+together
+(:func:`intvit.schedules.low_rank.schedule_low_rank_gemm` runs the chunks in parallel: one
+parallel region where the two GEMMs apart take four, and each thread keeps its chunk's ``h``
+in L1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import te, tirx
+
+from intvit.topi.contract import check_dtype
+from intvit.topi.dense_packed import packed_acc, x_offset
+from intvit.topi.gemm_kernel import GemmKernel
+from intvit.topi.requantize import ChannelTables, requantize_expr
+from intvit.topi.requantize_params import RequantParams
+
+#: Stage names the schedule finds its blocks by (suffixes of the kernel's ``name``).
+LR_X, LR_ACC, LR_H, LR_ACC2 = "_down_x", "_down_packed_acc", "_up_h", "_up_packed_acc"
+
+
+def chunk_rows(m: int, kernel: GemmKernel, chunks: int) -> int:
+    """Rows per chunk: the register tiles of ``m`` rows shared out evenly."""
+    tiles = -(-m // kernel.m_tile)
+    return -(-tiles // chunks) * kernel.m_tile
+
+
+def low_rank_packed(
+    x: te.Tensor,
+    wp1: te.Tensor,
+    bias1: te.Tensor,
+    rq1: RequantParams,
+    tables1: ChannelTables | None,
+    kernel1: GemmKernel,
+    wp2: te.Tensor,
+    bias2: te.Tensor,
+    kernel2: GemmKernel,
+    rank: int,
+    n_out: int,
+    chunks: int,
+    name: str = "low_rank",
+) -> te.Tensor:
+    """``out[..., n] = sum_j h[..., j] * up[n, j] + bias2[n]`` (int32, ``n < n_out``) with
+    ``h[..., j] = rq1(sum_k x[..., k] * down[j, k] + bias1[j])`` (``j < rank``), from weights
+    packed by :func:`~.dense_packed.pack_weights` for ``kernel1`` (down) and ``kernel2`` (up)
+    and biases by :func:`~.dense_packed.pack_bias` (``bias2`` for int8 ``h``)."""
+    check_dtype("x", x.dtype, ("int8", "uint8"))
+    check_dtype("h", rq1.out_dtype, ("int8", "uint8"))
+    if (kernel1.rows, kernel1.m_tile, kernel1.kpack) != (
+        kernel2.rows,
+        kernel2.m_tile,
+        kernel2.kpack,
+    ):
+        raise ValueError(f"{name}: {kernel1.name} and {kernel2.name} tile rows differently")
+    lead = [int(s) for s in x.shape[:-1]]
+    k_dim = int(x.shape[-1])
+    m = int(np.prod(lead))
+    rows, kp = kernel1.rows, kernel1.kpack
+    mc = chunk_rows(m, kernel1, chunks)
+    k_pad = int(wp1.shape[1]) * kp
+    r_pad = int(wp2.shape[1]) * kp
+    if k_pad < k_dim or r_pad < rank or int(wp1.shape[0]) * kernel1.lanes < rank:
+        raise ValueError(f"{name}: packed weights do not cover K={k_dim}, r={rank}")
+
+    def row_of(flat):
+        idx, rest = [], flat
+        for size in reversed(lead):
+            idx.append(rest % size)
+            rest = rest // size
+        return list(reversed(idx))
+
+    offset1 = x_offset(str(x.dtype), kernel1)
+
+    def widen_x(mo, ko, mi, ki):
+        r = mo * rows + mi
+        k = ko * kp + ki
+        inside = tirx.all(r < m, k < k_dim) if k_pad > k_dim else r < m
+        kk = tirx.min(k, k_dim - 1) if k_pad > k_dim else k  # a min in the index: a gather
+        value = x[(*row_of(tirx.min(r, m - 1)), kk)]
+        if offset1:
+            value = value.astype("int16") + tirx.const(offset1, "int16")
+        return tirx.if_then_else(
+            inside, value.astype(kernel1.operand), tirx.const(0, kernel1.operand)
+        )
+
+    mp = chunks * mc
+    xw = te.compute((mp // rows, k_pad // kp, rows, kp), widen_x, name=f"{name}{LR_X}")
+    acc1 = packed_acc(xw, wp1, kernel1, f"{name}_down")
+
+    offset2 = x_offset(rq1.out_dtype, kernel2)
+    lanes1 = kernel1.lanes
+
+    def widen_h(mo, ko, mi, ki):
+        j = ko * kp + ki
+        # a rank of whole kpack steps has no padded depth (and the schedule can then make
+        # h per register tile: its reads of acc1 stay affine); else the padding is zeros
+        jc = j if r_pad == rank else tirx.min(j, rank - 1)
+        value = requantize_expr(
+            acc1[mo, jc // lanes1, mi, jc % lanes1] + bias1[jc], jc, rq1, tables1
+        )
+        if offset2:
+            value = value.astype("int16") + tirx.const(offset2, "int16")
+        value = value.astype(kernel2.operand)
+        if r_pad == rank:
+            return value
+        return tirx.if_then_else(j < rank, value, tirx.const(0, kernel2.operand))
+
+    hw = te.compute((mp // rows, r_pad // kp, rows, kp), widen_h, name=f"{name}{LR_H}")
+    acc2 = packed_acc(hw, wp2, kernel2, f"{name}_up")
+    lanes2 = kernel2.lanes
+
+    def out(*i):
+        flat = 0
+        for j, size in zip(i[:-1], lead, strict=True):
+            flat = flat * size + j if size > 1 else flat  # see dense_packed: unit axes left out
+        n = i[-1]
+        return acc2[flat // rows, n // lanes2, flat % rows, n % lanes2] + bias2[n]
+
+    return te.compute((*lead, n_out), out, name=f"{name}_packed_bias")
