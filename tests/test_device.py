@@ -208,6 +208,8 @@ ARM_LOW_RANK_SHAPES = [
     ((2, 17), 72, 24, 96, 2),
     ((3, 5, 7), 40, 8, 24, 1),
     ((1, 17), 64, 20, 64, 1),
+    ((2, 65), 8, 4, 16, 1),
+    ((1, 9), 16, 1, 8, 1),
 ]
 
 
@@ -227,6 +229,7 @@ def test_fused_low_rank_bit_exact_on_emulated_arm(preset, kernel_name, arm_devic
     from intvit.quant.plan_common import acc_bits
     from intvit.schedules.intrinsics import first_factor_tile
     from intvit.schedules.low_rank import low_rank_gemm_func
+    from intvit.topi.low_rank_packed import pack_low_rank
     from intvit.topi.low_rank_ref import low_rank_ref
     from intvit.topi.requantize_params import RequantParams
 
@@ -259,13 +262,7 @@ def test_fused_low_rank_bit_exact_on_emulated_arm(preset, kernel_name, arm_devic
     outputs = {}
     for name, (x, down, b1, rq, up, b2) in cases.items():
         first = first_factor_tile((kernel,), kernel, down.shape[0])
-        args = [
-            x,
-            pack_weights(down, first),
-            pack_bias(down, b1, str(x.dtype), first),
-            pack_weights(up, kernel),
-            pack_bias(up, b2, rq.out_dtype, kernel),
-        ]
+        args = [x, *pack_low_rank(down, b1, str(x.dtype), up, b2, rq.out_dtype, first, kernel)]
         out = tvm.runtime.tensor(np.zeros((*x.shape[:-1], up.shape[0]), np.int32), dev)
         rlib[name](*(tvm.runtime.tensor(a, dev) for a in args), out)
         outputs[name] = out.numpy()

@@ -15,7 +15,7 @@ from intvit.quant.plan_common import acc_bits
 from intvit.schedules.hostcpu import host_cpu
 from intvit.schedules.intrinsics import KERNELS, first_factor_tile, has_vnni, vnni_kernels
 from intvit.schedules.low_rank import low_rank_gemm_func
-from intvit.topi.dense_packed import pack_bias, pack_weights
+from intvit.topi.low_rank_packed import pack_low_rank
 from intvit.topi.low_rank_ref import low_rank_ref
 from intvit.topi.requantize_params import RequantParams
 
@@ -39,14 +39,7 @@ def _run(x, down, b1, rq, up, b2, first, second, chunks) -> np.ndarray:
     func = low_rank_gemm_func(x.shape, str(x.dtype), down, up, rq, first, second, chunks)
     first = first_factor_tile((first,), first, down.shape[0])
     mod = tvm.compile(tvm.IRModule({"main": func}), target=HOST.tvm_target()).jit()
-    h_dtype = rq.out_dtype
-    args = [
-        x,
-        pack_weights(down, first),
-        pack_bias(down, b1, str(x.dtype), first),
-        pack_weights(up, second),
-        pack_bias(up, b2, h_dtype, second),
-    ]
+    args = [x, *pack_low_rank(down, b1, str(x.dtype), up, b2, rq.out_dtype, first, second)]
     out = tvm.runtime.tensor(np.zeros((*x.shape[:-1], up.shape[0]), np.int32))
     mod["main"](*(tvm.runtime.tensor(a) for a in args), out)
     return out.numpy()
@@ -60,6 +53,8 @@ def _run(x, down, b1, rq, up, b2, first, second, chunks) -> np.ndarray:
         ((1, 197), 192, 96, 64, 2),  # 64 columns: not whole 48-column tiles
         ((1, 17), 64, 16, 192, 1),  # a digits model's row count, one chunk
         ((1, 17), 64, 18, 100, 2),  # rank and width that fill no tile (padded depth)
+        ((2, 65), 8, 4, 16, 1),  # a rank below one vector (found by hypothesis)
+        ((1, 9), 16, 1, 8, 1),
         ((2, 17), 72, 24, 96, 2),  # two leading axes: the epilogue over flattened rows
         ((3, 5, 7), 40, 8, 24, 1),
     ],

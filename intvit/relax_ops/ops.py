@@ -182,8 +182,7 @@ def _dense_low_rank(bb, first: LowRankInput, weight, bias, name, epilogue, extra
     if kernels is None:
         return None
     from intvit.schedules.gemm import PACKED_FUNC
-    from intvit.topi.dense_packed import pack_bias, pack_weights
-    from intvit.topi.low_rank_packed import low_rank_packed
+    from intvit.topi.low_rank_packed import low_rank_packed, pack_low_rank
 
     k1, k2 = kernels
     rank, k_dim = first.weight.shape
@@ -194,15 +193,11 @@ def _dense_low_rank(bb, first: LowRankInput, weight, bias, name, epilogue, extra
     chunks = min(_CORES.get(), tiles) if macs >= LOW_RANK_PARALLEL_MACS else 1
     rq = first.rq
     tables1 = _tables(rq) if rq.channels > 1 else []
-    args = [
-        first.x,
-        relax.const(pack_weights(first.weight, k1)),
-        relax.const(pack_bias(first.weight, first.bias, str(first.x.ty.dtype), k1)),
-        *tables1,
-        relax.const(pack_weights(weight, k2)),
-        relax.const(pack_bias(weight, bias, rq.out_dtype, k2)),
-        *extra,
-    ]
+    wp1, b1, wp2, b2 = pack_low_rank(
+        first.weight, first.bias, str(first.x.ty.dtype), weight, bias, rq.out_dtype, k1, k2
+    )
+    args = [first.x, relax.const(wp1), relax.const(b1), *tables1]
+    args += [relax.const(wp2), relax.const(b2), *extra]
     n_tables = len(tables1)
 
     def compute(q, w1, b1, *rest):

@@ -453,18 +453,21 @@ def kernel_for_gemm(
 
 
 def first_factor_tile(kernels: tuple[GemmKernel, ...], kernel: GemmKernel, rank: int) -> GemmKernel:
-    """``kernel`` with the register tile a fused low-rank linear's first GEMM takes: its
-    columns a whole divisor of the rank's vector blocks (``rank / lanes``, rounded up), so
-    every tile's accumulators hold only columns ``h`` reads (the schedule derives each
-    chunk's first GEMM from what ``h`` needs, and a partial tile cannot be tensorized); as
-    many vectors as the widest tile of that instruction among ``kernels`` has, at most."""
+    """``kernel`` with the register tile a fused low-rank linear's first GEMM takes
+    (:mod:`intvit.topi.low_rank_packed`): the vectors that pad the rank's columns least (then
+    the most of them), at most as many as the widest tile of that instruction among
+    ``kernels``, and a tile whose columns are whole ``kpack`` steps of the second GEMM (which
+    reads every padded column of the first: ``smmla``'s 2-column vectors 4 at a time)."""
     widest = max(
         kn.n_vectors
         for kn in kernels
         if (kn.intrin, kn.operand, kn.m_tile) == (kernel.intrin, kernel.operand, kernel.m_tile)
     )
     blocks = -(-rank // kernel.lanes)
-    vectors = max(v for v in range(1, widest + 1) if blocks % v == 0)
+    valid = [v for v in range(1, widest + 1) if kernel.lanes * v % kernel.kpack == 0]
+    if not valid:
+        raise ValueError(f"{kernel.name}: no tile of whole {kernel.kpack}-deep steps")
+    vectors = min(valid, key=lambda v: (-(-blocks // v) * v, -v))
     return replace(kernel, n_vectors=vectors)
 
 

@@ -103,11 +103,10 @@ def schedule_low_rank_gemm(
     if not tiled:
         sch.vectorize(sch.get_loops(writeback2)[-1])
 
-    blocks = -(-_rank(sch, stage(LR_H)) // first.lanes)
-    if blocks % first.n_vectors:
+    if _rank(sch, stage(LR_H)) % (first.lanes * first.n_vectors):
         raise ValueError(
-            f"{first.name}: a tile of {first.n_vectors} vectors does not divide the rank's "
-            f"{blocks} (see intrinsics.first_factor_tile)"
+            f"{first.name}: h's columns are not whole tiles of {first.n_vectors} vectors "
+            "(pack with low_rank_packed.pack_low_rank)"
         )
     acc1 = stage(LR_ACC)
     loops1 = _tile(sch, acc1, first)
@@ -142,24 +141,19 @@ def low_rank_gemm_func(
     parallel: bool = True,
 ) -> tirx.PrimFunc:
     """A standalone scheduled fused low-rank linear ``main(x, wp1, b1, wp2, b2, out)``
-    (per-tensor ``rq1``): weights from :func:`~intvit.topi.dense_packed.pack_weights` (the
-    first for ``first_factor_tile((first,), first, rank)``), biases from
-    :func:`~intvit.topi.dense_packed.pack_bias` (``b2`` for int8 ``h``), int32 out."""
+    (per-tensor ``rq1``): weights and biases from
+    :func:`~intvit.topi.low_rank_packed.pack_low_rank` (the first GEMM's kernel as
+    ``first_factor_tile((first,), first, rank)``), int32 out."""
     from tvm import te
 
-    from intvit.topi.dense_packed import padded_shape
-    from intvit.topi.low_rank_packed import low_rank_packed
+    from intvit.topi.low_rank_packed import low_rank_packed, pack_low_rank
 
-    rank, k = down.shape
+    rank = down.shape[0]
     n = up.shape[0]
     first = first_factor_tile((first,), first, rank)
     x = te.placeholder(x_shape, x_dtype, name="x")
-    tensors = []
-    for kernel, (cols, depth) in ((first, (rank, k)), (second, (n, rank))):
-        n_pad, k_pad = padded_shape(cols, depth, kernel)
-        shape = (n_pad // kernel.lanes, k_pad // kernel.kpack, kernel.lanes, kernel.kpack)
-        tensors += [te.placeholder(shape, "int8"), te.placeholder((n_pad,), "int32")]
-    wp1, b1, wp2, b2 = tensors
+    packed = pack_low_rank(down, None, x_dtype, up, None, rq1.out_dtype, first, second)
+    wp1, b1, wp2, b2 = (te.placeholder(a.shape, str(a.dtype)) for a in packed)
     out = low_rank_packed(x, wp1, b1, rq1, None, first, wp2, b2, second, rank, n, chunks)
     func = te.create_prim_func([x, wp1, b1, wp2, b2, out])
     return schedule_low_rank_gemm(func, first, second, chunks, parallel)

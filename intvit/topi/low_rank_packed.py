@@ -22,7 +22,13 @@ import numpy as np
 from tvm import te, tirx
 
 from intvit.topi.contract import check_dtype
-from intvit.topi.dense_packed import packed_acc, x_offset
+from intvit.topi.dense_packed import (
+    pack_bias,
+    pack_weights,
+    packed_acc,
+    padded_shape,
+    x_offset,
+)
 from intvit.topi.gemm_kernel import GemmKernel
 from intvit.topi.requantize import ChannelTables, requantize_expr
 from intvit.topi.requantize_params import RequantParams
@@ -53,9 +59,8 @@ def low_rank_packed(
     name: str = "low_rank",
 ) -> te.Tensor:
     """``out[..., n] = sum_j h[..., j] * up[n, j] + bias2[n]`` (int32, ``n < n_out``) with
-    ``h[..., j] = rq1(sum_k x[..., k] * down[j, k] + bias1[j])`` (``j < rank``), from weights
-    packed by :func:`~.dense_packed.pack_weights` for ``kernel1`` (down) and ``kernel2`` (up)
-    and biases by :func:`~.dense_packed.pack_bias` (``bias2`` for int8 ``h``)."""
+    ``h[..., j] = rq1(sum_k x[..., k] * down[j, k] + bias1[j])`` (``j < rank``; zero on the
+    first GEMM's padded columns), from weights and biases packed by :func:`pack_low_rank`."""
     check_dtype("x", x.dtype, ("int8", "uint8"))
     check_dtype("h", rq1.out_dtype, ("int8", "uint8"))
     if (kernel1.rows, kernel1.m_tile, kernel1.kpack) != (
@@ -70,9 +75,12 @@ def low_rank_packed(
     rows, kp = kernel1.rows, kernel1.kpack
     mc = chunk_rows(m, kernel1, chunks)
     k_pad = int(wp1.shape[1]) * kp
-    r_pad = int(wp2.shape[1]) * kp
-    if k_pad < k_dim or r_pad < rank or int(wp1.shape[0]) * kernel1.lanes < rank:
-        raise ValueError(f"{name}: packed weights do not cover K={k_dim}, r={rank}")
+    width = int(wp1.shape[0]) * kernel1.lanes  # h: the first GEMM's padded columns
+    if k_pad < k_dim or width < rank or int(wp2.shape[1]) * kp != width:
+        raise ValueError(
+            f"{name}: packed weights do not cover K={k_dim}, r={rank} (pack them with "
+            "pack_low_rank)"
+        )
 
     def row_of(flat):
         idx, rest = [], flat
@@ -103,21 +111,21 @@ def low_rank_packed(
     lanes1 = kernel1.lanes
 
     def widen_h(mo, ko, mi, ki):
+        # every padded column of the first GEMM is read (zeros past the rank): the schedule
+        # derives each chunk's first GEMM from what h reads, and whole register tiles of it
+        # are what the micro-kernel computes
         j = ko * kp + ki
-        # a rank of whole kpack steps has no padded depth (and the schedule can then make
-        # h per register tile: its reads of acc1 stay affine); else the padding is zeros
-        jc = j if r_pad == rank else tirx.min(j, rank - 1)
-        value = requantize_expr(
-            acc1[mo, jc // lanes1, mi, jc % lanes1] + bias1[jc], jc, rq1, tables1
-        )
+        channel = j if width == rank else tirx.min(j, rank - 1)
+        acc = acc1[mo, j // lanes1, mi, j % lanes1] + bias1[j]
+        value = requantize_expr(acc, channel, rq1, tables1)
         if offset2:
             value = value.astype("int16") + tirx.const(offset2, "int16")
         value = value.astype(kernel2.operand)
-        if r_pad == rank:
+        if width == rank:
             return value
         return tirx.if_then_else(j < rank, value, tirx.const(0, kernel2.operand))
 
-    hw = te.compute((mp // rows, r_pad // kp, rows, kp), widen_h, name=f"{name}{LR_H}")
+    hw = te.compute((mp // rows, width // kp, rows, kp), widen_h, name=f"{name}{LR_H}")
     acc2 = packed_acc(hw, wp2, kernel2, f"{name}_up")
     lanes2 = kernel2.lanes
 
@@ -129,3 +137,32 @@ def low_rank_packed(
         return acc2[flat // rows, n // lanes2, flat % rows, n % lanes2] + bias2[n]
 
     return te.compute((*lead, n_out), out, name=f"{name}_packed_bias")
+
+
+def pack_low_rank(
+    down: np.ndarray,
+    bias1: np.ndarray | None,
+    x_dtype: str,
+    up: np.ndarray,
+    bias2: np.ndarray | None,
+    h_dtype: str,
+    kernel1: GemmKernel,
+    kernel2: GemmKernel,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(wp1, b1, wp2, b2)`` for :func:`low_rank_packed`: ``down [r, K]`` packed for
+    ``kernel1`` (its columns padded to the register tile), ``up [N, r]`` for ``kernel2`` with
+    its depth padded to those same columns (zeros: ``h`` is zero there), each bias with its
+    operand's offset folded in (:func:`~.dense_packed.pack_bias`)."""
+    width, _ = padded_shape(down.shape[0], down.shape[1], kernel1)
+    if width % kernel2.kpack:
+        raise ValueError(
+            f"{kernel1.name}'s tile of {width} columns is not whole {kernel2.kpack}-deep "
+            "steps of the second GEMM (see intrinsics.first_factor_tile)"
+        )
+    up_wide = np.pad(up, ((0, 0), (0, width - up.shape[1])))
+    return (
+        pack_weights(down, kernel1),
+        pack_bias(down, bias1, x_dtype, kernel1),
+        pack_weights(up_wide, kernel2),
+        pack_bias(up_wide, bias2, h_dtype, kernel2),
+    )
