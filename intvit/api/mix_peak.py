@@ -68,8 +68,16 @@ class Mix:
         return " + ".join(words)
 
 
+def _mix_name(kernel: GemmKernel) -> str:
+    """The kernel whose mix a kernel issues: itself, or for a tile variant
+    (``avx-vnni-4x6``) the kernel of its intrinsic (the same instructions per block)."""
+    from intvit.schedules.intrinsics import KERNELS
+
+    return next((k.name for k in KERNELS.values() if k.intrin == kernel.intrin), kernel.name)
+
+
 def has_mix(kernel: GemmKernel) -> bool:
-    return kernel.name in _MIXES
+    return _mix_name(kernel) in _MIXES
 
 
 def compiled_mix(kernel: GemmKernel) -> Mix:
@@ -85,7 +93,7 @@ def compiled_mix(kernel: GemmKernel) -> Mix:
     if form != kernel.instruction and form not in _FUSED_MIXES:
         form = kernel.instruction
     prefixed = any(line.split()[:2] == ["{vex}", form] for line in loop)
-    return Mix(kernel.name, form, "{vex} " if prefixed else "")
+    return Mix(_mix_name(kernel), form, "{vex} " if prefixed else "")
 
 
 def _source(mix: Mix) -> str:
