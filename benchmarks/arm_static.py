@@ -34,6 +34,7 @@ from intvit.deploy.inner_loop import LoopAnalysis, StaticAnalysisError, analyse_
 from intvit.deploy.row_static import RowKernelAnalysis, analyse_row_kernel
 from intvit.deploy.targets import get_preset, list_presets
 from intvit.schedules.intrinsics import KERNELS, gemm_kernels_for
+from intvit.topi.gemm_kernel import GemmKernel
 
 RESULTS = Path(__file__).resolve().parent / "results" / "arm_static.json"
 
@@ -60,11 +61,12 @@ CASES = (
 )
 
 
-def _kernels(preset) -> list[tuple[str, bool]]:
-    """(kernel name, whether the preset uses it) for the preset's kernels and baselines."""
-    used = [k.name for k in gemm_kernels_for(preset.target)]
-    extra = ["arm-sdot"] if "arm-sdot-lane" in used else []
-    return [(n, True) for n in used] + [(n, False) for n in extra]
+def _kernels(preset) -> list[tuple[GemmKernel, bool]]:
+    """(kernel, whether the preset uses it) for the preset's kernels (with the tiles it gives
+    them, such as the host's 4 x 4 ``avx-vnni`` and its 4 x 6 variant) and baselines."""
+    used = list(gemm_kernels_for(preset.target))
+    extra = [KERNELS["arm-sdot"]] if any(k.name == "arm-sdot-lane" for k in used) else []
+    return [(k, True) for k in used] + [(k, False) for k in extra]
 
 
 def _record(a: LoopAnalysis, used: bool) -> dict:
@@ -178,10 +180,11 @@ def _gemm_part(presets: list[str], write) -> None:
             print(f"note: {name}: no core table entry for its CPU; llvm-mca only, no bound")
         elif core.llvm_model_note:
             print(f"note: {name}: {core.llvm_model_note}")
-        for kernel_name, used in _kernels(preset):
+        for kernel, used in _kernels(preset):
+            kernel_name = kernel.name
             for case, m, k, n in CASES:
                 try:
-                    a = analyse_kernel(preset, KERNELS[kernel_name], case, m, k, n)
+                    a = analyse_kernel(preset, kernel, case, m, k, n)
                 except StaticAnalysisError as err:  # recorded and shown, never skipped silently
                     write(
                         {

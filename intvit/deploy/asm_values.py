@@ -210,24 +210,46 @@ CONDITIONS: dict[str, Callable[[int, int], bool]] = {
 def _csel(f: Function, at: int, ops: list[str], depth: int) -> int | None:
     """``csel d, a, b, cond`` after ``cmp x, y`` of known values."""
     test = CONDITIONS.get(ops[3]) if len(ops) == 4 else None
-    if test is None:
+    compared = comparison_before(f, at, depth) if test is not None else None
+    if compared is None:
         return None
+    return f.operand(at, ops[1] if test(*compared) else ops[2], depth)
+
+
+def comparison_before(
+    f: Function, at: int, depth: int = 0, joins: bool = False
+) -> tuple[int, int] | None:
+    """The values ``(x, y)`` of the comparison whose flags line ``at`` reads (``cmp x, y``,
+    AT&T ``cmp y, x``), scanning back over instructions that set no flags; None if another
+    flag setter, a branch, or (with ``joins``) a block label where another path may join
+    comes first, or if either value is unknown."""
     for index in range(at - 1, -1, -1):
         if index in f.unreachable:
             continue
         found = _instruction_lines([f.lines[index]])
         if not found:
+            if joins and _BLOCK_LABEL.match(f.lines[index].strip()):
+                return None
             continue
         op, cmp_ops = parts(found[0])
-        branch = op == "b" or op.startswith("b.") or op in ("cbz", "cbnz", "tbz", "tbnz")
-        if op in ("cmp", "cmn", "subs", "adds", "tst", "ands") or branch:
-            if op != "cmp" or len(cmp_ops) != 2:
-                return None
-            x, y = f.operand(index, cmp_ops[0], depth), f.operand(index, cmp_ops[1], depth)
-            if x is None or y is None:
-                return None
-            return f.operand(at, ops[1] if test(x, y) else ops[2], depth)
+        if is_x86(cmp_ops):
+            if not (op.startswith("cmp") and len(cmp_ops) == 2):
+                return None  # x86: most integer instructions set flags
+            x, y = cmp_ops[1], cmp_ops[0]
+        elif op == "cmp" and len(cmp_ops) == 2:
+            x, y = cmp_ops
+        elif op in _ARM_FLAG_SETTERS or op.startswith(("b.", "cb", "tb", "ret", "while")):
+            return None
+        elif op == "b":
+            return None
+        else:
+            continue
+        vx, vy = f.operand(index, x, depth), f.operand(index, y, depth)
+        return None if vx is None or vy is None else (vx, vy)
     return None
+
+
+_ARM_FLAG_SETTERS = ("cmn", "subs", "adds", "tst", "ands", "fcmp", "ccmp", "bics", "negs")
 
 
 def _sve_count(suffix: str, sign: int, accumulate: bool) -> Handler:
@@ -333,27 +355,5 @@ def branch_taken(f: Function, at: int, op: str, ops: list[str], cond: str) -> bo
         v = f.operand(at, ops[0], 0)
         return None if v is None else (v == 0) == (op == "cbz")
     test = CONDITIONS.get(cond)
-    if test is None:
-        return None
-    for index in range(at - 1, -1, -1):
-        if index in f.unreachable:
-            continue
-        found = _instruction_lines([f.lines[index]])
-        if not found:
-            if _BLOCK_LABEL.match(f.lines[index].strip()):
-                return None  # another path may join here
-            continue
-        prev, prev_ops = parts(found[0])
-        if is_x86(prev_ops):
-            if prev.startswith("cmp") and len(prev_ops) == 2:  # AT&T: ops[1] - ops[0]
-                x, y = f.operand(index, prev_ops[1], 0), f.operand(index, prev_ops[0], 0)
-                return None if x is None or y is None else test(x, y)
-            return None
-        if prev == "cmp" and len(prev_ops) == 2:
-            x, y = f.operand(index, prev_ops[0], 0), f.operand(index, prev_ops[1], 0)
-            return None if x is None or y is None else test(x, y)
-        if prev in ("cmn", "subs", "adds", "tst", "ands", "fcmp", "ccmp", "bics", "negs"):
-            return None
-        if prev.startswith(("b", "cb", "tb", "ret")) or prev.startswith("while"):
-            return None
-    return None
+    compared = comparison_before(f, at, joins=True) if test is not None else None
+    return None if compared is None else test(*compared)

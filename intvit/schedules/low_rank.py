@@ -2,7 +2,8 @@
 loop over chunks of rows; per chunk, the activations' packing, the first GEMM (register-tiled
 and tensorized, its requantization to ``h`` done on the register tile's accumulators), then
 the second GEMM reading that chunk's ``h`` from L1, its epilogue on its register tile's
-accumulators (:func:`intvit.schedules.gemm.register_epilogue`).
+accumulators (:func:`intvit.schedules.gemm.register_epilogue`) or, for per-channel tables or
+a residual input, on the chunk's rows after its tiles.
 
 Loop nest per GEMM, inside the chunk: ``column tile / row tile / k (kpack steps) / rows x
 vectors (unrolled) / intrinsic``, as :func:`~intvit.schedules.gemm.schedule_packed_gemm`.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import s_tir, tirx
 
-from intvit.schedules.gemm import parallel_epilogue, register_epilogue
+from intvit.schedules.gemm import parallel_epilogue, register_epilogue, tileable_epilogue
 from intvit.schedules.intrinsics import first_factor_tile
 from intvit.topi.gemm_kernel import GemmKernel
 from intvit.topi.low_rank_packed import LR_ACC, LR_ACC2, LR_H, LR_X
@@ -100,8 +101,13 @@ def schedule_low_rank_gemm(
     sch.reverse_compute_at(writeback2, loops2[2], preserve_unit_loops=True)
     acc2_index = names.index(sch.get(acc2).name_hint)
     tiled = register_epilogue(sch, names, acc2_index, writeback2, loops2[2], second, False)
-    if not tiled:
+    if not tiled:  # per-channel tables or a residual: the epilogue per chunk, after its tiles
         sch.vectorize(sch.get_loops(writeback2)[-1])
+        last = tileable_epilogue(sch, names, acc2_index, second.lanes * second.n_vectors, False)
+        if last is not None:
+            sch.reverse_compute_at(last, chunk, preserve_unit_loops=True)
+            sch.vectorize(sch.get_loops(last)[-1])
+            tiled = True
 
     if _rank(sch, stage(LR_H)) % (first.lanes * first.n_vectors):
         raise ValueError(

@@ -116,6 +116,28 @@ def dense_packed(
     row_block = kernel.m_tile * (NARROW_ROW_CHUNKS if n_tiles < NARROW_TILES else 1)
     mp = -(-m // row_block) * row_block
 
+    xw = pack_activations(x, kernel, mp, k_pad, f"{name}_packed_x")
+    if kernel.weight_operand != "int8":  # the schedule widens one column tile's panel at a time
+        wp = te.compute(
+            wp.shape, lambda *i: wp(*i).astype(kernel.weight_operand), name=f"{name}{PACKED_W}"
+        )
+    acc = packed_acc(xw, wp, kernel, name)
+
+    return unpack_acc(acc, bias, lead, n_dim, kernel, f"{name}_packed_bias")
+
+
+def pack_activations(
+    x: te.Tensor, kernel: GemmKernel, m_pad: int, k_pad: int, name: str
+) -> te.Tensor:
+    """``x [..., K]`` (int8/uint8, its leading axes flattened to rows) in the micro-kernel's
+    activation layout ``[Mp/rows, Kp/kpack, rows, kpack]``, in its operand dtype (offset by
+    :func:`x_offset`), zero in the padded rows and depth."""
+    lead = [int(s) for s in x.shape[:-1]]
+    k_dim = int(x.shape[-1])
+    m = int(np.prod(lead))
+    rows, kp = kernel.rows, kernel.kpack
+    offset = x_offset(str(x.dtype), kernel)
+
     def row(flat):
         idx, rest = [], flat
         for size in reversed(lead):
@@ -123,28 +145,28 @@ def dense_packed(
             rest = rest // size
         return list(reversed(idx))
 
-    offset = x_offset(str(x.dtype), kernel)
-
     def widen(r, k):
         inside = tirx.all(r < m, k < k_dim) if k_pad > k_dim else r < m
-        kk = tirx.min(k, k_dim - 1) if k_pad > k_dim else k
+        kk = tirx.min(k, k_dim - 1) if k_pad > k_dim else k  # a min in the index: a gather
         value = x[(*row(tirx.min(r, m - 1)), kk)]
         if offset:
             value = value.astype("int16") + tirx.const(offset, "int16")
         value = value.astype(kernel.operand)
         return tirx.if_then_else(inside, value, tirx.const(0, kernel.operand))
 
-    rows = kernel.rows
-    xw = te.compute(
-        (mp // rows, k_pad // kp, rows, kp),
+    return te.compute(
+        (m_pad // rows, k_pad // kp, rows, kp),
         lambda mo, ko, mi, ki: widen(mo * rows + mi, ko * kp + ki),
-        name=f"{name}_packed_x",
+        name=name,
     )
-    if kernel.weight_operand != "int8":  # the schedule widens one column tile's panel at a time
-        wp = te.compute(
-            wp.shape, lambda *i: wp(*i).astype(kernel.weight_operand), name=f"{name}{PACKED_W}"
-        )
-    acc = packed_acc(xw, wp, kernel, name)
+
+
+def unpack_acc(
+    acc: te.Tensor, bias: te.Tensor, lead: list[int], n_dim: int, kernel: GemmKernel, name: str
+) -> te.Tensor:
+    """``out[*lead, n] = acc[row / rows, n / lanes, row % rows, n % lanes] + bias[n]`` (int32)
+    from the accumulators ``[Mp/rows, Np/lanes, rows, lanes]`` of the flattened rows."""
+    rows, lanes = kernel.rows, kernel.lanes
 
     def out(*i):
         flat = 0
@@ -155,7 +177,7 @@ def dense_packed(
         n = i[-1]
         return acc[flat // rows, n // lanes, flat % rows, n % lanes] + bias[n]
 
-    return te.compute((*lead, n_dim), out, name=f"{name}_packed_bias")
+    return te.compute((*lead, n_dim), out, name=name)
 
 
 def packed_acc(xw: te.Tensor, wp: te.Tensor, kernel: GemmKernel, name: str) -> te.Tensor:

@@ -23,10 +23,12 @@ from tvm import te, tirx
 
 from intvit.topi.contract import check_dtype
 from intvit.topi.dense_packed import (
+    pack_activations,
     pack_bias,
     pack_weights,
     packed_acc,
     padded_shape,
+    unpack_acc,
     x_offset,
 )
 from intvit.topi.gemm_kernel import GemmKernel
@@ -82,29 +84,8 @@ def low_rank_packed(
             "pack_low_rank)"
         )
 
-    def row_of(flat):
-        idx, rest = [], flat
-        for size in reversed(lead):
-            idx.append(rest % size)
-            rest = rest // size
-        return list(reversed(idx))
-
-    offset1 = x_offset(str(x.dtype), kernel1)
-
-    def widen_x(mo, ko, mi, ki):
-        r = mo * rows + mi
-        k = ko * kp + ki
-        inside = tirx.all(r < m, k < k_dim) if k_pad > k_dim else r < m
-        kk = tirx.min(k, k_dim - 1) if k_pad > k_dim else k  # a min in the index: a gather
-        value = x[(*row_of(tirx.min(r, m - 1)), kk)]
-        if offset1:
-            value = value.astype("int16") + tirx.const(offset1, "int16")
-        return tirx.if_then_else(
-            inside, value.astype(kernel1.operand), tirx.const(0, kernel1.operand)
-        )
-
     mp = chunks * mc
-    xw = te.compute((mp // rows, k_pad // kp, rows, kp), widen_x, name=f"{name}{LR_X}")
+    xw = pack_activations(x, kernel1, mp, k_pad, f"{name}{LR_X}")
     acc1 = packed_acc(xw, wp1, kernel1, f"{name}_down")
 
     offset2 = x_offset(rq1.out_dtype, kernel2)
@@ -127,16 +108,8 @@ def low_rank_packed(
 
     hw = te.compute((mp // rows, width // kp, rows, kp), widen_h, name=f"{name}{LR_H}")
     acc2 = packed_acc(hw, wp2, kernel2, f"{name}_up")
-    lanes2 = kernel2.lanes
 
-    def out(*i):
-        flat = 0
-        for j, size in zip(i[:-1], lead, strict=True):
-            flat = flat * size + j if size > 1 else flat  # see dense_packed: unit axes left out
-        n = i[-1]
-        return acc2[flat // rows, n // lanes2, flat % rows, n % lanes2] + bias2[n]
-
-    return te.compute((*lead, n_out), out, name=f"{name}_packed_bias")
+    return unpack_acc(acc2, bias2, lead, n_out, kernel2, f"{name}_packed_bias")
 
 
 def pack_low_rank(
