@@ -311,6 +311,28 @@ def test_random_archs_bit_exact_on_host(arch):
     np.testing.assert_array_equal(out, reference_forward(model, q))
 
 
+def test_kernel_scratch_counts_buffers_at_their_compacted_size():
+    """A packed GEMM's own buffers are counted at the size TIR's compaction gives them: the
+    register tile's accumulators as one tile, the packed activations whole (every row tile
+    reads them), so the count lies between the packed activations and the declared sizes."""
+    from intvit.deploy.memory import _walk_tir, kernel_scratch_bytes
+    from intvit.schedules.gemm import packed_gemm_func
+    from intvit.schedules.intrinsics import gemm_kernel_for
+
+    kernel = gemm_kernel_for(get_preset("host").target)
+    if kernel is None:
+        pytest.skip("no packed GEMM kernel on this host")
+    func = packed_gemm_func((197, 192), "int8", 576, kernel)
+    declared = []
+    _walk_tir(func.body, lambda node: declared.extend(getattr(node, "alloc_buffers", ())))
+    declared_bytes = sum(
+        int(np.prod([int(d) for d in b.shape])) * tvm.runtime.DataType(str(b.dtype)).bits // 8
+        for b in declared
+    )
+    packed_x = 197 * 192  # one byte per activation (int8/uint8 operands), rows padded on top
+    assert packed_x <= kernel_scratch_bytes(func) < declared_bytes
+
+
 @pytest.mark.parametrize("name", ["odd-widths", "low-rank"])
 def test_memory_plan_against_live_tensors(name, tmp_path):
     """The VM's planned activation storage is at least the peak of live intermediate tensors

@@ -8,9 +8,9 @@ intermediate tensors to check the plan against.
   overlap, the output's included). This is what the VM allocates per inference.
 - ``kernel_scratch_bytes``: the largest, over the kernels ``main`` calls, of the intermediate
   buffers a kernel allocates itself (packed activations, accumulators, widened weight panels).
-  Counted from each scheduled PrimFunc's buffer declarations before TIR's buffer compaction,
-  so it is an upper bound; kernels run one after another, so the peak activation memory is at
-  most ``activation_bytes + kernel_scratch_bytes``.
+  Counted from each scheduled PrimFunc's buffers at the sizes TIR's buffer compaction gives
+  them, all as if live at once, so it is an upper bound; kernels run one after another, so
+  the peak activation memory is at most ``activation_bytes + kernel_scratch_bytes``.
 - ``weight_bytes``: the bytes of every constant ``main`` passes to its kernels (packed int8
   weights, int32 biases, requantization and LayerNorm tables).
 - :func:`peak_live_bytes`: the largest total of intermediate tensors alive at once along the
@@ -116,7 +116,22 @@ def _buffer_bytes(buf) -> int:
 
 
 def kernel_scratch_bytes(func: tirx.PrimFunc) -> int:
-    """Bytes of the buffers ``func`` allocates itself (declared sizes, before compaction)."""
+    """Bytes of the buffers ``func`` allocates itself, each at the size TIR's buffer
+    compaction gives it (the region its accesses touch where it is allocated: a register
+    tile's accumulators are one tile, not the whole output), all counted as live at once."""
+    from tvm.s_tir import transform as s_tir_transform
+
+    passes = (
+        s_tir_transform.LowerInitBlock(),
+        s_tir_transform.PlanAndUpdateBufferAllocationLocation(),
+        s_tir_transform.ConvertBlocksToOpaque(),
+        s_tir_transform.CompactBufferAllocation(),
+    )  # as TIR's lowering runs them
+    mod = tvm.IRModule({"main": func})
+    try:
+        mod = tvm.transform.Sequential(list(passes))(mod)
+    except tvm.error.InternalError:  # a function TIR cannot compact: its declared sizes
+        mod = tvm.IRModule({"main": func})
     total = 0
 
     def visit(node) -> None:
@@ -124,7 +139,7 @@ def kernel_scratch_bytes(func: tirx.PrimFunc) -> int:
         for buf in getattr(node, "alloc_buffers", ()):
             total += _buffer_bytes(buf)
 
-    _walk_tir(func.body, visit)
+    _walk_tir(mod["main"].body, visit)
     return total
 
 
