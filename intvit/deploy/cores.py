@@ -39,6 +39,26 @@ class CoreModel:
     sve_bits: int = 0
 
 
+def _intel_cores(
+    cpus: tuple[str, ...], load_ports: int, issue_width: int, source: str
+) -> tuple[CoreModel, ...]:
+    """Intel cores whose int8 multiplies (``vpmaddwd``, ``vpmaddubsw`` and the VNNI
+    ``vpdpbusd``/``vpdpwssd``, ymm) issue on ports 0 and 1, among 3 vector ALU ports."""
+    mul = {"vpmaddwd": 2, "vpmaddubsw": 2, "vpdpbusd": 2, "vpdpwssd": 2}
+    return tuple(
+        CoreModel(
+            cpu,
+            mul,
+            vector_pipes=3,
+            load_ports=load_ports,
+            issue_width=issue_width,
+            broadcast_uses_vector=False,
+            source=source,
+        )
+        for cpu in cpus
+    )
+
+
 CORES: dict[str, CoreModel] = {
     c.mcpu: c
     for c in (
@@ -119,33 +139,21 @@ CORES: dict[str, CoreModel] = {
             source="AMD Zen 3 Software Optimization Guide and uops.info (VPMADDWD, "
             "VPMADDUBSW: FP0/FP3; 2 256-bit loads/cycle; dispatch 6)",
         ),
-        *(
-            CoreModel(
-                cpu,
-                {"vpmaddwd": 2, "vpmaddubsw": 2, "vpdpbusd": 2, "vpdpwssd": 2},
-                vector_pipes=3,
-                load_ports=3,
-                issue_width=6,
-                broadcast_uses_vector=False,
-                source="uops.info for Golden Cove / Raptor Cove (VPMADDWD, VPMADDUBSW, "
-                "VPDPBUSD, VPDPWSSD ymm: p0/p1; vector ALUs p0/p1/p5; 3 loads/cycle; "
-                "allocation 6/cycle)",
-            )
-            for cpu in ("sapphirerapids", "emeraldrapids", "graniterapids")
+        *_intel_cores(
+            ("sapphirerapids", "emeraldrapids", "graniterapids"),
+            load_ports=3,
+            issue_width=6,
+            source="uops.info for Golden Cove / Raptor Cove (VPMADDWD, VPMADDUBSW, "
+            "VPDPBUSD, VPDPWSSD ymm: p0/p1; vector ALUs p0/p1/p5; 3 loads/cycle; "
+            "allocation 6/cycle)",
         ),
-        *(
-            CoreModel(
-                cpu,
-                {"vpmaddwd": 2, "vpmaddubsw": 2, "vpdpbusd": 2, "vpdpwssd": 2},
-                vector_pipes=3,
-                load_ports=2,
-                issue_width=5,
-                broadcast_uses_vector=False,
-                source="uops.info for Ice Lake / Rocket Lake (Sunny and Cypress Cove: "
-                "VPMADDWD, VPMADDUBSW, VPDPBUSD, VPDPWSSD ymm: p0/p1; vector ALUs p0/p1/p5; "
-                "2 loads/cycle; allocation 5/cycle)",
-            )
-            for cpu in ("icelake-client", "icelake-server", "rocketlake", "tigerlake")
+        *_intel_cores(
+            ("icelake-client", "icelake-server", "rocketlake", "tigerlake"),
+            load_ports=2,
+            issue_width=5,
+            source="uops.info for Ice Lake / Rocket Lake (Sunny and Cypress Cove: "
+            "VPMADDWD, VPMADDUBSW, VPDPBUSD, VPDPWSSD ymm: p0/p1; vector ALUs p0/p1/p5; "
+            "2 loads/cycle; allocation 5/cycle)",
         ),
     )
 }
