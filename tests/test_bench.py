@@ -265,7 +265,15 @@ def test_ctrl_c_during_bench_keeps_the_partial_report(artifact, tracker_port, tm
     cmd = [sys.executable, "-m", "intvit.cli", "bench", str(artifact), "--compare", "--quiet"]
     cmd += ["--tracker", f"127.0.0.1:{tracker_port}", "--key", "local", "--out", str(out)]
     cmd += ["--repeat", "3", "--number", "2", "--model", "digits_vit"]
-    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a test run started in the background inherits SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler: the job as a user's shell starts it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 300
 

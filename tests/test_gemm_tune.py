@@ -465,6 +465,9 @@ def test_ctrl_c_stops_tune_after_its_batch_and_keeps_the_records(vit, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a test run started in the background inherits SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler: the job as a user's shell starts it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 300
