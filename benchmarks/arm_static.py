@@ -181,7 +181,6 @@ def _gemm_part(presets: list[str], write) -> None:
         elif core.llvm_model_note:
             print(f"note: {name}: {core.llvm_model_note}")
         for kernel, used in _kernels(preset):
-            kernel_name = kernel.name
             for case, m, k, n in CASES:
                 try:
                     a = analyse_kernel(preset, kernel, case, m, k, n)
@@ -189,12 +188,12 @@ def _gemm_part(presets: list[str], write) -> None:
                     write(
                         {
                             "preset": name,
-                            "micro_kernel": kernel_name,
+                            "micro_kernel": kernel.name,
                             "case": case,
                             "error": str(err),
                         }
                     )
-                    print(f"{name:<16}{kernel_name:<17}{case:<12}  not analysed: {err}")
+                    print(f"{name:<16}{kernel.name:<17}{case:<12}  not analysed: {err}")
                     continue
                 write(_record(a, used))
                 bound = "-" if a.cycles_per_iter_bound is None else f"{a.cycles_per_iter_bound:.1f}"

@@ -315,7 +315,7 @@ def test_kernel_scratch_counts_buffers_at_their_compacted_size():
     """A packed GEMM's own buffers are counted at the size TIR's compaction gives them: the
     register tile's accumulators as one tile, the packed activations whole (every row tile
     reads them), so the count lies between the packed activations and the declared sizes."""
-    from intvit.deploy.memory import _walk_tir, kernel_scratch_bytes
+    from intvit.deploy.memory import _buffer_bytes, _walk_tir, kernel_scratch_bytes
     from intvit.schedules.gemm import packed_gemm_func
     from intvit.schedules.intrinsics import gemm_kernel_for
 
@@ -325,10 +325,7 @@ def test_kernel_scratch_counts_buffers_at_their_compacted_size():
     func = packed_gemm_func((197, 192), "int8", 576, kernel)
     declared = []
     _walk_tir(func.body, lambda node: declared.extend(getattr(node, "alloc_buffers", ())))
-    declared_bytes = sum(
-        int(np.prod([int(d) for d in b.shape])) * tvm.runtime.DataType(str(b.dtype)).bits // 8
-        for b in declared
-    )
+    declared_bytes = sum(_buffer_bytes(b) for b in declared)
     packed_x = 197 * 192  # one byte per activation (int8/uint8 operands), rows padded on top
     assert packed_x <= kernel_scratch_bytes(func) < declared_bytes
 

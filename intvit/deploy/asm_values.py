@@ -206,6 +206,16 @@ CONDITIONS: dict[str, Callable[[int, int], bool]] = {
     "le": lambda a, b: a <= b,
 }
 
+#: Branch conditions (ARM and x86 spellings) -> the ARM name of the relation ``x ? y`` under
+#: which a comparison ``x - y`` takes the branch.
+CONDITION_NAMES = {
+    **{c: c for c in ("eq", "ne", "lo", "hs", "hi", "ls", "lt", "ge", "gt", "le")},
+    **{"e": "eq", "z": "eq", "nz": "ne", "b": "lo", "c": "lo", "nae": "lo", "cc": "lo"},
+    **{"ae": "hs", "nb": "hs", "nc": "hs", "cs": "hs", "a": "hi", "nbe": "hi"},
+    **{"be": "ls", "na": "ls", "l": "lt", "nge": "lt", "nl": "ge", "g": "gt", "nle": "gt"},
+    "ng": "le",
+}
+
 
 def _csel(f: Function, at: int, ops: list[str], depth: int) -> int | None:
     """``csel d, a, b, cond`` after ``cmp x, y`` of known values."""
@@ -354,6 +364,6 @@ def branch_taken(f: Function, at: int, op: str, ops: list[str], cond: str) -> bo
     if op in ("cbz", "cbnz"):
         v = f.operand(at, ops[0], 0)
         return None if v is None else (v == 0) == (op == "cbz")
-    test = CONDITIONS.get(cond)
+    test = CONDITIONS.get(CONDITION_NAMES.get(cond, ""))
     compared = comparison_before(f, at, joins=True) if test is not None else None
     return None if compared is None else test(*compared)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 import tvm
 
 from intvit.deploy.asm_values import (
+    CONDITION_NAMES,
     CONDITIONS,
     Function,
     branch_taken,
@@ -142,15 +143,6 @@ def _loops(lines: list[str]) -> list[tuple[int, int, str]]:
     return sorted(last.values())
 
 
-#: Branch conditions (ARM and x86 spellings) -> the ARM name of the relation ``x ? y`` under
-#: which a comparison ``x - y`` takes the branch.
-_CONDITION_NAMES = {
-    **{c: c for c in ("eq", "ne", "lo", "hs", "hi", "ls", "lt", "ge", "gt", "le")},
-    **{"e": "eq", "z": "eq", "nz": "ne", "b": "lo", "c": "lo", "nae": "lo", "cc": "lo"},
-    **{"ae": "hs", "nb": "hs", "nc": "hs", "cs": "hs", "a": "hi", "nbe": "hi"},
-    **{"be": "ls", "na": "ls", "l": "lt", "nge": "lt", "nl": "ge", "g": "gt", "nle": "gt"},
-    "ng": "le",
-}
 _FLIPPED = {"lo": "hi", "hi": "lo", "ls": "hs", "hs": "ls", "lt": "gt", "gt": "lt"}
 _FLIPPED.update({"le": "ge", "ge": "le", "eq": "eq", "ne": "ne"})
 _NEGATED = {"lo": "hs", "hs": "lo", "hi": "ls", "ls": "hi", "lt": "ge", "ge": "lt"}
@@ -229,7 +221,7 @@ def _test(f: Function, start: int, body: list[str], at: int) -> _Test | None:
                 return None
             rel = _WHILE[op] if cond in _SVE_ACTIVE else _NEGATED[_WHILE[op]]
             return _counter_test(f, start, body, ops[1], ops[2], rel, i)
-        rel = _CONDITION_NAMES.get(cond)
+        rel = CONDITION_NAMES.get(cond)
         x86 = is_x86(ops)
         if not x86 and op == "cmp" and len(ops) == 2:
             return None if rel is None else _counter_test(f, start, body, ops[0], ops[1], rel, i)

@@ -416,7 +416,8 @@ def vnni_kernels(features: tuple[str, ...]) -> tuple[GemmKernel, ...]:
     """The ``avx-vnni`` tiles for a CPU, the default first (:func:`vnni_kernel`). With 32
     registers also 4 rows x 6 vectors (``avx-vnni-4x6``, 24 accumulators, 48 columns), which
     :func:`kernel_for_gemm` takes where the columns are a whole number of its tiles and not of
-    the default's: the first factor of a low-rank linear at rank 48 or 144. Measured (2
+    the default's (a 48-column GEMM), and which bounds the widest tile
+    :func:`first_factor_tile` gives a fused low-rank linear's first GEMM. Measured (2
     threads, 197 rows, requantized, the accumulators and epilogue in registers): 197x192x48
     12.0 -> 8.8 us, 197x768x48 28.0 -> 22.6 us."""
     default = vnni_kernel(features)

@@ -49,29 +49,28 @@ def _vectorize_h(sch: s_tir.Schedule, block, kernel: GemmKernel) -> None:
     tile's columns in vectors of the first kernel's lanes (one requantized vector each)."""
     mo, ko, mi, ki = sch.get_loops(block)[-4:]
     sch.reorder(mo, mi, ko, ki)
-    column = sch.fuse(ko, ki)
-    extent = int(sch.get(column).extent)
-    if extent % kernel.lanes == 0:
-        vec, lane = sch.split(column, [None, kernel.lanes])
-        sch.unroll(vec)
-        sch.vectorize(lane)
+    vec, lane = sch.split(sch.fuse(ko, ki), [None, kernel.lanes])  # the tile's columns
+    sch.unroll(vec)
+    sch.vectorize(lane)
     sch.unroll(mi)
     sch.unroll(mo)
 
 
-def _whole_tiles(sch: s_tir.Schedule, h, kernel: GemmKernel) -> bool:
-    """Whether ``h``'s columns (the rank, ``[.., r/kpack, rows, kpack]``) are a whole number
-    of the first GEMM's register tiles, each a whole number of ``h``'s ``kpack`` steps (not
-    so for ``smmla``'s 2-column vectors in 8-deep steps unless 4 of them): then each tile's
-    ``h`` comes from that tile's accumulators alone."""
-    columns = kernel.lanes * kernel.n_vectors
-    return _rank(sch, h) % columns == 0 and columns % kernel.kpack == 0
-
-
-def _rank(sch: s_tir.Schedule, h) -> int:
-    """The columns of ``h`` (the rank padded to whole ``kpack`` steps)."""
+def _check_whole_tiles(sch: s_tir.Schedule, h, kernel: GemmKernel) -> None:
+    """``h``'s columns (``[.., width/kpack, rows, kpack]``) must be a whole number of the
+    first GEMM's register tiles, each a whole number of ``h``'s ``kpack`` steps (``smmla``'s
+    2-column vectors 4 at a time), so that each tile's ``h`` comes from that tile's
+    accumulators alone: what :func:`~intvit.schedules.intrinsics.first_factor_tile` and
+    :func:`~intvit.topi.low_rank_packed.pack_low_rank` give."""
     *_, steps, _, kpack = sch.get_loops(h)
-    return int(sch.get(steps).extent) * int(sch.get(kpack).extent)
+    width = int(sch.get(steps).extent) * int(sch.get(kpack).extent)
+    columns = kernel.lanes * kernel.n_vectors
+    if width % columns or columns % kernel.kpack:
+        raise ValueError(
+            f"{kernel.name}: h's {width} columns are not whole tiles of {kernel.n_vectors} "
+            f"vectors of whole {kernel.kpack}-deep steps (see intrinsics.first_factor_tile, "
+            "low_rank_packed.pack_low_rank)"
+        )
 
 
 def schedule_low_rank_gemm(
@@ -109,22 +108,16 @@ def schedule_low_rank_gemm(
             sch.vectorize(sch.get_loops(last)[-1])
             tiled = True
 
-    if _rank(sch, stage(LR_H)) % (first.lanes * first.n_vectors):
-        raise ValueError(
-            f"{first.name}: h's columns are not whole tiles of {first.n_vectors} vectors "
-            "(pack with low_rank_packed.pack_low_rank)"
-        )
+    h = stage(LR_H)
+    _check_whole_tiles(sch, h, first)
     acc1 = stage(LR_ACC)
     loops1 = _tile(sch, acc1, first)
     writeback1 = sch.cache_write(acc1, 0, "global")
     sch.reverse_compute_at(writeback1, loops1[2], preserve_unit_loops=True)
-    h = stage(LR_H)
-    if _whole_tiles(sch, h, first):  # h per register tile, from the accumulators in registers
-        sch.reverse_compute_at(h, loops1[2], preserve_unit_loops=True)
-        sch.compute_inline(writeback1)
-        _vectorize_h(sch, h, first)
-    else:  # a rank that fills no whole tile: h per chunk, from the written-back accumulators
-        sch.vectorize(sch.get_loops(writeback1)[-1])
+    # h per register tile, from the accumulators in registers
+    sch.reverse_compute_at(h, loops1[2], preserve_unit_loops=True)
+    sch.compute_inline(writeback1)
+    _vectorize_h(sch, h, first)
 
     if parallel and int(sch.get(chunk).extent) > 1:
         sch.parallel(chunk)  # before tensorize: parallel needs the blocks' affine bindings
