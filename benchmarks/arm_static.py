@@ -9,9 +9,10 @@ project's hosts; this is the only ARM performance evidence here. LLVM 19 has no 
 model of its own and schedules Apple cores with its Cyclone model (3 SIMD units where M1 has
 4), so each record carries llvm-mca's own peak for the same instructions beside the core's.
 
-For every preset, each of its micro-kernels (and, on dotprod presets, the broadcast ``sdot``
-form it replaced, as the baseline) on DeiT-tiny and DeiT-small GEMM shapes. Prints a table and
-writes benchmarks/results/arm_static.json (records: preset, core, micro_kernel, case,
+For every preset, each of its micro-kernels (and the kernel it replaced, as the baseline:
+the broadcast ``sdot`` on dotprod presets, ``arm-neon-pair16`` on rpi4) on DeiT-tiny and
+DeiT-small GEMM shapes. Prints a table and writes benchmarks/results/arm_static.json
+(records: preset, core, micro_kernel, case,
 macs_per_iter, cycles_per_iter_mca, cycles_per_iter_bound, peak_macs_per_cycle,
 fraction_of_peak, fraction_of_peak_bound, model_peak_macs_per_cycle, fraction_of_model_peak,
 bound_limit, instructions, multiply, preset_kernel), written as they are analysed; and
@@ -61,11 +62,16 @@ CASES = (
 )
 
 
+#: The kernel each preset kernel replaced, analysed beside it.
+BASELINES = {"arm-sdot-lane": "arm-sdot", "arm-neon": "arm-neon-pair16"}
+
+
 def _kernels(preset) -> list[tuple[GemmKernel, bool]]:
     """(kernel, whether the preset uses it) for the preset's kernels (with the tiles it gives
     them, such as the host's 4 x 4 ``avx-vnni`` and its 4 x 6 variant) and baselines."""
     used = list(gemm_kernels_for(preset.target))
-    extra = [KERNELS["arm-sdot"]] if any(k.name == "arm-sdot-lane" for k in used) else []
+    names = {k.name for k in used}
+    extra = [KERNELS[b] for kernel, b in BASELINES.items() if kernel in names]
     return [(k, True) for k in used] + [(k, False) for k in extra]
 
 

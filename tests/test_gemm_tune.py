@@ -201,10 +201,11 @@ def test_kernel_choice_per_target():
     assert gemm_kernel_for(get_preset("rpi4").target) is KERNELS["arm-neon"]
     assert gemm_kernel_for(get_preset("graviton3").target) is KERNELS["arm-smmla"]
     rpi4 = gemm_kernels_for(get_preset("rpi4").target)
-    assert rpi4 == (KERNELS["arm-neon-pair16"], KERNELS["arm-neon"])
-    w127 = np.full((4, 4), -127, np.int8)
-    assert kernel_for_gemm(rpi4, "int8", w127) is KERNELS["arm-neon-pair16"]
-    assert kernel_for_gemm(rpi4, "uint8", w127 - 1) is KERNELS["arm-neon"]  # -128
+    assert rpi4 == (KERNELS["arm-neon"],)
+    assert kernel_for_gemm(rpi4, "uint8", np.full((4, 4), -128, np.int8)) is KERNELS["arm-neon"]
+    pair16 = (KERNELS["arm-neon-pair16"],)  # int16 pair sums: weights within +-127 only
+    assert kernel_for_gemm(pair16, "int8", np.full((4, 4), -127, np.int8)) is pair16[0]
+    assert kernel_for_gemm(pair16, "int8", np.full((4, 4), -128, np.int8)) is None
     assert KERNELS["arm-smmla"].accepts("uint8", 8, 8)
     assert KERNELS["arm-smmla"].accepts("int8", 8, 12)  # K padded to steps of 8
     assert KERNELS["arm-sdot"].accepts("uint8", 64, 64)  # offset by -128, see pack_bias

@@ -19,13 +19,17 @@ activation word broadcast across the vector); ``smmla`` takes two:
 - ``intvit_arm_sdot_4x4``: the broadcast form, one ``ld1r`` per row: the ``ld1r`` also
   occupies a vector pipe (Neoverse N1, Cortex-A76), which left the ``sdot`` pipes 20% idle
   (``benchmarks/arm_static.py``); kept as the static analysis' baseline.
-- ``intvit_arm_neon_pair16_4x4``: ARM NEON for cores without dotprod (Cortex-A72), same
-  layout: ``smull`` of both weight halves, their products summed in pairs in int16
-  (``addp``, exact for ``|w| <= 127``, every quantized weight), then ``sadalp`` into the
-  accumulators: 5 instructions per block.
-- ``intvit_arm_neon_4x4``: the same without the int16 pair sums (``smull`` + ``saddlp`` +
-  ``addp`` of int32, 7 instructions): for operands that may hold -128 on both sides
-  (attention's runtime matmuls).
+- ``intvit_arm_neon_sadalp_8x2``: ARM NEON for cores without dotprod (Cortex-A72, the rpi4
+  preset), K in pairs: ``smull`` of a row's activation pair (``ld1r`` of 2 bytes) and 4
+  columns x 2 of weights (an 8-byte load), the int16 product pairs summed straight into the
+  int32 accumulators by ``sadalp``. Exact for any int8 operands (each int16 product, even
+  -128 x -128, fits; the pair sum is taken in int32). Per 8 products one ``smull`` on
+  Cortex-A72's one multiply pipe (F0) and one ``sadalp`` on the other (F1): 95% of the A72's
+  ``smull`` peak in llvm-mca with a 2 x 5 tile (``benchmarks/arm_static.py``).
+- ``intvit_arm_neon_pair16_4x4``: the NEON kernel it replaced on rpi4, K in fours: ``smull``
+  of both weight halves, their products summed in pairs in int16 (``addp``, exact only for
+  ``|w| <= 127``), then ``sadalp``: 5 instructions per 16 products, 87% of peak at its best
+  tile; kept as the static analysis' baseline (and tested bit-exact like every kernel).
 - ``intvit_arm_smmla_2x2x8``: ARM ``smmla`` (+i8mm: Graviton3, Apple M2 and later): a 2x8 by
   8x2 int8 matrix product into a 2x2 int32 block, twice the products of ``sdot`` per
   instruction. Activations and accumulators are packed in row pairs for it.
@@ -94,10 +98,13 @@ def _dot_desc(rows: int, lanes: int, kpack: int, operand: str, weight: str | Non
 
 
 def _broadcast_word(a, word: str, copies: int, dtype: str):
-    """The activation block of ``a`` (one 32-bit word of ``word`` lanes: a row's ``kpack``
-    values) repeated ``copies`` times, read as ``dtype``. A Python helper that TVMScript calls
-    while parsing, so each intrinsic stays one expression (see :func:`_pmaddwd_impl`)."""
-    packed = T.reinterpret(a.vload([0, 0], word), dtype="int32")
+    """The activation block of ``a`` (one 16- or 32-bit word of ``word`` lanes: a row's
+    ``kpack`` values) repeated ``copies`` times, read as ``dtype``. A Python helper that
+    TVMScript calls while parsing, so each intrinsic stays one expression (see
+    :func:`_pmaddwd_impl`)."""
+    dtype_bits, lanes = word.split("x")
+    bits = int(dtype_bits.lstrip("uint")) * int(lanes)
+    packed = T.reinterpret(a.vload([0, 0], word), dtype=f"int{bits}")
     return T.reinterpret(T.broadcast(packed, copies), dtype=dtype)
 
 
@@ -247,48 +254,43 @@ _SADDLP = "llvm.aarch64.neon.saddlp.v4i32.v8i16"  # pairwise widening add
 _SMULL = "llvm.aarch64.neon.smull.v8i16"
 
 
-def _neon_half_dot(a, b, half):
-    """``saddlp(smull(word, half(b)))``: the activation word of ``a`` (4 int8 values,
-    repeated to 8) times one half (``T.vectorlow`` or ``T.vectorhigh``: 2 columns x 4) of the
-    weight block ``b``, products summed in pairs (int32x4). A Python helper that TVMScript
-    calls while parsing: it builds the expression inline, with no named intermediate (see
-    :func:`_pmaddwd_impl`), for both halves from one spelling."""
-    word = _broadcast_word(a, "int8x4", 2, "int8x8")
-    weights = half(b.vload([0, 0], dtype="int8x16"), dtype="int8x8")
+def _neon_sadalp(c, a, b, column: int):
+    """``sadalp(C[0, column:column+4], smull(pair, B[column:column+4]))``: the activation
+    pair of ``a`` (2 int8 values, repeated 4 times) times 4 columns x 2 of the weight block
+    ``b`` (an 8-byte load of its own: the high half of a 16-byte one cost an ``ext`` on a
+    vector pipe), the int16 products summed in pairs straight into the int32 accumulators
+    (the add of ``saddlp`` becomes ``sadalp``). A Python helper that TVMScript calls while
+    parsing (see :func:`_pmaddwd_impl`)."""
     product = T.call_llvm_pure_intrin(
-        T.llvm_lookup_intrinsic_id(_SMULL), word, weights, dtype="int16x8"
+        T.llvm_lookup_intrinsic_id(_SMULL),
+        _broadcast_word(a, "int8x2", 4, "int8x8"),
+        b.vload([column, 0], dtype="int8x8"),
+        dtype="int16x8",
     )
-    return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(_SADDLP), product, dtype="int32x4")
+    return c.vload([0, column], dtype="int32x4") + T.call_llvm_pure_intrin(
+        T.llvm_lookup_intrinsic_id(_SADDLP), product, dtype="int32x4"
+    )
 
 
 @T.prim_func(s_tir=True)
 def _arm_neon_impl(
-    A: T.Buffer((1, 4), "int8", offset_factor=1),
-    B: T.Buffer((4, 4), "int8", offset_factor=1),
-    C: T.Buffer((1, 4), "int32", offset_factor=1),
+    A: T.Buffer((1, 2), "int8", offset_factor=1),
+    B: T.Buffer((8, 2), "int8", offset_factor=1),
+    C: T.Buffer((1, 8), "int32", offset_factor=1),
 ) -> None:
     with T.sblock("root"):
-        T.reads(C[0, 0:4], A[0, 0:4], B[0:4, 0:4])
-        T.writes(C[0, 0:4])
-        # one expression: each half's smull + saddlp, then addp of the two
-        C.vstore(
-            [0, 0],
-            C.vload([0, 0], dtype="int32x4")
-            + T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v4i32"),
-                _neon_half_dot(A, B, T.vectorlow),
-                _neon_half_dot(A, B, T.vectorhigh),
-                dtype="int32x4",
-            ),
-        )
+        T.reads(C[0, 0:8], A[0, 0:2], B[0:8, 0:2])
+        T.writes(C[0, 0:8])
+        # per 16 products: two smull (the multiply pipe) and two sadalp (the other)
+        C.vstore([0, 0], _neon_sadalp(C, A, B, 0))
+        C.vstore([0, 4], _neon_sadalp(C, A, B, 4))
 
 
 def _neon_pair16_dot(a, b):
     """``saddlp(addp16(smull(word, low(b)), smull2(word, high(b))))``: the activation word
     of ``a`` (4 int8 values, repeated to 16) times the weight block ``b`` (4 columns x 4),
     the int16 products summed in pairs in int16 (exact while ``|w| <= 127``: ``2 * 128 * 127
-    < 2**15``), then in pairs into int32 (one sum per column). Five instructions per block
-    where :func:`_neon_half_dot` takes seven (two ``saddlp`` and an ``addp`` of int32)."""
+    < 2**15``), then in pairs into int32 (one sum per column): five instructions per block."""
     word = _broadcast_word(a, "int8x4", 4, "int8x16")
     weights = b.vload([0, 0], dtype="int8x16")
     low, high = (
@@ -343,12 +345,12 @@ def _arm_smmla_impl(
 
 ARM_SDOT = "intvit_arm_sdot_4x4"
 ARM_SDOT_LANE = "intvit_arm_sdot_lane_4x4x4"
-ARM_NEON = "intvit_arm_neon_4x4"
+ARM_NEON = "intvit_arm_neon_sadalp_8x2"
 ARM_NEON_PAIR16 = "intvit_arm_neon_pair16_4x4"
 ARM_SMMLA = "intvit_arm_smmla_2x2x8"
 TensorIntrin.register(ARM_SDOT, _dot_desc(1, 4, 4, "int8"), _arm_sdot_impl, override=True)
 TensorIntrin.register(ARM_SDOT_LANE, _dot_desc(4, 4, 4, "int8"), _arm_sdot_lane_impl, override=True)
-TensorIntrin.register(ARM_NEON, _dot_desc(1, 4, 4, "int8"), _arm_neon_impl, override=True)
+TensorIntrin.register(ARM_NEON, _dot_desc(1, 8, 2, "int8"), _arm_neon_impl, override=True)
 TensorIntrin.register(
     ARM_NEON_PAIR16, _dot_desc(1, 4, 4, "int8"), _arm_neon_pair16_impl, override=True
 )
@@ -369,12 +371,15 @@ KERNELS = {
         # 24 sdot (29 of the 32 vector registers)
         GemmKernel("arm-sdot-lane", ARM_SDOT_LANE, 4, 4, "int8", 8, 3, 4, 128, "sdot", 16),
         GemmKernel("arm-sdot", ARM_SDOT, 4, 4, "int8", 4, 4, 1, 128, "sdot", 16),
-        # weights within +-127 (every quantized weight): int16 pair sums, 5 instructions
-        # per block instead of 7; arm-neon takes runtime operands (-128 possible). 4 x 3
-        # blocks: a 4 x 4 tile ran out of registers (LLVM rotated accumulators with mov),
-        # 87% of Cortex-A72's smull peak in llvm-mca against 64% (benchmarks/arm_static.py)
+        # weights within +-127: int16 pair sums, 5 instructions per 16 products; 4 x 3
+        # blocks (a 4 x 4 tile ran out of registers): 87% of Cortex-A72's smull peak in
+        # llvm-mca. The static analysis' baseline for arm-neon, which replaced it.
         GemmKernel("arm-neon-pair16", ARM_NEON_PAIR16, 4, 4, "int8", 4, 3, 1, 127, "smull", 8),
-        GemmKernel("arm-neon", ARM_NEON, 4, 4, "int8", 4, 4, 1, 128, "smull", 8),
+        # any int8 operands, K in pairs, smull + sadalp per 8 products. 2 rows x 5 vectors
+        # of 8 columns (20 accumulator registers, 5 weight, 1 activation): Cortex-A72 in
+        # llvm-mca, of its smull peak: 2 x 5 95%, 3 x 3 89%, 2 x 4 87%, 4 x 2 86%, 6 x 2
+        # 84% (an ld1r per row also takes a vector pipe); 4 x 3 spilled (48%)
+        GemmKernel("arm-neon", ARM_NEON, 8, 2, "int8", 2, 5, 1, 128, "smull", 8),
         # 16 accumulator registers (4 row pairs x 4 column pairs), 8 for the operands
         GemmKernel("arm-smmla", ARM_SMMLA, 2, 8, "int8", 8, 4, 2, 128, "smmla", 32),
     )
@@ -393,7 +398,7 @@ def gemm_kernels_for(target: dict) -> tuple[GemmKernel, ...]:
             return (KERNELS["arm-smmla"],)
         if "dotprod" in attrs:
             return (KERNELS["arm-sdot-lane"],)
-        return KERNELS["arm-neon-pair16"], KERNELS["arm-neon"]
+        return (KERNELS["arm-neon"],)
     if not triple and has_vnni(host_cpu()[1]):
         return *vnni_kernels(host_cpu()[1]), KERNELS["avx2-pmaddwd"]
     if not triple and "avx2" in host_cpu()[1]:
@@ -478,7 +483,7 @@ def kernel_of_func(
     """Which of ``kernels`` a packed GEMM PrimFunc was packed for: the one its
     ``intvit.gemm_kernel`` attribute (or ``attr``: a fused low-rank linear's first GEMM's)
     names (set where it is emitted, :mod:`intvit.relax_ops.ops`); two kernels of a target may
-    pack the same operand dtype with different tiles (``arm-neon-pair16`` and ``arm-neon``)."""
+    pack the same operand dtype with different tiles (``avx-vnni`` and ``avx-vnni-4x6``)."""
     name = func.attrs.get(attr) if func.attrs is not None else None
     for kernel in kernels:
         if kernel.name == name:
