@@ -201,6 +201,62 @@ def test_packed_gemms_bit_exact_on_emulated_arm(
         np.testing.assert_array_equal(outputs[name], dense_ref(x, w, b), err_msg=name)
 
 
+#: (groups, M, N, K): attention's q @ k^T at DeiT-tiny's and the digits ViT's sizes, odd
+#: sizes padded to every tile, and one group of one.
+ARM_BMM_SHAPES = [(3, 197, 197, 64), (4, 17, 17, 16), (2, 7, 5, 3), (1, 1, 1, 1)]
+
+
+@pytest.mark.parametrize(
+    ("preset", "kernel_name"),
+    [("rpi4", "arm-neon"), ("aarch64-dotprod", "arm-sdot-lane"), ("graviton3", "arm-smmla")],
+)
+def test_packed_batch_matmuls_bit_exact_on_emulated_arm(preset, kernel_name, arm_device, tmp_path):
+    """Attention's int8 x int8 matmul of two runtime tensors on each preset's ARM micro-kernel
+    (exact for any int8 operands, -128 x -128 included: the extreme case is all -128 at K =
+    4096), in one library run on the emulated device."""
+    from tvm import te
+
+    from intvit.relax_ops.ops import _batch_matmul_kernel, gemm_kernels
+    from intvit.schedules.gemm import schedule_packed_gemm
+    from intvit.topi.dense_packed import batch_matmul_packed
+    from intvit.topi.matmul_ref import batch_matmul_ref
+
+    target = get_preset(preset)
+    kernel = KERNELS[kernel_name]
+    with gemm_kernels(gemm_kernels_for(target.target)):
+        assert _batch_matmul_kernel("int8", "int8") is kernel
+    rng = np.random.default_rng(17)
+    cases = {
+        f"bmm{i}": tuple(
+            rng.integers(-128, 127, (g, r, k), endpoint=True).astype(np.int8) for r in (m, n)
+        )
+        for i, (g, m, n, k) in enumerate(ARM_BMM_SHAPES)
+    }
+    cases["extreme"] = (np.full((1, 5, 4096), -128, np.int8), np.full((1, 9, 4096), -128, np.int8))
+    funcs = {}
+    for name, (a, b) in cases.items():
+        at = te.placeholder(a.shape, "int8", name="a")
+        bt = te.placeholder(b.shape, "int8", name="b")
+        func = te.create_prim_func([at, bt, batch_matmul_packed(at, bt, kernel)])
+        funcs[name] = schedule_packed_gemm(func, kernel).with_attr("global_symbol", name)
+    lib = tvm.compile(tvm.IRModule(funcs), target=target.tvm_target())
+    path = tmp_path / f"{preset}-bmm.so"
+    lib.export_library(str(path), fcompile=cross_compiler(target))
+
+    remote = arm_device.request("emu-a76", session_timeout=600)
+    remote.upload(str(path))
+    rlib = remote.load_module(path.name)
+    dev = remote.cpu()
+    outputs = {}
+    for name, (a, b) in cases.items():
+        out = tvm.runtime.tensor(np.zeros((a.shape[0], a.shape[1], b.shape[1]), np.int32), dev)
+        rlib[name](tvm.runtime.tensor(a, dev), tvm.runtime.tensor(b, dev), out)
+        outputs[name] = out.numpy()
+    release_sessions()
+    for name, (a, b) in cases.items():
+        np.testing.assert_array_equal(outputs[name], batch_matmul_ref(a, b), err_msg=name)
+
+
 #: (leading dims, K, rank, N, chunks): as the host's fused low-rank sweep
 #: (tests/test_low_rank_kernel.py).
 ARM_LOW_RANK_SHAPES = [

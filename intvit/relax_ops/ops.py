@@ -289,15 +289,20 @@ def batch_matmul(bb, a, b, name="batch_matmul", rq: RequantParams | None = None)
 
 
 def _batch_matmul_kernel(a_dtype: str, b_dtype: str):
-    """The micro-kernel for a matmul of two runtime tensors: a uint8 x int8 kernel with any
-    int8 weight (``avx-vnni``) where ``a`` is uint8 and ``b`` int8 as they are (attention
-    probabilities times values: no offset, nothing to compensate), else an int16-operand one
-    (both widened: no 7-bit guarantee on runtime values); None: TVM's default lowering."""
+    """The micro-kernel for a matmul of two runtime tensors: one whose operand dtypes are
+    ``a``'s and ``b``'s as they are and that sums any int8 value exactly (no offset to
+    compensate, no 7-bit guarantee on runtime values): ``avx-vnni`` for uint8 x int8
+    (attention probabilities times values), the ARM kernels (``sdot``, ``smmla``, NEON
+    ``smull`` + ``sadalp``) for int8 x int8 (queries times keys); else an int16-operand one
+    (both widened); None: TVM's default lowering."""
     kernels = _GEMM_KERNELS.get()
-    if (a_dtype, b_dtype) == ("uint8", "int8"):
-        exact = [k for k in kernels if k.operand == "uint8" and k.weight_max >= 128]
-        if exact:
-            return exact[0]
+    exact = [
+        k
+        for k in kernels
+        if (k.operand, k.weight_operand) == (a_dtype, b_dtype) and k.weight_max >= 128
+    ]
+    if exact:
+        return exact[0]
     return next((k for k in kernels if k.operand == "int16"), None)
 
 
