@@ -211,9 +211,11 @@ ARM_BMM_SHAPES = [(3, 197, 197, 64), (4, 17, 17, 16), (2, 7, 5, 3), (1, 1, 1, 1)
     [("rpi4", "arm-neon"), ("aarch64-dotprod", "arm-sdot-lane"), ("graviton3", "arm-smmla")],
 )
 def test_packed_batch_matmuls_bit_exact_on_emulated_arm(preset, kernel_name, arm_device, tmp_path):
-    """Attention's int8 x int8 matmul of two runtime tensors on each preset's ARM micro-kernel
-    (exact for any int8 operands, -128 x -128 included: the extreme case is all -128 at K =
-    4096), in one library run on the emulated device."""
+    """Attention's matmuls of two runtime tensors on each preset's ARM micro-kernel: int8 x
+    int8 (queries x keys; exact for any int8 operands, -128 x -128 included: all -128 at K =
+    4096) and uint8 x int8 (probabilities x values: ``a`` offset by -128, compensated by
+    ``b``'s column sums; all 255 x -128 at K = 4096), in one library run on the emulated
+    device."""
     from tvm import te
 
     from intvit.relax_ops.ops import _batch_matmul_kernel, gemm_kernels
@@ -225,6 +227,7 @@ def test_packed_batch_matmuls_bit_exact_on_emulated_arm(preset, kernel_name, arm
     kernel = KERNELS[kernel_name]
     with gemm_kernels(gemm_kernels_for(target.target)):
         assert _batch_matmul_kernel("int8", "int8") is kernel
+        assert _batch_matmul_kernel("uint8", "int8") is kernel
     rng = np.random.default_rng(17)
     cases = {
         f"bmm{i}": tuple(
@@ -233,9 +236,20 @@ def test_packed_batch_matmuls_bit_exact_on_emulated_arm(preset, kernel_name, arm
         for i, (g, m, n, k) in enumerate(ARM_BMM_SHAPES)
     }
     cases["extreme"] = (np.full((1, 5, 4096), -128, np.int8), np.full((1, 9, 4096), -128, np.int8))
+    # probabilities x values: uint8 a, offset by -128 and compensated by b's column sums
+    for i, (g, m, n, k) in enumerate(ARM_BMM_SHAPES):
+        a = rng.integers(0, 255, (g, m, k), endpoint=True).astype(np.uint8)
+        cases[f"bmm_u8_{i}"] = (
+            a,
+            rng.integers(-128, 127, (g, n, k), endpoint=True).astype(np.int8),
+        )
+    cases["extreme_u8"] = (
+        np.full((1, 5, 4096), 255, np.uint8),
+        np.full((1, 9, 4096), -128, np.int8),
+    )
     funcs = {}
     for name, (a, b) in cases.items():
-        at = te.placeholder(a.shape, "int8", name="a")
+        at = te.placeholder(a.shape, str(a.dtype), name="a")
         bt = te.placeholder(b.shape, "int8", name="b")
         func = te.create_prim_func([at, bt, batch_matmul_packed(at, bt, kernel)])
         funcs[name] = schedule_packed_gemm(func, kernel).with_attr("global_symbol", name)

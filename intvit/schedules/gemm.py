@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from tvm import s_tir, tirx
 
-from intvit.topi.dense_packed import NARROW_ROW_CHUNKS, NARROW_TILES, PACKED_W
+from intvit.topi.dense_packed import COLUMN_SUMS, NARROW_ROW_CHUNKS, NARROW_TILES, PACKED_W
 from intvit.topi.gemm_kernel import GemmKernel
 
 PACKED_ACC = "_packed_acc"
@@ -40,6 +40,10 @@ def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool
     sch = s_tir.Schedule(func)
     root = sch.get_sblock("root")
     blocks = list(sch.get_child_blocks(root))
+    # a batch_matmul's column sums (an offset operand's compensation) are placed per column
+    # tile below; the other stages are the packing, the accumulation and the epilogue
+    sums = [b for b in blocks if sch.get(b).name_hint.endswith(COLUMN_SUMS)]
+    blocks = [b for b in blocks if b not in sums]
     names = [sch.get(b).name_hint for b in blocks]
     big = False
     for block, name in zip(blocks, names, strict=True):
@@ -70,13 +74,20 @@ def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool
         # the register tile's accumulators in a tile-sized buffer (see register_epilogue)
         writeback = sch.cache_write(block, 0, "global")
         sch.reverse_compute_at(writeback, mo, preserve_unit_loops=True)
-        tiled_epilogue = register_epilogue(
+        # with column sums (computed at the top level: a tiled epilogue would need them
+        # under the tile's loop before it moves there, and they only can after) the epilogue
+        # stays at the top level too
+        tiled_epilogue = not sums and register_epilogue(
             sch, names, names.index(name), writeback, mo, kernel, bool(batch)
         )
         if not tiled_epilogue:
             sch.vectorize(sch.get_loops(writeback)[-1])
-            tiled_epilogue = row_split == 1 and _epilogue_at(
-                sch, names, names.index(name), no, kernel.lanes * kernel.n_vectors, bool(batch)
+            tiled_epilogue = (
+                not sums
+                and row_split == 1
+                and _epilogue_at(
+                    sch, names, names.index(name), no, kernel.lanes * kernel.n_vectors, bool(batch)
+                )
             )
         if row_split > 1:
             sch.parallel(chunk)

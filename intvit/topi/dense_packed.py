@@ -38,6 +38,10 @@ NARROW_ROW_CHUNKS = 2
 #: The stage that widens (dense) or packs (batch_matmul) the weight operand: the schedule
 #: computes it per column tile, inside the parallel loop, where the micro-kernel reads it.
 PACKED_W = "_packed_w"
+#: A batch_matmul's column sums of its runtime ``b`` (``sum_k b[g, n, k]``), which take back
+#: the offset of an ``a`` brought into the kernel's operand range: computed per column tile
+#: like the packed ``b``.
+COLUMN_SUMS = "_packed_colsum"
 
 
 def padded_shape(n: int, k: int, kernel: GemmKernel) -> tuple[int, int]:
@@ -200,13 +204,14 @@ def batch_matmul_packed(a: te.Tensor, b: te.Tensor, kernel: GemmKernel, name="ba
     """``out[g, i, j] = sum_k a[g, i, k] * b[g, j, k]`` (int32), same contract as
     :func:`intvit.topi.matmul.batch_matmul`. Both operands are runtime tensors: ``b`` is
     packed inside the kernel, and M, N, K are zero-padded to the micro-kernel's tile. An
-    int16-operand kernel takes int8 or uint8 on either side (both widened); a uint8 x int8
-    kernel (``avx-vnni``) takes them only as they are, uint8 ``a`` and int8 ``b``: a runtime
-    operand's offset could not be compensated in a bias."""
+    int16-operand kernel takes int8 or uint8 on either side (both widened); an int8 or uint8
+    one takes ``b`` in its weight dtype and ``a`` as it is or offset into its operand range
+    (:func:`x_offset`: uint8 ``a`` - 128 on ARM's int8 kernels), the offset taken back per
+    column from ``b``'s column sums (``- offset * sum_k b[g, j, k]``, computed in the kernel;
+    exact: ``|sum (a + offset) b| <= 255 * 128 * K`` fits int32 for ``K < 2**16``)."""
     check_dtype("a", a.dtype, ("int8", "uint8"))
     check_dtype("b", b.dtype, ("int8", "uint8"))
     if kernel.operand != "int16":
-        check_dtype("a", a.dtype, (kernel.operand,))
         check_dtype("b", b.dtype, (kernel.weight_operand,))
     g, m, k_dim = (int(s) for s in a.shape)
     n = int(b.shape[1])
@@ -222,11 +227,18 @@ def batch_matmul_packed(a: te.Tensor, b: te.Tensor, kernel: GemmKernel, name="ba
         return tirx.if_then_else(inside, value, tirx.const(0, dtype))
 
     rows = kernel.rows
-    aw = te.compute(
-        (g, mp // rows, kpad // kp, rows, kp),
-        lambda gi, mo, ko, mi, ki: widen(a, m, gi, mo * rows + mi, ko * kp + ki, kernel.operand),
-        name=f"{name}_packed_x",
-    )
+    offset = x_offset(str(a.dtype), kernel) if kernel.operand != "int16" else 0
+
+    def widen_a(gi, mo, ko, mi, ki):
+        r, k = mo * rows + mi, ko * kp + ki
+        if not offset:
+            return widen(a, m, gi, r, k, kernel.operand)
+        value = a[gi, tirx.min(r, m - 1), tirx.min(k, k_dim - 1)].astype("int16") + offset
+        inside = tirx.all(r < m, k < k_dim)
+        zero = tirx.const(0, kernel.operand)
+        return tirx.if_then_else(inside, value.astype(kernel.operand), zero)
+
+    aw = te.compute((g, mp // rows, kpad // kp, rows, kp), widen_a, name=f"{name}_packed_x")
     bw = te.compute(
         (g, np_ // lanes, kpad // kp, lanes, kp),
         lambda gi, no, ko, ni, ki: widen(
@@ -235,8 +247,23 @@ def batch_matmul_packed(a: te.Tensor, b: te.Tensor, kernel: GemmKernel, name="ba
         name=f"{name}{PACKED_W}",
     )
     acc = packed_acc(aw, bw, kernel, name)
+    if not offset:
+        return te.compute(
+            (g, m, n),
+            lambda gi, i, j: acc[gi, i // rows, j // lanes, i % rows, j % lanes],
+            name=f"{name}_packed_out",
+        )
+    rk = te.reduce_axis((0, k_dim), name="kc")
+    sums = te.compute(
+        (g, n),
+        lambda gi, j: te.sum(b[gi, j, rk].astype("int32"), axis=rk),
+        name=f"{name}{COLUMN_SUMS}",
+    )
     return te.compute(
         (g, m, n),
-        lambda gi, i, j: acc[gi, i // rows, j // lanes, i % rows, j % lanes],
+        lambda gi, i, j: (
+            acc[gi, i // rows, j // lanes, i % rows, j % lanes]
+            - tirx.const(offset, "int32") * sums[gi, j]
+        ),
         name=f"{name}_packed_out",
     )
