@@ -201,6 +201,16 @@ def test_packed_gemms_bit_exact_on_emulated_arm(
         np.testing.assert_array_equal(outputs[name], dense_ref(x, w, b), err_msg=name)
 
 
+def _load_on_emulated_arm(funcs: dict, target, path, arm_device):
+    """``funcs`` (name -> PrimFunc) compiled for ``target`` into one library at ``path``,
+    uploaded to and loaded on the emulated device: ``(module, device)``."""
+    lib = tvm.compile(tvm.IRModule(funcs), target=target.tvm_target())
+    lib.export_library(str(path), fcompile=cross_compiler(target))
+    remote = arm_device.request("emu-a76", session_timeout=600)
+    remote.upload(str(path))
+    return remote.load_module(path.name), remote.cpu()
+
+
 #: (groups, M, N, K): attention's q @ k^T at DeiT-tiny's and the digits ViT's sizes, odd
 #: sizes padded to every tile, and one group of one.
 ARM_BMM_SHAPES = [(3, 197, 197, 64), (4, 17, 17, 16), (2, 7, 5, 3), (1, 1, 1, 1)]
@@ -253,14 +263,7 @@ def test_packed_batch_matmuls_bit_exact_on_emulated_arm(preset, kernel_name, arm
         bt = te.placeholder(b.shape, "int8", name="b")
         func = te.create_prim_func([at, bt, batch_matmul_packed(at, bt, kernel)])
         funcs[name] = schedule_packed_gemm(func, kernel).with_attr("global_symbol", name)
-    lib = tvm.compile(tvm.IRModule(funcs), target=target.tvm_target())
-    path = tmp_path / f"{preset}-bmm.so"
-    lib.export_library(str(path), fcompile=cross_compiler(target))
-
-    remote = arm_device.request("emu-a76", session_timeout=600)
-    remote.upload(str(path))
-    rlib = remote.load_module(path.name)
-    dev = remote.cpu()
+    rlib, dev = _load_on_emulated_arm(funcs, target, tmp_path / f"{preset}-bmm.so", arm_device)
     outputs = {}
     for name, (a, b) in cases.items():
         out = tvm.runtime.tensor(np.zeros((a.shape[0], a.shape[1], b.shape[1]), np.int32), dev)
@@ -322,14 +325,7 @@ def test_fused_low_rank_bit_exact_on_emulated_arm(preset, kernel_name, arm_devic
             cases[name] = (x, down, b1, rq, up, b2)
             func = low_rank_gemm_func(x.shape, dtype, down, up, rq, kernel, kernel, chunks)
             funcs[name] = func.with_attr("global_symbol", name)
-    lib = tvm.compile(tvm.IRModule(funcs), target=target.tvm_target())
-    path = tmp_path / f"{preset}-low-rank.so"
-    lib.export_library(str(path), fcompile=cross_compiler(target))
-
-    remote = arm_device.request("emu-a76", session_timeout=600)
-    remote.upload(str(path))
-    rlib = remote.load_module(path.name)
-    dev = remote.cpu()
+    rlib, dev = _load_on_emulated_arm(funcs, target, tmp_path / f"{preset}-low-rank.so", arm_device)
     outputs = {}
     for name, (x, down, b1, rq, up, b2) in cases.items():
         first = first_factor_tile((kernel,), kernel, down.shape[0])
