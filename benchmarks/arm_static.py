@@ -12,10 +12,10 @@ model of its own and schedules Apple cores with its Cyclone model (3 SIMD units 
 For every preset, each of its micro-kernels (and the kernel it replaced, as the baseline:
 the broadcast ``sdot`` on dotprod presets, ``arm-neon-pair16`` on rpi4) on DeiT-tiny and
 DeiT-small GEMM shapes. Prints a table and writes benchmarks/results/arm_static.json
-(records: preset, core, micro_kernel, case,
-macs_per_iter, cycles_per_iter_mca, cycles_per_iter_bound, peak_macs_per_cycle,
-fraction_of_peak, fraction_of_peak_bound, model_peak_macs_per_cycle, fraction_of_model_peak,
-bound_limit, instructions, multiply, preset_kernel), written as they are analysed; and
+(records: preset, core, micro_kernel, case, macs_per_iter, cycles_per_iter_mca,
+cycles_per_iter_bound, peak_macs_per_cycle, fraction_of_peak, fraction_of_peak_bound,
+model_peak_macs_per_cycle, fraction_of_model_peak, bound_limit, instructions, multiply,
+preset_kernel), written as they are analysed; and
 row_records for the row kernels (see :mod:`intvit.deploy.row_static`).
 """
 
