@@ -293,14 +293,16 @@ def _batch_matmul_kernel(a_dtype: str, b_dtype: str):
     value exactly (no 7-bit guarantee on runtime values): first one whose operand dtypes are
     ``a``'s and ``b``'s as they are (``avx-vnni`` for uint8 x int8, attention probabilities
     times values; the ARM kernels, ``sdot``, ``smmla`` and NEON ``smull`` + ``sadalp``, for
-    int8 x int8, queries times keys); else an int16-operand one (both widened); else one
-    that takes ``b`` as it is and ``a`` offset into its range, compensated by ``b``'s column
-    sums in the kernel (ARM's probabilities times values); None: TVM's default lowering."""
+    int8 x int8, queries times keys); else one that takes ``b`` as it is and ``a`` offset
+    into its range, compensated by ``b``'s column sums in the kernel (ARM's probabilities
+    times values; queries times keys on ``avx-vnni``, measured 3x197x197x64 on 2 threads:
+    45 us against 57 on ``vpmaddwd``); else an int16-operand one (both widened); None:
+    TVM's default lowering."""
     exact = [k for k in _GEMM_KERNELS.get() if k.weight_max >= 128]
     same = [k for k in exact if (k.operand, k.weight_operand) == (a_dtype, b_dtype)]
-    widened = [k for k in exact if k.operand == "int16"]
     offset = [k for k in exact if k.weight_operand == b_dtype and k.operand in ("int8", "uint8")]
-    return next(iter(same + widened + offset), None)
+    widened = [k for k in exact if k.operand == "int16"]
+    return next(iter(same + offset + widened), None)
 
 
 def softmax(bb, x, params, name="softmax"):

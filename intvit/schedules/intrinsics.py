@@ -388,9 +388,10 @@ KERNELS = {
 
 def gemm_kernels_for(target: dict) -> tuple[GemmKernel, ...]:
     """The micro-kernels a target dict supports, the one each GEMM tries first first (empty:
-    TVM's default lowering). With VNNI, ``avx-vnni`` takes every constant-weight GEMM and
-    ``avx2-pmaddwd`` attention's runtime operands; on AVX2 alone, ``avx2-maddubsw`` takes the
-    GEMMs whose weights fit 7 bits and ``avx2-pmaddwd`` the rest."""
+    TVM's default lowering). With VNNI, ``avx-vnni`` takes every GEMM, attention's runtime
+    operands too (see ``relax_ops.ops._batch_matmul_kernel``), and ``avx2-pmaddwd`` stays
+    listed for int16 operands; on AVX2 alone, ``avx2-maddubsw`` takes the GEMMs whose weights
+    fit 7 bits and ``avx2-pmaddwd`` the rest, attention's included."""
     triple = target.get("mtriple", "")
     attrs = {a.lstrip("+") for a in target.get("mattr", [])}
     if triple.startswith(("aarch64", "arm64")):
