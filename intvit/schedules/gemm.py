@@ -40,8 +40,8 @@ def schedule_packed_gemm(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool
     sch = s_tir.Schedule(func)
     root = sch.get_sblock("root")
     blocks = list(sch.get_child_blocks(root))
-    # a batch_matmul's column sums (an offset operand's compensation) are placed per column
-    # tile below; the other stages are the packing, the accumulation and the epilogue
+    # a batch_matmul's column sums (an offset operand's compensation) stay at the top level;
+    # the other stages are the packing, the accumulation and the epilogue
     sums = [b for b in blocks if sch.get(b).name_hint.endswith(COLUMN_SUMS)]
     blocks = [b for b in blocks if b not in sums]
     names = [sch.get(b).name_hint for b in blocks]

@@ -52,6 +52,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from tvm import DataType
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
@@ -102,8 +103,7 @@ def _broadcast_word(a, word: str, copies: int, dtype: str):
     ``kpack`` values) repeated ``copies`` times, read as ``dtype``. A Python helper that
     TVMScript calls while parsing, so each intrinsic stays one expression (see
     :func:`_pmaddwd_impl`)."""
-    dtype_bits, lanes = word.split("x")
-    bits = int(dtype_bits.lstrip("uint")) * int(lanes)
+    bits = DataType(word).bits * DataType(word).lanes
     packed = T.reinterpret(a.vload([0, 0], word), dtype=f"int{bits}")
     return T.reinterpret(T.broadcast(packed, copies), dtype=dtype)
 

@@ -221,24 +221,23 @@ def batch_matmul_packed(a: te.Tensor, b: te.Tensor, kernel: GemmKernel, name="ba
     np_ = -(-n // n_tile) * n_tile
     kpad = -(-k_dim // kp) * kp
 
-    def widen(t, rows, gi, r, k, dtype: str):
+    offset = x_offset(str(a.dtype), kernel)
+
+    def widen(t, rows, gi, r, k, dtype: str, offset: int = 0):
         inside = tirx.all(r < rows, k < k_dim)
-        value = t[gi, tirx.min(r, rows - 1), tirx.min(k, k_dim - 1)].astype(dtype)
-        return tirx.if_then_else(inside, value, tirx.const(0, dtype))
+        value = t[gi, tirx.min(r, rows - 1), tirx.min(k, k_dim - 1)]
+        if offset:
+            value = value.astype("int16") + tirx.const(offset, "int16")
+        return tirx.if_then_else(inside, value.astype(dtype), tirx.const(0, dtype))
 
     rows = kernel.rows
-    offset = x_offset(str(a.dtype), kernel) if kernel.operand != "int16" else 0
-
-    def widen_a(gi, mo, ko, mi, ki):
-        r, k = mo * rows + mi, ko * kp + ki
-        if not offset:
-            return widen(a, m, gi, r, k, kernel.operand)
-        value = a[gi, tirx.min(r, m - 1), tirx.min(k, k_dim - 1)].astype("int16") + offset
-        inside = tirx.all(r < m, k < k_dim)
-        zero = tirx.const(0, kernel.operand)
-        return tirx.if_then_else(inside, value.astype(kernel.operand), zero)
-
-    aw = te.compute((g, mp // rows, kpad // kp, rows, kp), widen_a, name=f"{name}_packed_x")
+    aw = te.compute(
+        (g, mp // rows, kpad // kp, rows, kp),
+        lambda gi, mo, ko, mi, ki: widen(
+            a, m, gi, mo * rows + mi, ko * kp + ki, kernel.operand, offset
+        ),
+        name=f"{name}_packed_x",
+    )
     bw = te.compute(
         (g, np_ // lanes, kpad // kp, lanes, kp),
         lambda gi, no, ko, ni, ki: widen(
@@ -247,23 +246,16 @@ def batch_matmul_packed(a: te.Tensor, b: te.Tensor, kernel: GemmKernel, name="ba
         name=f"{name}{PACKED_W}",
     )
     acc = packed_acc(aw, bw, kernel, name)
-    if not offset:
-        return te.compute(
-            (g, m, n),
-            lambda gi, i, j: acc[gi, i // rows, j // lanes, i % rows, j % lanes],
-            name=f"{name}_packed_out",
+    if offset:
+        rk = te.reduce_axis((0, k_dim), name="kc")
+        sums = te.compute(
+            (g, n),
+            lambda gi, j: te.sum(b[gi, j, rk].astype("int32"), axis=rk),
+            name=f"{name}{COLUMN_SUMS}",
         )
-    rk = te.reduce_axis((0, k_dim), name="kc")
-    sums = te.compute(
-        (g, n),
-        lambda gi, j: te.sum(b[gi, j, rk].astype("int32"), axis=rk),
-        name=f"{name}{COLUMN_SUMS}",
-    )
-    return te.compute(
-        (g, m, n),
-        lambda gi, i, j: (
-            acc[gi, i // rows, j // lanes, i % rows, j % lanes]
-            - tirx.const(offset, "int32") * sums[gi, j]
-        ),
-        name=f"{name}_packed_out",
-    )
+
+    def out(gi, i, j):
+        value = acc[gi, i // rows, j // lanes, i % rows, j % lanes]
+        return value - tirx.const(offset, "int32") * sums[gi, j] if offset else value
+
+    return te.compute((g, m, n), out, name=f"{name}_packed_out")
