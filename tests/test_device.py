@@ -174,19 +174,10 @@ def test_packed_gemms_bit_exact_on_emulated_arm(
     for name, (x, w, _) in cases.items():
         func = packed_gemm_func(x.shape, str(x.dtype), w.shape[0], kernel)
         funcs[name] = func.with_attr("global_symbol", name)
-    lib = tvm.compile(tvm.IRModule(funcs), target=target.tvm_target())
     path = tmp_path / f"{preset}-gemms.so"
-    lib.export_library(str(path), fcompile=cross_compiler(target))
-    disassembly = subprocess.run(
-        ["aarch64-linux-gnu-objdump", "-d", str(path)], capture_output=True, text=True
-    ).stdout
-    assert re.search(instruction, disassembly), f"no {instruction!r} in the library"
 
     def run_remotely() -> dict[str, np.ndarray]:
-        remote = arm_device.request("emu-a76", session_timeout=600)
-        remote.upload(str(path))
-        rlib = remote.load_module(path.name)
-        dev = remote.cpu()
+        rlib, dev = _load_on_emulated_arm(funcs, target, path, arm_device)
         outputs = {}
         for name, (x, w, b) in cases.items():
             args = [x, pack_weights(w, kernel), pack_bias(w, b, str(x.dtype), kernel)]
@@ -197,6 +188,10 @@ def test_packed_gemms_bit_exact_on_emulated_arm(
 
     outputs = run_remotely()
     release_sessions()
+    disassembly = subprocess.run(
+        ["aarch64-linux-gnu-objdump", "-d", str(path)], capture_output=True, text=True
+    ).stdout
+    assert re.search(instruction, disassembly), f"no {instruction!r} in the library"
     for name, (x, w, b) in cases.items():
         np.testing.assert_array_equal(outputs[name], dense_ref(x, w, b), err_msg=name)
 
