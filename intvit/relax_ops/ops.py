@@ -295,8 +295,8 @@ def _batch_matmul_kernel(a_dtype: str, b_dtype: str):
     times values; the ARM kernels, ``sdot``, ``smmla`` and NEON ``smull`` + ``sadalp``, for
     int8 x int8, queries times keys); else one that takes ``b`` as it is and ``a`` offset
     into its range, compensated by ``b``'s column sums in the kernel (ARM's probabilities
-    times values; queries times keys on ``avx-vnni``, measured 3x197x197x64 on 2 threads:
-    45 us against 57 on ``vpmaddwd``); else an int16-operand one (both widened); None:
+    times values; queries times keys on ``avx-vnni``, 3x197x197x64 on 2 threads in a one-off
+    timing: 45 us against 57 on ``vpmaddwd``); else an int16-operand one (both widened); None:
     TVM's default lowering."""
     exact = [k for k in _GEMM_KERNELS.get() if k.weight_max >= 128]
     same = [k for k in exact if (k.operand, k.weight_operand) == (a_dtype, b_dtype)]
