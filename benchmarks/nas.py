@@ -13,9 +13,10 @@ device, in one run.
    predictor's error on them is ``predictor_mape``).
 4. The best subnet, extracted with its inherited weights, quantized and compiled: its
    integer-only top-1 on the test split and its measured latency.
-5. The ranking check: 5 subnets retrained from scratch with 3 seeds each, Kendall's tau of
-   their mean retrained top-1 against their inherited-weight top-1, both on the validation
-   and test images (700; the check selects nothing, so the test images may count).
+5. The ranking check: 5 subnets retrained from scratch with 3 seeds each, for as many epochs
+   as the supernet had (the same recipe, as in AutoFormer's Table 1), Kendall's tau of their
+   mean retrained top-1 against their inherited-weight top-1, both on the validation and test
+   images (700; the check selects nothing, so the test images may count).
 6. The same search under a memory budget (activations + weights of the compiled library)
    instead, the best subnet's compiled library checked against the budget.
 
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=100, help="supernet epochs")
     parser.add_argument("--generations", type=int, default=20)
     parser.add_argument("--population", type=int, default=50)
+    parser.add_argument(
+        "--ranking-epochs", type=int, default=None, help="retraining epochs (default: --epochs)"
+    )
     args = parser.parse_args(argv)
 
     from intvit.api.nas import SearchRequest, run_search
@@ -125,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     best_model = _extracted(net, summary["best_arch"])
     best_top1 = _int_top1(best_model, splits)
     t2 = time.time()
-    ranking = ranking_check(net, splits, count=5, epochs=60, seeds=3)
+    ranking_epochs = args.ranking_epochs or args.epochs
+    ranking = ranking_check(net, splits, count=5, epochs=ranking_epochs, seeds=3, progress=True)
     ranking_s = time.time() - t2
     write(
         {
@@ -147,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             "ranking": ranking["subnets"],
             "ranking_images": ranking["images"],
             "ranking_seeds": ranking["seeds"],
+            "ranking_epochs": ranking_epochs,
         }
     )
     print(json.dumps(records[-1], indent=1), flush=True)
