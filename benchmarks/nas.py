@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         "--ranking-epochs", type=int, default=None, help="retraining epochs (default: --epochs)"
     )
     args = parser.parse_args(argv)
+    if args.ranking_epochs is None:
+        args.ranking_epochs = args.epochs
+    elif args.ranking_epochs < 1:  # checked before the search, not after it
+        parser.error(f"--ranking-epochs {args.ranking_epochs} must be >= 1")
 
     from intvit.api.nas import SearchRequest, run_search
     from intvit.deploy.benchrecord import machine_info
@@ -129,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     best_model = _extracted(net, summary["best_arch"])
     best_top1 = _int_top1(best_model, splits)
     t2 = time.time()
-    ranking_epochs = args.ranking_epochs or args.epochs
-    ranking = ranking_check(net, splits, count=5, epochs=ranking_epochs, seeds=3, progress=True)
+    ranking = ranking_check(
+        net, splits, count=5, epochs=args.ranking_epochs, seeds=3, progress=True
+    )
     ranking_s = time.time() - t2
     write(
         {
@@ -152,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             "ranking": ranking["subnets"],
             "ranking_images": ranking["images"],
             "ranking_seeds": ranking["seeds"],
-            "ranking_epochs": ranking_epochs,
+            "ranking_epochs": args.ranking_epochs,
         }
     )
     print(json.dumps(records[-1], indent=1), flush=True)
