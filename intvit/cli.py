@@ -294,7 +294,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from intvit.api.train import TrainRequest, run_train
     from intvit.models.train import TrainConfig
 
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        shift=args.shift,
+    )
     result = run_train(TrainRequest(args.arch, args.output, cfg, not args.quiet))
     print(
         f"{result['checkpoint']}: {result['params']:,} parameters, float top-1 "
@@ -311,7 +317,9 @@ def _cmd_nas(args: argparse.Namespace) -> int:
         from intvit.nas.space import load_space
         from intvit.nas.train import SupernetConfig
 
-        cfg = SupernetConfig(args.epochs, args.batch_size, args.lr, args.weight_decay, args.seed)
+        cfg = SupernetConfig(
+            args.epochs, args.batch_size, args.lr, args.weight_decay, args.seed, args.shift
+        )
         result = nas.run_train_supernet(
             load_space(args.space), args.data, args.output, cfg, not args.quiet
         )
@@ -542,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=positive_int, default=64)
     tr.add_argument("--lr", type=float, default=2e-3)
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument(
+        "--shift", type=non_negative_int, default=0, help="augment: random shift, pixels"
+    )
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
 
@@ -550,11 +561,14 @@ def build_parser() -> argparse.ArgumentParser:
     ts = nas_sub.add_parser("train-supernet", help="train a weight-entangled supernet")
     ts.add_argument("--space", required=True, help="a space JSON or a shipped one (digits, ...)")
     ts.add_argument("--data", default="digits", help="digits, or a folder with train/val/test")
-    ts.add_argument("--epochs", type=positive_int, default=100)
+    ts.add_argument("--epochs", type=positive_int, default=200)
     ts.add_argument("--batch-size", type=positive_int, default=64)
     ts.add_argument("--lr", type=float, default=2e-3)
     ts.add_argument("--weight-decay", type=float, default=0.05)
     ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument(
+        "--shift", type=non_negative_int, default=2, help="augment: random shift, pixels"
+    )
     ts.add_argument("-o", "--output", type=Path, required=True, help="the checkpoint (.pt)")
     ts.add_argument("--quiet", action="store_true", help="no progress bar")
     ts.set_defaults(func=_cmd_nas)

@@ -53,3 +53,38 @@ def test_folder_images_stream_shuffled_batches(tmp_path):
     assert sum(len(b) for b in FolderImages(str(tmp_path), 32, limit=3).epoch(2, 0)) == 3
     with pytest.raises(ValueError, match="does not exist"):
         next(FolderImages(str(tmp_path / "missing")).epoch(2, 0))
+
+
+def test_random_shift_translates_each_image_and_fills_the_border():
+    """Each image moves by its own (dy, dx) within the bound, the rest filled with its
+    minimum; the same generator state gives the same batch; shift 0 is the identity and
+    draws nothing; a config refuses a negative shift."""
+    from intvit.models.augment import random_shift
+    from intvit.models.train import TrainConfig
+    from intvit.nas.train import SupernetConfig
+
+    images = digits("train").images[:16]
+    out = random_shift(images, np.random.default_rng(7), 3)
+    again = random_shift(images, np.random.default_rng(7), 3)
+    np.testing.assert_array_equal(out, again)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    moved = 0
+    for img, got in zip(images[:, 0], out[:, 0], strict=True):
+        fill = img.min()
+        found = []
+        for dy in range(-3, 4):
+            for dx in range(-3, 4):
+                want = np.full_like(img, fill)
+                src = img[max(dy, 0) : 32 + min(dy, 0), max(dx, 0) : 32 + min(dx, 0)]
+                want[max(-dy, 0) : 32 + min(-dy, 0), max(-dx, 0) : 32 + min(-dx, 0)] = src
+                if np.array_equal(want, got):
+                    found.append((dy, dx))
+        assert found, "not a translation within the bound"
+        moved += (0, 0) not in found
+    assert moved >= 12  # 49 offsets: a zero shift is rare
+    rng = np.random.default_rng(0)
+    assert random_shift(images, rng, 0) is images
+    assert rng.integers(1 << 30) == np.random.default_rng(0).integers(1 << 30)
+    for config in (TrainConfig, SupernetConfig):
+        with pytest.raises(ValueError, match="shift=-1 must be an integer >= 0"):
+            config(shift=-1)

@@ -19,6 +19,7 @@ from intvit.nas.extract import extract_subnet
 from intvit.nas.measure import STATISTIC
 from intvit.nas.optim import LazyAdamW
 from intvit.nas.search import (
+    Candidate,
     Constraints,
     Evaluator,
     EvolutionConfig,
@@ -26,6 +27,7 @@ from intvit.nas.search import (
     crossover,
     evolve,
     mutate,
+    pareto_front,
 )
 from intvit.nas.space import SubnetChoice, load_space, shipped_spaces, space_from_dict
 from intvit.nas.supernet import Supernet
@@ -210,6 +212,34 @@ def test_search_honours_the_constraint_and_resumes(tiny_supernet, tiny_splits):
     assert resumed.generation == 3
     assert set(resumed.history) == set(whole.history)
     assert resumed.population == whole.population
+
+
+def test_fitness_breaks_top1_ties_by_validation_loss(tiny_supernet, tiny_splits):
+    """Equal top-1 (a saturated validation split): the lower validation loss is fitter, so a
+    dearer subnet with a lower loss stays on the Pareto front and a dearer one with a higher
+    loss does not; a higher top-1 still wins whatever its loss. The evaluator's loss is the
+    cross-entropy of the supernet's logits."""
+    c = SubnetChoice(16, (1,), (1.0,))
+
+    def cand(top1, loss, ms):
+        return Candidate(c, top1, 0, 0, latency_pred_ms=ms, val_loss=loss)
+
+    cheap, better, worse = cand(0.9, 0.5, 1.0), cand(0.9, 0.3, 2.0), cand(0.9, 0.4, 3.0)
+    best = cand(0.95, 0.9, 4.0)
+    front = pareto_front([worse, best, better, cheap], "latency_pred_ms")
+    assert front == [cheap, better, best]
+    assert max([cheap, worse, better], key=lambda x: x.fitness) is better
+    assert cand(0.9, None, 1.0).fitness < cheap.fitness
+
+    net, _ = load_supernet(tiny_supernet)
+    val = tiny_splits[1]
+    choice = net.space.largest()
+    top1, loss = Evaluator(net, val, val.images[:8]).score(choice)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(val.images), choice)
+    labels = torch.from_numpy(val.labels)
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)))
+    assert top1 == pytest.approx(float((logits.argmax(-1) == labels).float().mean()))
 
 
 @pytest.mark.slow

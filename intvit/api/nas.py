@@ -203,7 +203,7 @@ def run_search(req: SearchRequest) -> dict:
     final = []
     if meter is not None:
         front = pareto_front(cands, "latency_pred_ms")
-        front = sorted(front, key=lambda c: -c.val_top1)[: cfg.final_measurements]
+        front = sorted(front, key=lambda c: c.fitness, reverse=True)[: cfg.final_measurements]
         measure([c.choice for c in front], "measure Pareto subnets")
         for c in front:
             c.latency_ms = state.measured[c.choice.key()]
@@ -213,7 +213,7 @@ def run_search(req: SearchRequest) -> dict:
     under = [c for c in (final or cands) if _meets_measured(c, limits)]
     if not under:
         raise ValueError("no candidate meets the constraints on the device; relax them")
-    best = max(under, key=lambda c: (c.val_top1, -(c.latency_ms or c.macs)))
+    best = max(under, key=lambda c: (c.fitness, -(c.latency_ms or c.macs)))
     summary = _write_outputs(out, space, net, state, best, splits, req, predictor_mape)
     summary["search_s"] = time.time() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -267,6 +267,7 @@ def _write_outputs(out, space, net, state, best, splits, req, predictor_mape) ->
     return {
         "best_arch": asdict(best.choice),
         "best_val_top1": best.val_top1,
+        "best_val_loss": best.val_loss,
         "best_latency_ms": best.latency_ms,
         "best_latency_pred_ms": best.latency_pred_ms,
         "best_params": best.params,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from intvit.models.augment import check_shift, random_shift
 from intvit.models.data import digits
 from intvit.models.zoo import SMALL_CONFIGS, create_float_model
 
@@ -19,9 +20,13 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     seed: int = 0
+    #: random translation of each training image by up to this many pixels
+    #: (:func:`~intvit.models.augment.random_shift`); 0, the zoo models' recipe, is none
+    shift: int = 0
 
     def __post_init__(self) -> None:
         check_training_fields(self, ("epochs", "batch_size"))
+        check_shift(self.shift)
 
 
 def check_training_fields(config, counts: tuple[str, ...]) -> None:
@@ -102,7 +107,8 @@ def train_arch(arch, out: str | Path, cfg: TrainConfig = TrainConfig(), progress
 
 def fit(model, cfg: TrainConfig, progress: bool = True, desc: str = "train", train=None):
     """``model`` trained on ``train`` (an ``ArraySplit``; default the digits train split) with
-    AdamW and a cosine schedule, in eval mode."""
+    AdamW and a cosine schedule, each batch shifted by up to ``cfg.shift`` pixels, in eval
+    mode."""
     import torch
 
     model.train()
@@ -119,7 +125,7 @@ def fit(model, cfg: TrainConfig, progress: bool = True, desc: str = "train", tra
         order = rng.permutation(len(train))
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            x = torch.from_numpy(train.images[idx])
+            x = torch.from_numpy(random_shift(train.images[idx], rng, cfg.shift))
             y = torch.from_numpy(train.labels[idx])
             out = model(x)
             if isinstance(out, tuple):  # distilled DeiT in train mode: (cls, dist)

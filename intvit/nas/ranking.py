@@ -44,12 +44,14 @@ def ranking_check(
     seed: int = 0,
     seeds: int = 3,
     progress: bool = False,
+    shift: int = 0,
 ):
     """Records per subnet (choice, inherited top-1, retrained top-1 per seed and their mean)
     and Kendall's tau of the inherited against the mean retrained top-1, both on the
     validation and test images (:func:`_ranked_split`). Each subnet is retrained from scratch
     ``seeds`` times (initialisation and data order from the seed): one retraining's top-1
-    varies by more than the gaps between subnets of a small space, so one run ranks noise."""
+    varies by more than the gaps between subnets of a small space, so one run ranks noise.
+    ``shift`` is the retraining's augmentation: the supernet's, for the same recipe."""
     from scipy.stats import kendalltau
 
     from intvit.models.hetero_vit import HeteroViT
@@ -70,7 +72,7 @@ def ranking_check(
             torch.manual_seed(run_seed)
             model = fit(
                 HeteroViT(space.arch(choice)),
-                TrainConfig(epochs=epochs, seed=run_seed),
+                TrainConfig(epochs=epochs, seed=run_seed, shift=shift),
                 progress,
                 f"retrain subnet {i + 1}/{count}, seed {s + 1}/{seeds}",
                 train=splits.train,
