@@ -342,6 +342,7 @@ def _cmd_nas(args: argparse.Namespace) -> int:
             n_ratio=args.n_ratio,
             min_gain=args.min_gain,
             seed=args.seed,
+            shift=args.shift,
         )
         summary = nas.run_evolve_space(
             nas.EvolveSpaceRequest(
@@ -594,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--final-epochs", type=non_negative_int, default=0,
                     help="then train the optimal space's supernet this many epochs")  # fmt: skip
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--shift", type=non_negative_int, default=2, help="augment: random shift, pixels"
+    )
     ev.add_argument("--out", type=Path, default=Path("out/nas-space"), help="results and state")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_nas)

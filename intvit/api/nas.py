@@ -379,7 +379,11 @@ def run_evolve_space(req: EvolveSpaceRequest) -> dict:
         from intvit.nas.train import train_supernet
 
         cfg = SupernetConfig(
-            req.final_epochs, req.config.batch_size, req.config.lr, req.config.weight_decay
+            req.final_epochs,
+            req.config.batch_size,
+            req.config.lr,
+            req.config.weight_decay,
+            shift=req.config.shift,
         )
         path = Path(req.out) / "optimal_supernet.pt"
         optimal = load_optimal_space(req.out)

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from intvit.models.augment import check_shift
 from intvit.models.train import check_training_fields
 from intvit.nas.optim import LazyAdamW
 from intvit.nas.space import SearchSpace, SubnetChoice, space_from_dict
@@ -133,7 +134,8 @@ def all_subspaces(parent: SearchSpace) -> list[SubSpace]:
 class EvolutionConfig:
     """Algorithm 2's settings: ``candidates`` sub-spaces (n), ``iterations`` (tau),
     ``epochs_per_iteration`` (t), ``n_acc`` and ``n_ratio`` subnets sampled per candidate, the
-    memory budget (planned activations + weights of the compiled integer library, bytes)."""
+    memory budget (planned activations + weights of the compiled integer library, bytes),
+    and the candidates' training settings (``shift``: the supernet's augmentation)."""
 
     max_memory_bytes: int
     candidates: int = 4
@@ -146,8 +148,10 @@ class EvolutionConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     seed: int = 0
+    shift: int = 2
 
     def __post_init__(self) -> None:
+        check_shift(self.shift)
         counts = ("max_memory_bytes", "candidates", "iterations", "epochs_per_iteration")
         check_training_fields(self, (*counts, "n_acc", "n_ratio", "batch_size"))
         if not self.min_gain >= 0:
@@ -161,6 +165,7 @@ class EvolutionConfig:
             self.lr,
             self.weight_decay,
             self.seed * 1000 + slot,
+            self.shift,
         )
 
 
