@@ -44,7 +44,9 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results" / "nas.json"
 
 
-def _int_top1(float_model, splits) -> float:
+def int_top1(float_model, splits) -> float:
+    """Integer-only top-1 of ``float_model`` on ``splits.test``, calibrated on the digits
+    calibration split."""
     from intvit.models.data import digits
     from intvit.quant.calibrate import calibrate
     from intvit.quant.reference import predict
@@ -73,13 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.ranking_epochs < 1:  # checked before the search, not after it
         parser.error(f"--ranking-epochs {args.ranking_epochs} must be >= 1")
 
-    import torch
-
     from intvit.api.nas import SearchRequest, run_search
     from intvit.deploy.benchrecord import machine_info
     from intvit.deploy.memory import MemoryReport
     from intvit.deploy.rpc import connect_tracker, start_host_server, start_tracker, wait_for_device
-    from intvit.models.train import TrainConfig, ensure_trained, fit
+    from intvit.models.train import TrainConfig, ensure_trained, fit_from_scratch
     from intvit.models.zoo import create_float_model
     from intvit.nas.data import search_data
     from intvit.nas.measure import LatencyMeter
@@ -103,18 +103,13 @@ def main(argv: list[str] | None = None) -> int:
 
     supernet_cfg = SupernetConfig(epochs=args.epochs)
     zoo = create_float_model("digits_vit", checkpoint=ensure_trained("digits_vit"))
-    zoo_top1 = _int_top1(zoo, splits)
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the zoo's training: deterministic
-    same_recipe = fit(
-        create_float_model("digits_vit"),
+    zoo_top1 = int_top1(zoo, splits)
+    same_recipe = fit_from_scratch(
+        lambda: create_float_model("digits_vit"),
         TrainConfig(shift=supernet_cfg.shift),
-        True,
-        "train digits_vit with the supernet's shift",
+        desc="train digits_vit with the supernet's shift",
     )
-    torch.set_num_threads(threads)
-    same_recipe_top1 = _int_top1(same_recipe, splits)
+    same_recipe_top1 = int_top1(same_recipe, splits)
     print(
         f"digits_vit integer top-1: zoo checkpoint {100 * zoo_top1:.1f}%, "
         f"with shift {supernet_cfg.shift} {100 * same_recipe_top1:.1f}%",
@@ -158,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = run_search(request)
             search_s = supernet_s + (time.time() - t1)
     best_model = _extracted(net, summary["best_arch"])
-    best_top1 = _int_top1(best_model, splits)
+    best_top1 = int_top1(best_model, splits)
     t2 = time.time()
     ranking = ranking_check(
         net,
@@ -225,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             "baseline_top1": baseline_top1,
             "baseline_memory_bytes": base_mem.activation_bytes + base_mem.weight_bytes,
             "memory_budget_bytes": budget,
-            "best_top1": _int_top1(_extracted(net, mem_summary["best_arch"]), splits),
+            "best_top1": int_top1(_extracted(net, mem_summary["best_arch"]), splits),
             "best_arch": mem_summary["best_arch"],
             "best_memory_bytes": lib_mem.activation_bytes + lib_mem.weight_bytes,
             "within_budget": lib_mem.activation_bytes + lib_mem.weight_bytes <= budget,

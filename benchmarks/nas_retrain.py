@@ -35,35 +35,30 @@ def main(argv: list[str] | None = None) -> int:
     if not args.search.is_file():
         parser.error(f"{args.search} does not exist: run benchmarks/nas.py first")
 
-    import torch
+    from nas import int_top1  # benchmarks/nas.py, beside this script
 
     from intvit.deploy.benchrecord import machine_info
-    from intvit.models.data import digits
     from intvit.models.hetero_vit import HeteroViT
-    from intvit.models.train import TrainConfig, fit
+    from intvit.models.train import TrainConfig, fit_from_scratch
     from intvit.models.zoo import create_float_model
+    from intvit.nas.data import search_data
     from intvit.nas.space import SubnetChoice, load_space
-    from intvit.quant.calibrate import calibrate
-    from intvit.quant.reference import predict
 
     search = json.loads(args.search.read_text())[0]
     shift = search["shift"]
     space = load_space("digits")
     choice = SubnetChoice.from_dict(search["best_arch"])
-    test = digits("test")
+    splits = search_data("digits")
     models = {
         "digits_vit": lambda: create_float_model("digits_vit"),
         "searched": lambda: HeteroViT(space.arch(choice)),
     }
-    torch.set_num_threads(1)  # as the zoo's training
     rows: dict[str, list[float]] = {name: [] for name in models}
     t0 = time.time()
     for seed in range(args.seeds):
         for name, make in models.items():
-            torch.manual_seed(seed)
-            model = fit(make(), TrainConfig(seed=seed, shift=shift), True, f"{name} seed {seed}")
-            int_model = calibrate(model, digits("calib").images)
-            top1 = float((predict(int_model, test.images).argmax(-1) == test.labels).mean())
+            cfg = TrainConfig(seed=seed, shift=shift)
+            top1 = int_top1(fit_from_scratch(make, cfg, desc=f"{name} seed {seed}"), splits)
             rows[name].append(top1)
             print(f"{name} seed {seed}: integer top-1 {100 * top1:.1f}%", flush=True)
     record = {

@@ -73,36 +73,37 @@ def _single_thread(fn):
         torch.set_num_threads(threads)
 
 
+def fit_from_scratch(make_model, cfg: TrainConfig, progress: bool = True, desc: str = "train"):
+    """``make_model()`` built after seeding torch with ``cfg.seed`` and :func:`fit` on one
+    torch thread (the zoo's recipe: the same weights on every machine)."""
+    import torch
+
+    def run():
+        torch.manual_seed(cfg.seed)
+        return fit(make_model(), cfg, progress, desc)
+
+    return _single_thread(run)
+
+
 def train_small(name: str, cfg: TrainConfig = TrainConfig(), progress: bool = True) -> Path:
     """Train ``name`` (a small config) on digits and save its state dict; returns the path."""
     import torch
 
     if name not in SMALL_CONFIGS:
         raise ValueError(f"{name!r} is not a small config; choose from {sorted(SMALL_CONFIGS)}")
-
-    def run():
-        torch.manual_seed(cfg.seed)
-        model = fit(create_float_model(name), cfg, progress, f"train {name}")
-        path = checkpoint_path(name)
-        torch.save(model.state_dict(), path)
-        return path
-
-    return _single_thread(run)
+    model = fit_from_scratch(lambda: create_float_model(name), cfg, progress, f"train {name}")
+    path = checkpoint_path(name)
+    torch.save(model.state_dict(), path)
+    return path
 
 
 def train_arch(arch, out: str | Path, cfg: TrainConfig = TrainConfig(), progress: bool = True):
     """Train the heterogeneous ViT of ``arch`` (a :class:`~intvit.quant.arch.VitArch`) from
     scratch on digits and save it with its arch (``intvit quantize OUT`` takes it)."""
-    import torch
-
     from intvit.models.hetero_vit import HeteroViT, save_hetero_checkpoint
 
-    def run():
-        torch.manual_seed(cfg.seed)
-        model = fit(HeteroViT(arch), cfg, progress, "train")
-        return save_hetero_checkpoint(model, out, data="digits", train=asdict(cfg))
-
-    return _single_thread(run)
+    model = fit_from_scratch(lambda: HeteroViT(arch), cfg, progress)
+    return save_hetero_checkpoint(model, out, data="digits", train=asdict(cfg))
 
 
 def fit(model, cfg: TrainConfig, progress: bool = True, desc: str = "train", train=None):
