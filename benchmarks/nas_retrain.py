@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from intvit.deploy.benchrecord import machine_info
     from intvit.models.hetero_vit import HeteroViT
-    from intvit.models.train import TrainConfig, fit_from_scratch
+    from intvit.models.train import TrainConfig, fit_seeded
     from intvit.models.zoo import create_float_model
     from intvit.nas.data import search_data
     from intvit.nas.space import SubnetChoice, load_space
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.seeds):
         for name, make in models.items():
             cfg = TrainConfig(seed=seed, shift=shift)
-            top1 = int_top1(fit_from_scratch(make, cfg, desc=f"{name} seed {seed}"), splits)
+            top1 = int_top1(fit_seeded(make, cfg, desc=f"{name} seed {seed}"), splits)
             rows[name].append(top1)
             print(f"{name} seed {seed}: integer top-1 {100 * top1:.1f}%", flush=True)
     record = {

@@ -310,6 +310,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune_config(args: argparse.Namespace):
+    """The ``--finetune-*`` options as a FinetuneConfig, or None for ``--finetune-epochs 0``."""
+    if not args.finetune_epochs:
+        return None
+    from intvit.nas.finetune import FinetuneConfig
+
+    return FinetuneConfig(
+        epochs=args.finetune_epochs,
+        lr=args.finetune_lr,
+        seed=args.seed,
+        shift=args.finetune_shift,
+    )
+
+
+def _add_finetune_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--finetune-epochs",
+        type=non_negative_int,
+        default=0,
+        help="fine-tune the subnet on the train and validation splits first (0: inherited "
+        "weights, as AutoFormer deploys them)",
+    )
+    p.add_argument("--finetune-lr", type=positive_float, default=2e-3)
+    p.add_argument(
+        "--finetune-shift", type=non_negative_int, default=2, help="augment: random shift"
+    )
+
+
 def _cmd_nas(args: argparse.Namespace) -> int:
     from intvit.api import nas
 
@@ -371,9 +399,14 @@ def _cmd_nas(args: argparse.Namespace) -> int:
             )
         return 0
     if args.nas_command == "extract":
-        path = nas.run_extract(args.supernet, args.arch, args.output)
+        path = nas.run_extract(
+            args.supernet, args.arch, args.output, _finetune_config(args), args.data,
+            not args.quiet,
+        )  # fmt: skip
+        how = "fine-tuned" if args.finetune_epochs else "inherited weights"
         print(
-            f"subnet written to {path} (quantize it: intvit quantize {path} -o subnet.safetensors)"
+            f"subnet ({how}) written to {path} "
+            f"(quantize it: intvit quantize {path} -o subnet.safetensors)"
         )
         return 0
     limits = {
@@ -405,6 +438,7 @@ def _cmd_nas(args: argparse.Namespace) -> int:
         args.key,
         args.target,
         not args.quiet,
+        finetune=_finetune_config(args),
     )
     summary = nas.run_search(request)
     lat = summary["best_latency_ms"]
@@ -413,6 +447,7 @@ def _cmd_nas(args: argparse.Namespace) -> int:
         f"{100 * summary['best_val_top1']:.1f}%"
         + (f", {lat:.3f} ms measured on {args.key!r}" if lat is not None else "")
         + f", {summary['best_params']:,} parameters"
+        + (", inherited weights" if summary["finetune"] is None else "; then fine-tuned")
     )
     if summary["predictor_mape"] is not None:
         print(
@@ -605,6 +640,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("supernet", type=Path)
     ex.add_argument("--arch", type=Path, required=True, help="subnet choice or ViT arch JSON")
     ex.add_argument("-o", "--output", type=Path, required=True)
+    ex.add_argument("--data", default=None, help="for fine-tuning (default: the supernet's)")
+    _add_finetune_options(ex)
+    ex.add_argument("--seed", type=int, default=0, help="fine-tuning's seed")
+    ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(func=_cmd_nas)
     se = nas_sub.add_parser("search", help="evolutionary search under device constraints")
     se.add_argument("supernet", type=Path)
@@ -636,6 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--final-measurements", type=positive_int, default=8)
     se.add_argument("--int-fitness", action="store_true", help="integer-only top-1 as fitness")
     se.add_argument("--seed", type=int, default=0)
+    _add_finetune_options(se)
     se.add_argument("--quiet", action="store_true", help="no progress bars")
     se.set_defaults(func=_cmd_nas)
 

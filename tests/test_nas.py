@@ -245,9 +245,11 @@ def test_fitness_breaks_top1_ties_by_validation_loss(tiny_supernet, tiny_splits)
 @pytest.mark.slow
 def test_whole_search_on_a_local_rpc_device(tiny_supernet, tmp_path):
     """1 epoch, 2 generations, population 4, on a local device: the latency budget holds for
-    the measured best, and its exported library is bit-exact against its reference."""
+    the measured best, and its exported library (fine-tuned for an epoch) is bit-exact against
+    its reference."""
     from intvit.api.nas import SearchRequest, run_search
     from intvit.deploy.rpc import connect_tracker, start_host_server, start_tracker, wait_for_device
+    from intvit.nas.finetune import FinetuneConfig
 
     with start_tracker(log_dir=tmp_path) as tracker:
         with start_host_server(tracker.port, "nas-host", log_dir=tmp_path):
@@ -272,8 +274,10 @@ def test_whole_search_on_a_local_rpc_device(tiny_supernet, tmp_path):
                 "host",
                 False,
                 tmp_path / "cache",
+                finetune=FinetuneConfig(epochs=1),
             )
             summary = run_search(request)
+    assert summary["finetune"]["epochs"] == 1
     assert summary["bit_exact"] is True
     assert summary["best_latency_ms"] is not None and summary["best_latency_ms"] <= 50.0
     assert summary["predictor_mape"] is not None
@@ -306,6 +310,26 @@ def test_cli_extract_and_bad_files(tiny_supernet, tmp_path):
             rtol=0,
             atol=0,
         )
+    tuned = tmp_path / "tuned.pt"
+    extract = [*cli, "extract", str(tiny_supernet), "--arch", str(choice), "-o", str(tuned)]
+    run = subprocess.run(
+        [*extract, "--finetune-epochs", "1", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "fine-tuned" in run.stdout
+    body = torch.load(tuned, weights_only=True)
+    from intvit.models.hetero_vit import META_KEY
+
+    assert body[META_KEY]["finetune"]["epochs"] == 1
+    assert not torch.equal(body["model"]["head.weight"], net.head.weight.detach()[:, :24])
+    run = subprocess.run(
+        [*extract, "--finetune-epochs", "-1"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "--finetune-epochs" in run.stderr
     choice.write_text(json.dumps(asdict(SubnetChoice(24, (3,), (2.0,)))))
     run = subprocess.run(
         [*cli, "extract", str(tiny_supernet), "--arch", str(choice), "-o", str(out)],
@@ -330,6 +354,38 @@ def test_cli_extract_and_bad_files(tiny_supernet, tmp_path):
         text=True,
     )
     assert run.returncode == 2 and "heads has 0" in run.stderr
+
+
+def test_finetune_starts_from_the_inherited_weights(tiny_supernet, tiny_splits):
+    """Fine-tuning trains the extracted subnet on train + validation (seeded: twice the same
+    weights), lowers its loss there, and leaves the supernet as it was."""
+    from intvit.nas.data import SearchData
+    from intvit.nas.finetune import FinetuneConfig, finetune, finetune_split
+
+    net, _ = load_supernet(tiny_supernet)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    splits = SearchData(tiny_splits[0], tiny_splits[1], tiny_splits[1], "digits")
+    both = finetune_split(splits)
+    assert len(both) == len(tiny_splits[0]) + len(tiny_splits[1])
+    np.testing.assert_array_equal(both.labels[-len(tiny_splits[1]) :], tiny_splits[1].labels)
+    choice = SubnetChoice(24, (2, 1), (2.0, 1.0))
+    x, y = torch.from_numpy(both.images), torch.from_numpy(both.labels)
+
+    def loss(model) -> float:
+        with torch.no_grad():
+            return float(torch.nn.functional.cross_entropy(model(x), y))
+
+    cfg = FinetuneConfig(epochs=3, lr=2e-3, shift=0)
+    inherited = extract_subnet(net, choice)
+    start = loss(inherited)
+    a = finetune(extract_subnet(net, choice), splits, cfg, progress=False)
+    b = finetune(extract_subnet(net, choice), splits, cfg, progress=False)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=name)
+    assert loss(a) < start
+    assert not a.training
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
 
 
 def test_latency_predictor_recovers_a_cost_sum():

@@ -87,13 +87,38 @@ def run_train_supernet(space, data: str, out: Path, cfg: SupernetConfig, progres
     }
 
 
-def run_extract(supernet: Path, arch_file: Path, out: Path) -> Path:
-    from intvit.nas.extract import save_subnet
+def run_extract(
+    supernet: Path,
+    arch_file: Path,
+    out: Path,
+    finetune=None,
+    data: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """The subnet of ``arch_file`` with its inherited weights written to ``out``; with a
+    ``finetune`` config (:class:`~intvit.nas.finetune.FinetuneConfig`), first fine-tuned on
+    ``data`` (default: the supernet's)."""
     from intvit.nas.train import load_supernet
 
     net, body = load_supernet(supernet)
     choice = read_choice(net.space, arch_file)
-    return save_subnet(net, choice, out, data=body.get("data"), from_supernet=str(supernet))
+    data = data or body.get("data") or "digits"
+    return _save_best(net, choice, out, data, finetune, progress, from_supernet=str(supernet))
+
+
+def _save_best(net, choice, out: Path, data: str, finetune, progress: bool, **meta) -> Path:
+    """Extract ``choice``, fine-tune it when ``finetune`` is a config, and save it."""
+    from intvit.models.hetero_vit import save_hetero_checkpoint
+    from intvit.nas.extract import extract_subnet
+
+    model = extract_subnet(net, choice)
+    if finetune is not None:
+        from intvit.nas.data import search_data
+        from intvit.nas.finetune import finetune as run_finetune
+
+        run_finetune(model, search_data(data, net.space.img_size), finetune, progress)
+        meta["finetune"] = asdict(finetune)
+    return save_hetero_checkpoint(model, out, subnet=choice.key(), data=data, **meta)
 
 
 @dataclass
@@ -109,6 +134,9 @@ class SearchRequest:
     progress: bool = True
     #: where measurements are cached (default ``~/.cache/intvit/nas``)
     cache_dir: Path | None = None
+    #: fine-tune the best subnet before it is quantized and exported
+    #: (:class:`~intvit.nas.finetune.FinetuneConfig`); None deploys the inherited weights
+    finetune: object | None = None
 
 
 def run_search(req: SearchRequest) -> dict:
@@ -229,7 +257,6 @@ def _meets_measured(c, limits) -> bool:
 def _write_outputs(out, space, net, state, best, splits, req, predictor_mape) -> dict:
     from intvit.deploy.compile import compile_int_model, export
     from intvit.deploy.memory import MemoryReport
-    from intvit.nas.extract import save_subnet
     from intvit.nas.search import pareto_front
     from intvit.quant.artifact import save_int_model
     from intvit.quant.calibrate import calibrate
@@ -246,7 +273,7 @@ def _write_outputs(out, space, net, state, best, splits, req, predictor_mape) ->
     (out / "pareto.json").write_text(json.dumps(fronts, indent=1) + "\n")
     _plot(out / "pareto.png", cands, best)
     (out / "best_arch.json").write_text(json.dumps(asdict(best.choice), indent=1) + "\n")
-    ckpt = save_subnet(net, best.choice, out / "best.pt", data=splits.name)
+    ckpt = _save_best(net, best.choice, out / "best.pt", req.data, req.finetune, req.progress)
     from intvit.models.hetero_vit import load_hetero_checkpoint
 
     model = load_hetero_checkpoint(ckpt)
@@ -276,6 +303,7 @@ def _write_outputs(out, space, net, state, best, splits, req, predictor_mape) ->
         "library": str(lib),
         "library_memory": MemoryReport.from_dict(compiled.manifest.memory).as_dict(),
         "bit_exact": exact,
+        "finetune": None if req.finetune is None else asdict(req.finetune),
         "predictor_mape": predictor_mape,
         "evaluated": len(cands),
         "generations": state.generation,

@@ -73,14 +73,17 @@ def _single_thread(fn):
         torch.set_num_threads(threads)
 
 
-def fit_from_scratch(make_model, cfg: TrainConfig, progress: bool = True, desc: str = "train"):
-    """``make_model()`` built after seeding torch with ``cfg.seed`` and :func:`fit` on one
-    torch thread (the zoo's recipe: the same weights on every machine)."""
+def fit_seeded(
+    make_model, cfg: TrainConfig, progress: bool = True, desc: str = "train", train=None
+):
+    """``make_model()`` built after seeding torch with ``cfg.seed`` and :func:`fit` (on
+    ``train``, default the digits train split) on one torch thread (the zoo's recipe: the
+    same weights on every machine)."""
     import torch
 
     def run():
         torch.manual_seed(cfg.seed)
-        return fit(make_model(), cfg, progress, desc)
+        return fit(make_model(), cfg, progress, desc, train)
 
     return _single_thread(run)
 
@@ -91,7 +94,7 @@ def train_small(name: str, cfg: TrainConfig = TrainConfig(), progress: bool = Tr
 
     if name not in SMALL_CONFIGS:
         raise ValueError(f"{name!r} is not a small config; choose from {sorted(SMALL_CONFIGS)}")
-    model = fit_from_scratch(lambda: create_float_model(name), cfg, progress, f"train {name}")
+    model = fit_seeded(lambda: create_float_model(name), cfg, progress, f"train {name}")
     path = checkpoint_path(name)
     torch.save(model.state_dict(), path)
     return path
@@ -102,7 +105,7 @@ def train_arch(arch, out: str | Path, cfg: TrainConfig = TrainConfig(), progress
     scratch on digits and save it with its arch (``intvit quantize OUT`` takes it)."""
     from intvit.models.hetero_vit import HeteroViT, save_hetero_checkpoint
 
-    model = fit_from_scratch(lambda: HeteroViT(arch), cfg, progress)
+    model = fit_seeded(lambda: HeteroViT(arch), cfg, progress)
     return save_hetero_checkpoint(model, out, data="digits", train=asdict(cfg))
 
 

@@ -1,14 +1,13 @@
 """Subnet extraction: the slices of a supernet (:mod:`intvit.nas.supernet`) copied into a
-:class:`~intvit.models.hetero_vit.HeteroViT` of the subnet's arch, saved as a checkpoint that
-carries its arch (``intvit quantize`` takes it as it is)."""
+:class:`~intvit.models.hetero_vit.HeteroViT` of the subnet's arch (saved with
+:func:`~intvit.models.hetero_vit.save_hetero_checkpoint`, it carries its arch, and
+``intvit quantize`` takes it as it is)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from intvit.models.hetero_vit import HeteroViT, save_hetero_checkpoint
+from intvit.models.hetero_vit import HeteroViT
 from intvit.nas.space import SubnetChoice
 from intvit.nas.supernet import SuperLinear, Supernet, qkv_rows
 
@@ -48,9 +47,3 @@ def extract_subnet(supernet: Supernet, choice: SubnetChoice) -> HeteroViT:
     model.norm.bias.copy_(supernet.norm_b[:e])
     _copy_linear(model.head, supernet.head, slice(None), e, None)
     return model.eval()
-
-
-def save_subnet(supernet: Supernet, choice: SubnetChoice, out: str | Path, **meta) -> Path:
-    """Extract ``choice`` and save it with its arch (and the subnet choice) to ``out``."""
-    model = extract_subnet(supernet, choice)
-    return save_hetero_checkpoint(model, out, subnet=choice.key(), **meta)
