@@ -154,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{supernet_cfg.shift} {', '.join(f'{100 * t:.1f}' for t in scratch_top1s)}%",
         flush=True,
     )
-    t0 = time.time()
     supernet_path = work / "supernet.pt"
+    resumed = [str(p) for p in (supernet_path, work / "latency" / "state.json") if p.exists()]
+    if resumed:  # kept, not thrown away; but the times then leave out the earlier run's part
+        print(f"resuming from {', '.join(resumed)}: search_s leaves out that work", flush=True)
+    t0 = time.time()
     train_supernet(space, splits.train, supernet_path, supernet_cfg)
     supernet_s = time.time() - t0
     net, _ = load_supernet(supernet_path)
@@ -242,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             "predictor_mape": summary["predictor_mape"],
             "kendall_tau": ranking["kendall_tau"],
             "search_s": search_s,
+            "resumed_from": resumed,
             "supernet_s": supernet_s,
             "ranking_s": ranking_s,
             "best_val_top1": summary["best_val_top1"],
