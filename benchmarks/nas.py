@@ -80,10 +80,10 @@ def finetuned_top1s(net, choice: dict, splits, seeds: int, first=None) -> list[f
 
     out = []
     for seed in range(seeds):
-        model = first if seed == 0 and first is not None else None
-        if model is None:
-            extracted = _extracted(net, choice)
-            model = finetune(extracted, splits, finetune_config(seed), progress=False)
+        if seed == 0 and first is not None:
+            model = first
+        else:
+            model = finetune(_extracted(net, choice), splits, finetune_config(seed), False)
         out.append(int_top1(model, splits))
     return out
 

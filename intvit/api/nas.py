@@ -106,8 +106,11 @@ def run_extract(
     return _save_best(net, choice, out, data, finetune, progress, from_supernet=str(supernet))
 
 
-def _save_best(net, choice, out: Path, data: str, finetune, progress: bool, **meta) -> Path:
-    """Extract ``choice``, fine-tune it when ``finetune`` is a config, and save it."""
+def _save_best(
+    net, choice, out: Path, data: str, finetune, progress: bool, splits=None, **meta
+) -> Path:
+    """Extract ``choice``, fine-tune it when ``finetune`` is a config (on ``splits``, the
+    caller's loaded ``data``, or ``data`` loaded here), and save it."""
     from intvit.models.hetero_vit import save_hetero_checkpoint
     from intvit.nas.extract import extract_subnet
 
@@ -116,7 +119,9 @@ def _save_best(net, choice, out: Path, data: str, finetune, progress: bool, **me
         from intvit.nas.data import search_data
         from intvit.nas.finetune import finetune as run_finetune
 
-        run_finetune(model, search_data(data, net.space.img_size), finetune, progress)
+        if splits is None:
+            splits = search_data(data, net.space.img_size)
+        run_finetune(model, splits, finetune, progress)
         meta["finetune"] = asdict(finetune)
     return save_hetero_checkpoint(model, out, subnet=choice.key(), data=data, **meta)
 
@@ -273,7 +278,9 @@ def _write_outputs(out, space, net, state, best, splits, req, predictor_mape) ->
     (out / "pareto.json").write_text(json.dumps(fronts, indent=1) + "\n")
     _plot(out / "pareto.png", cands, best)
     (out / "best_arch.json").write_text(json.dumps(asdict(best.choice), indent=1) + "\n")
-    ckpt = _save_best(net, best.choice, out / "best.pt", req.data, req.finetune, req.progress)
+    ckpt = _save_best(
+        net, best.choice, out / "best.pt", req.data, req.finetune, req.progress, splits
+    )
     from intvit.models.hetero_vit import load_hetero_checkpoint
 
     model = load_hetero_checkpoint(ckpt)
