@@ -4,7 +4,7 @@ preset's core and the host, by llvm-mca-19 and by a resource bound from publishe
     .venv/bin/python benchmarks/arm_static.py [--presets graviton,rpi5] [--part gemm|row|all]
 
 What this is: a model of one inner loop's steady-state throughput (see
-:mod:`intvit.deploy.inner_loop`), not a latency. No ARM machine is reachable from this
+:mod:`intvit.analysis.inner_loop`), not a latency. No ARM machine is reachable from this
 project's hosts; this is the only ARM performance evidence here. LLVM 19 has no Cortex-A76
 model of its own and schedules Apple cores with its Cyclone model (3 SIMD units where M1 has
 4), so each record carries llvm-mca's own peak for the same instructions beside the core's.
@@ -16,7 +16,7 @@ DeiT-small GEMM shapes. Prints a table and writes benchmarks/results/arm_static.
 cycles_per_iter_bound, peak_macs_per_cycle, fraction_of_peak, fraction_of_peak_bound,
 model_peak_macs_per_cycle, fraction_of_model_peak, bound_limit, instructions, multiply,
 preset_kernel), written as they are analysed; and
-row_records for the row kernels (see :mod:`intvit.deploy.row_static`).
+row_records for the row kernels (see :mod:`intvit.analysis.row_static`).
 """
 
 from __future__ import annotations
@@ -29,10 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from intvit.deploy.benchrecord import machine_info
-from intvit.deploy.cores import core_model
-from intvit.deploy.inner_loop import LoopAnalysis, StaticAnalysisError, analyse_kernel, require_mca
-from intvit.deploy.row_static import RowKernelAnalysis, analyse_row_kernel
+from intvit.analysis.cores import core_model
+from intvit.analysis.inner_loop import (
+    LoopAnalysis,
+    StaticAnalysisError,
+    analyse_kernel,
+    require_mca,
+)
+from intvit.analysis.row_static import RowKernelAnalysis, analyse_row_kernel
+from intvit.bench.records import machine_info
 from intvit.deploy.targets import get_preset, list_presets
 from intvit.schedules.intrinsics import KERNELS, gemm_kernels_for
 from intvit.topi.gemm_kernel import GemmKernel
@@ -104,7 +109,7 @@ def _row_kernels(op: str, length: int) -> list[tuple[str, object]]:
     quantization config's) and its FP32 twin, on one row, scheduled as the model's are."""
     from tvm import te
 
-    from intvit.api.kernel_bench import fp32_kernel, int_kernel
+    from intvit.bench.kernels import fp32_kernel, int_kernel
     from intvit.quant.config import QuantConfig
     from intvit.schedules.rowwise import schedule_rowwise
 

@@ -35,10 +35,7 @@ import torch
 import tvm
 from tvm import relax
 
-from intvit.deploy.bench import BenchConfig, Latency
-from intvit.deploy.benchrecord import BenchRecord, RecordLog
-from intvit.deploy.compile import compile_float_model, compile_int_model
-from intvit.deploy.peers import (
+from intvit.bench.peers import (
     TORCH_EAGER,
     onnxruntime_peers,
     onnxruntime_runners,
@@ -47,6 +44,9 @@ from intvit.deploy.peers import (
     torch_eager,
     torch_runner,
 )
+from intvit.bench.records import BenchRecord, RecordLog
+from intvit.deploy.bench import BenchConfig, Latency
+from intvit.deploy.compile import compile_float_model, compile_int_model
 from intvit.deploy.targets import host_cpu
 from intvit.models.zoo import create_float_model
 from intvit.quant.calibrate import calibrate

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import tvm
 
+from intvit.bench.records import BenchRecord, RecordLog
 from intvit.deploy import rpc
 from intvit.deploy.bench import BenchConfig, DeviceSession, Latency, category_totals
-from intvit.deploy.benchrecord import BenchRecord, RecordLog
 from intvit.deploy.compile import compile_int_model, export
 from intvit.deploy.manifest import read_manifest
 from intvit.deploy.runner import load, run

@@ -7,7 +7,7 @@ Shapes of DeiT-tiny and DeiT-small at batch 1 (197 tokens), for each micro-kerne
 and writes benchmarks/results/gemm.json (records: case, ours, baseline, ours_ms, baseline_ms,
 speedup, gmacs, baseline_gmacs, peak_gmacs, fraction_of_peak, machine, threads), written as
 they are measured. ``peak_gmacs``: in the same run, a register-only loop of the micro-kernel's
-own instructions on all threads (:mod:`intvit.api.mix_peak`).
+own instructions on all threads (:mod:`intvit.analysis.mix_peak`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from intvit.api.gemm_bench import run_gemm_bench
-from intvit.deploy.benchrecord import RecordLog
+from intvit.bench.gemm import run_gemm_bench
+from intvit.bench.records import RecordLog
 from intvit.deploy.targets import get_preset
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gemm.json"

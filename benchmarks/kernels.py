@@ -13,8 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from intvit.api.kernel_bench import run_kernel_bench
-from intvit.deploy.benchrecord import RecordLog
+from intvit.bench.kernels import run_kernel_bench
+from intvit.bench.records import RecordLog
 
 RESULTS = Path(__file__).resolve().parent / "results" / "kernels.json"
 

@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from intvit.api.low_rank_bench import low_rank_cases
-from intvit.deploy.benchrecord import RecordLog
+from intvit.bench.low_rank import low_rank_cases
+from intvit.bench.records import RecordLog
 
 RESULTS = Path(__file__).resolve().parent / "results" / "low_rank.json"
 

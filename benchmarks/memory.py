@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tvm import relax
 
-from intvit.deploy.benchrecord import machine_info
+from intvit.bench.records import machine_info
 from intvit.deploy.compile import compile_int_model, export, fused_float_module
 from intvit.deploy.memory import MemoryReport, kib, memory_report, peak_live_bytes
 from intvit.deploy.targets import get_preset

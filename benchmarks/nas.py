@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)} must be >= 1")
 
     from intvit.api.nas import SearchRequest, choice_of_arch, run_search
-    from intvit.deploy.benchrecord import machine_info
+    from intvit.bench.records import machine_info
     from intvit.deploy.memory import MemoryReport
     from intvit.deploy.rpc import connect_tracker, start_host_server, start_tracker, wait_for_device
     from intvit.models.hetero_vit import load_hetero_checkpoint

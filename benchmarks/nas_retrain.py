@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from nas import int_top1  # benchmarks/nas.py, beside this script
 
-    from intvit.deploy.benchrecord import machine_info
+    from intvit.bench.records import machine_info
     from intvit.models.hetero_vit import HeteroViT
     from intvit.models.train import TrainConfig, fit_seeded
     from intvit.models.zoo import create_float_model

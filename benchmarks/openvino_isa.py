@@ -32,7 +32,7 @@ def _time_one(model_name: str) -> float:
     """OpenVINO int8's median latency (ms) for one model, in this process."""
     import torch
 
-    from intvit.deploy.peers import export_onnx, openvino_int8_runner
+    from intvit.bench.peers import export_onnx, openvino_int8_runner
     from intvit.deploy.threads import physical_cores
     from intvit.models.zoo import create_float_model
 
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"median_ms": _time_one(args.one)}))
         return 0
 
-    from intvit.deploy.benchrecord import machine_info
-    from intvit.deploy.peers import nncf_available, openvino_available
+    from intvit.bench.peers import nncf_available, openvino_available
+    from intvit.bench.records import machine_info
     from intvit.deploy.threads import use_physical_cores
 
     # before TVM's thread pool starts (machine_info asks it its size): left to its default it

@@ -51,8 +51,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path = write_report(reports, args.out / "kernel_report.json")
     print(f"\nreport written to {path}")
     if args.bench:
-        from intvit.api.kernel_bench import run_kernel_bench
-        from intvit.deploy.benchrecord import format_table, machine_info, write_records
+        from intvit.bench.kernels import run_kernel_bench
+        from intvit.bench.records import format_table, machine_info, write_records
 
         machine = machine_info()
         print(f"\nbenchmark (batch 1, {machine['cpu']}, {machine['threads']} thread(s)):")

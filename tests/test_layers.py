@@ -13,7 +13,19 @@ import intvit
 
 ROOT = Path(intvit.__file__).parent
 #: Lowest first. A module may import its own layer and those before it, never one after.
-LAYERS = ("topi", "schedules", "quant", "models", "relax_ops", "deploy", "tune", "nas", "api")
+LAYERS = (
+    "topi",
+    "schedules",
+    "quant",
+    "models",
+    "relax_ops",
+    "deploy",
+    "analysis",
+    "bench",
+    "tune",
+    "nas",
+    "api",
+)
 TOP = "cli"  # intvit/cli.py may import anything
 
 

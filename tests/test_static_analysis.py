@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from intvit.deploy.cores import core_model
-from intvit.deploy.inner_loop import (
+from intvit.analysis.cores import core_model
+from intvit.analysis.inner_loop import (
     StaticAnalysisError,
     accumulation_loop,
     analyse_kernel,
@@ -127,7 +127,7 @@ def test_row_regions_read_trip_counts_and_nesting():
     """Count-up and count-down inductions, a nested loop run once per outer pass, a counter
     reused from the loop before (768 on exit, counted down by 32), and a branch back into a
     returning block that is no loop."""
-    from intvit.deploy.row_static import compute_function, regions
+    from intvit.analysis.row_static import compute_function, regions
 
     found = {r.label: r for r in regions(compute_function(ROW_ASM))}
     assert set(found) == {"<function>", ".LBB3_1", ".LBB3_2", ".LBB3_3", ".LBB3_4"}
@@ -140,7 +140,7 @@ def test_row_regions_read_trip_counts_and_nesting():
 
 
 def test_row_regions_x86_exit_in_the_middle():
-    from intvit.deploy.row_static import compute_function, regions
+    from intvit.analysis.row_static import compute_function, regions
 
     (loop,) = [r for r in regions(compute_function(X86_EXIT_IN_MIDDLE)) if r.label != "<function>"]
     assert loop.trips == 24  # rax 8, 16, ..., 192: 24 passes through the test
@@ -209,7 +209,7 @@ def test_row_regions_with_the_sve_vector_length():
     runs, its instructions not counted); the ``whilelo`` loop runs while its index before the
     step is below 192 - 8, 24 times. Without a vector length, the loops are not understood (and
     the analysis fails loudly rather than guess)."""
-    from intvit.deploy.row_static import compute_function, regions
+    from intvit.analysis.row_static import compute_function, regions
 
     lines = compute_function(SVE_ROW_ASM)
     found = {r.label: r for r in regions(lines, vector_bytes=32)}
@@ -225,7 +225,7 @@ def test_row_regions_with_the_sve_vector_length():
 
 
 def test_row_analysis_fails_loudly_without_its_function():
-    from intvit.deploy.row_static import compute_function
+    from intvit.analysis.row_static import compute_function
 
     with pytest.raises(StaticAnalysisError, match="no function 'main_compute_'"):
         compute_function(NESTED)
@@ -242,8 +242,8 @@ def test_static_analysis_of_a_graviton_layernorm_row(variant, preset):
     import numpy as np
     from tvm import te
 
-    from intvit.api.kernel_bench import int_kernel
-    from intvit.deploy.row_static import analyse_row_kernel
+    from intvit.analysis.row_static import analyse_row_kernel
+    from intvit.bench.kernels import int_kernel
     from intvit.schedules.rowwise import schedule_rowwise
 
     args, _, vec = int_kernel("layernorm", (1, 384), variant, np.random.default_rng(0))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from intvit.bench.report import BenchReport
 from intvit.deploy.bench import BenchConfig, DeviceError, DeviceSession
 from intvit.deploy.manifest import read_manifest
-from intvit.deploy.report import BenchReport
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -218,7 +218,7 @@ def _float_build(req, report, manifest, int_model, stem, steps):
 def _host_peers(model, shape, cfg: BenchConfig, report: BenchReport) -> None:
     import tvm
 
-    from intvit.deploy.peers import onnxruntime_peers, openvino_peers, torch_eager
+    from intvit.bench.peers import onnxruntime_peers, openvino_peers, torch_eager
 
     threads = int(tvm.runtime.num_threads())
     image = np.random.default_rng(0).standard_normal(shape).astype(np.float32)

@@ -1,5 +1,5 @@
 """What each target core can issue per cycle, for the resource bound of a micro-kernel's inner
-loop (:mod:`intvit.deploy.inner_loop`): its int8 multiply pipes, vector pipes, load ports and
+loop (:mod:`intvit.analysis.inner_loop`): its int8 multiply pipes, vector pipes, load ports and
 issue width, and where each figure comes from.
 
 These are published figures, not measurements made here (no ARM machine is reachable from
@@ -23,7 +23,7 @@ class CoreModel:
     - ``issue_width``: instructions decoded/dispatched per cycle;
     - ``broadcast_uses_vector``: whether a broadcast load (``ld1r``) also takes a vector pipe;
     - ``sve_bits``: the SVE vector length (0: no SVE), which the trip counts of LLVM's
-      scalable-vector loops depend on (:mod:`intvit.deploy.row_static`);
+      scalable-vector loops depend on (:mod:`intvit.analysis.row_static`);
     - ``llvm_model_note``: how LLVM's scheduling model for ``-mcpu`` differs from the core,
       where it is known to (llvm-mca reads that model, not the core).
     """

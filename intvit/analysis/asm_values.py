@@ -1,5 +1,5 @@
 """Constant values of general-purpose registers in a compiled function's assembly, for reading
-loop trip counts without running the code (:mod:`intvit.deploy.row_static`).
+loop trip counts without running the code (:mod:`intvit.analysis.row_static`).
 
 A value is read backwards from a line: the last instruction before it that writes the
 register is evaluated, its operands in turn at that instruction, down to immediates. What
@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from intvit.deploy.inner_loop import _instruction_lines
+from intvit.analysis.inner_loop import _instruction_lines
 
 _MAX_DEPTH = 48
 _BLOCK_LABEL = re.compile(r"^\.LBB\w+:")

@@ -5,7 +5,7 @@ the backward branch that closes it, holding the kernel's multiply instruction) i
 the assembly and analysed twice:
 
 - by ``llvm-mca-19`` with the preset's ``-mcpu`` (LLVM's scheduling model of that core);
-- by a resource bound from :mod:`intvit.deploy.cores`: the largest of multiply instructions
+- by a resource bound from :mod:`intvit.analysis.cores`: the largest of multiply instructions
   over multiply pipes, vector instructions over vector pipes, loads over load ports and all
   instructions over the issue width.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import tvm
 
-from intvit.deploy.cores import CoreModel, core_model
+from intvit.analysis.cores import CoreModel, core_model
 from intvit.deploy.targets import TargetPreset
 from intvit.topi.gemm_kernel import GemmKernel
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import tvm
 
-from intvit.deploy.asm_values import (
+from intvit.analysis.asm_values import (
     CONDITION_NAMES,
     CONDITIONS,
     Function,
@@ -41,8 +41,8 @@ from intvit.deploy.asm_values import (
     parts,
     reg_id,
 )
-from intvit.deploy.cores import core_model
-from intvit.deploy.inner_loop import (
+from intvit.analysis.cores import core_model
+from intvit.analysis.inner_loop import (
     _BRANCH_TARGET,
     _LABEL,
     StaticAnalysisError,

@@ -10,7 +10,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from intvit.deploy.benchrecord import BenchRecord
+from intvit.bench.records import BenchRecord
 from intvit.deploy.compile import compile_relax
 from intvit.deploy.targets import get_preset
 from intvit.quant.plan_common import acc_bits

@@ -15,7 +15,7 @@ import numpy as np
 import tvm
 from tvm import te, topi
 
-from intvit.deploy.benchrecord import BenchRecord
+from intvit.bench.records import BenchRecord
 from intvit.deploy.targets import get_preset
 from intvit.schedules.compile import compile_te
 from intvit.topi import gelu as gelu_te

@@ -9,8 +9,8 @@ import numpy as np
 import tvm
 from tvm import te
 
-from intvit.api.mix_peak import compiled_mix, has_mix, measure_mix_peak
-from intvit.deploy.benchrecord import BenchRecord
+from intvit.analysis.mix_peak import compiled_mix, has_mix, measure_mix_peak
+from intvit.bench.records import BenchRecord
 from intvit.schedules.gemm import packed_gemm_func
 from intvit.schedules.intrinsics import gemm_kernels_for
 from intvit.topi.dense_packed import pack_bias, pack_weights
@@ -97,7 +97,7 @@ def gemm_case(
 def run_gemm_bench(target: dict, shapes=SHAPES, on_record=None) -> list[BenchRecord]:
     """Every micro-kernel of ``target`` (the general one first) on every shape, each record
     with the measured peak of the kernel's instruction mix (``peak_gmacs``, see
-    :mod:`intvit.api.mix_peak`) where the host can run it."""
+    :mod:`intvit.analysis.mix_peak`) where the host can run it."""
     kernels = gemm_kernels_for(target)
     if not kernels:
         raise ValueError(f"no dot-product micro-kernel for target {target}")

@@ -5,7 +5,7 @@ every thread the benchmark uses at once. What the packed GEMM's GMAC/s is compar
 
 The loop is x86 inline assembly compiled with the system C compiler (``cc``), so the
 instructions are exactly the named ones; ARM micro-kernels cannot run on this host (their
-peaks come from the static analysis, :mod:`intvit.deploy.inner_loop`).
+peaks come from the static analysis, :mod:`intvit.analysis.inner_loop`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ _MIXES = {
 
 
 #: The fused forms LLVM may compile a kernel's multiply and accumulate into (see
-#: :data:`intvit.deploy.inner_loop.FUSED_FORMS`): on an AVX-VNNI host the ``avx2-pmaddwd``
+#: :data:`intvit.analysis.inner_loop.FUSED_FORMS`): on an AVX-VNNI host the ``avx2-pmaddwd``
 #: kernel's ``vpmaddwd`` + ``vpaddd`` become one ``vpdpwssd``, whose own peak is the one to
 #: compare with (the unfused pair's peak is lower: the GEMM measured 108-128% of it).
 _FUSED_MIXES = {"vpdpwssd": ("{prefix}vpdpwssd %%ymm14, %%ymm15, %%{acc}",)}
@@ -83,7 +83,7 @@ def has_mix(kernel: GemmKernel) -> bool:
 def compiled_mix(kernel: GemmKernel) -> Mix:
     """The mix the host's compiled packed GEMM of ``kernel`` really issues: its own, or the
     fused form LLVM made of it on this CPU (read from the assembly of a scheduled GEMM)."""
-    from intvit.deploy.inner_loop import accumulation_loop, kernel_assembly, loop_multiply
+    from intvit.analysis.inner_loop import accumulation_loop, kernel_assembly, loop_multiply
     from intvit.deploy.targets import get_preset
 
     n = kernel.lanes * kernel.n_vectors * 2
