@@ -130,10 +130,18 @@ OPENVINO_FP32 = "OpenVINO FP32"
 OPENVINO_INT8 = "OpenVINO int8 (NNCF)"
 
 
+def onnxruntime_available() -> bool:
+    """ONNX Runtime and the ``onnx`` package (torch's ONNX export needs it): the ``peers``
+    extra."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+
+
 def openvino_available() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("openvino") is not None
+    return importlib.util.find_spec("openvino") is not None and onnxruntime_available()
 
 
 def nncf_available() -> bool:
@@ -224,7 +232,10 @@ def _calibration_images(image: np.ndarray, count: int = 8) -> np.ndarray:
 def onnxruntime_runners(
     model, image: np.ndarray, threads: int, int8: bool = False
 ) -> dict[str, Callable[[], object]]:
-    """ORT FP32 and, with ``int8``, ORT int8 (:data:`ORT_INT8_MODES`), by label."""
+    """ORT FP32 and, with ``int8``, ORT int8 (:data:`ORT_INT8_MODES`), by label; none without
+    the ``peers`` extra."""
+    if not onnxruntime_available():
+        return {}
     with tempfile.TemporaryDirectory(prefix="intvit-onnx-") as tmp:
         fp32 = export_onnx(model, image, Path(tmp) / "model.onnx")
         runners = {"ONNX Runtime FP32": onnxruntime_runner(fp32, image, threads)}

@@ -56,7 +56,7 @@ from tvm import DataType
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
-from intvit.schedules.hostcpu import host_cpu
+from intvit.schedules.hostcpu import x86_target_features
 from intvit.topi.gemm_kernel import GemmKernel
 from intvit.topi.kinds import GEMM_KERNEL_ATTR
 
@@ -400,9 +400,12 @@ def gemm_kernels_for(target: dict) -> tuple[GemmKernel, ...]:
         if "dotprod" in attrs:
             return (KERNELS["arm-sdot-lane"],)
         return (KERNELS["arm-neon"],)
-    if not triple and has_vnni(host_cpu()[1]):
-        return *vnni_kernels(host_cpu()[1]), KERNELS["avx2-pmaddwd"]
-    if not triple and "avx2" in host_cpu()[1]:
+    if triple and not triple.startswith("x86_64"):
+        return ()
+    features = x86_target_features(target)
+    if has_vnni(features):
+        return *vnni_kernels(features), KERNELS["avx2-pmaddwd"]
+    if "avx2" in features:
         return KERNELS["avx2-maddubsw"], KERNELS["avx2-pmaddwd"]
     return ()
 

@@ -1,0 +1,160 @@
+"""Benchmark (a model, not a measurement): whole models on ARM cores, counted and costed.
+
+    .venv/bin/python benchmarks/arm_model.py [--models digits_vit,...] [--cores graviton,...]
+                                             [--no-calibration] [--work DIR]
+
+For each model (random weights, seed 0) and each modelled core (Graviton2 = Neoverse N1,
+Graviton3 = Neoverse V1, Raspberry Pi 4 = Cortex-A72, Raspberry Pi 5 = Cortex-A76), every
+build runs batch 1 in one thread under ``qemu-aarch64`` with the emulated CPU of that core:
+intvit's library for the core's preset, TVM's FP32 build (untuned), ONNX Runtime FP32, int8
+static QDQ and int8 dynamic. A TCG plugin counts every executed block exactly; llvm-mca costs
+each block on the core's model. Reported per build: instructions per inference (exact), their
+mix, modelled cycles and milliseconds at the core's usual clock, the ratio to intvit, and for
+intvit the share of each kernel category.
+
+Calibration (this x86 host): the same method on intvit's and TVM FP32's AVX2 builds and ONNX
+Runtime's, under ``qemu-x86_64``, against their measured one-thread time here. Its error is the
+error bar of every ARM figure.
+
+Writes benchmarks/results/arm_model.json as it goes (a rerun with the same --work reuses
+nothing but the sysroot: counting is cheap next to compiling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ["TVM_NUM_THREADS"] = "1"  # calibration times one thread, like the counted runs
+
+from intvit.analysis.block_cost import MODEL_CAVEAT
+from intvit.analysis.emulated_cores import CORES, get_core
+from intvit.bench.modelled import (
+    FP32_PEERS,
+    INT8_PEERS,
+    INTVIT,
+    BuildError,
+    calibrate_on_host,
+    ort_builds,
+    prepare_model,
+    profile_on_core,
+)
+from intvit.bench.records import machine_info
+
+RESULTS = Path(__file__).resolve().parent / "results" / "arm_model.json"
+MODELS = ("digits_vit", "digits_lowrank", "deit_tiny_patch16_224", "deit_small_patch16_224")
+
+
+class Report:
+    """The JSON report, rewritten after every record."""
+
+    def __init__(self, path: Path, models: list[str], cores: list[str]):
+        self.path = path
+        self.data = {
+            "machine": machine_info(),
+            "caveat": MODEL_CAVEAT,
+            "cores": {c: {"note": CORES[c].note, "clock_ghz": CORES[c].clock_ghz} for c in cores},
+            "models": models,
+            "profiles": [],
+            "errors": [],
+            "calibration": [],
+        }
+
+    def add(self, key: str, item: dict) -> None:
+        self.data[key].append(item)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
+        tmp.replace(self.path)
+
+
+def ratios(profiles: list[dict]) -> list[str]:
+    """One line per (model, core): intvit's cycles against the best int8 and FP32 peers."""
+    lines = []
+    keys = sorted({(p["model"], p["core"]) for p in profiles})
+    for model, core in keys:
+        rows = {p["build"]: p for p in profiles if (p["model"], p["core"]) == (model, core)}
+        if INTVIT not in rows:
+            continue
+        ours = rows[INTVIT]["cycles"]
+        parts = []
+        for label, group in (("int8", INT8_PEERS), ("FP32", FP32_PEERS)):
+            peers = [rows[b] for b in group if b in rows]
+            if peers:
+                best = min(peers, key=lambda p: p["cycles"])
+                parts.append(
+                    f"{ours / best['cycles']:.2f}x the cycles of {best['build']} ({label})"
+                )
+        lines.append(f"{model} on {core}: intvit needs " + ", ".join(parts))
+    return lines
+
+
+def print_profile(p: dict) -> None:
+    mix = p["mix"]
+    total = max(sum(mix.values()), 1)
+    shares = " ".join(f"{k} {v / total:.0%}" for k, v in mix.items())
+    print(
+        f"  {p['core']:<10}{p['build']:<18}{p['instructions'] / 1e6:>10.2f} M instr"
+        f"{p['cycles'] / 1e6:>10.2f} M cycles{p['ms']:>9.3f} ms (bound {p['bound_ms']:.3f})"
+        f"   {shares}",
+        flush=True,
+    )
+    if p["build"] == INTVIT and p["categories"]:
+        cats = sorted(p["categories"].items(), key=lambda kv: -kv[1])
+        kernels = sum(p["categories"].values())
+        print(
+            "      kernels: "
+            + ", ".join(f"{c} {v / p['cycles']:.0%}" for c, v in cats)
+            + f"; runtime and libc {1 - kernels / p['cycles']:.0%}",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--cores", default=",".join(CORES))
+    parser.add_argument("--no-calibration", action="store_true")
+    parser.add_argument("--work", type=Path, default=None, help="build folder (default: temp)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    models = [m for m in args.models.split(",") if m]
+    cores = [get_core(c).name for c in args.cores.split(",") if c]
+    work = args.work or Path(tempfile.mkdtemp(prefix="intvit-arm-model-"))
+    report = Report(args.out, models, cores)
+    print(f"{MODEL_CAVEAT}\nwork folder: {work}", flush=True)
+    for name in models:
+        case = prepare_model(name, work)
+        ort = ort_builds(case)
+        for core_name in cores:
+            core = get_core(core_name)
+            print(f"{name} on {core.name} ({core.note})", flush=True)
+            for item in profile_on_core(case, core, ort, work):
+                if isinstance(item, BuildError):
+                    report.add("errors", item.as_dict())
+                    print(f"  {core.name:<10}{item.build:<18}{item.error}", flush=True)
+                else:
+                    profile = item.as_dict()
+                    report.add("profiles", profile)
+                    print_profile(profile)
+        if not args.no_calibration:
+            for point in calibrate_on_host(case, ort, work):
+                report.add("calibration", point.as_dict())
+                print(
+                    f"  calibration {point.build:<18} modelled {point.modelled_ms:8.3f} ms"
+                    f" (bound {point.bound_ms:.3f})  measured {point.measured_ms:8.3f} ms"
+                    f"  error {point.error:+.0%} (bound {point.bound_error:+.0%})"
+                    + ("" if point.same_code else "  (not the same code: see same_code)"),
+                    flush=True,
+                )
+    print("\n".join(ratios(report.data["profiles"])))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

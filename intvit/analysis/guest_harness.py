@@ -1,0 +1,64 @@
+"""Run a model ``runs`` times in one thread, then save this process's ``/proc/self/maps``.
+
+This file is a standalone script for the emulated (or counted) machine's Python: it imports
+numpy and the runtime it drives (``tvm`` or ``onnxruntime``), never intvit or torch.
+
+    python guest_harness.py tvm|onnxruntime MODEL INPUT.npy RUNS MAPS_OUT [OUTPUT.npy]
+
+``tvm``: a Relax VM library (``main`` takes the one input). ``onnxruntime``: an ONNX model run
+with one intra-op and one inter-op thread, sequential execution. A counted pair of runs (1 and
+2 inferences) differs by one steady-state inference: the first inference's one-time work is in
+both. With ``OUTPUT.npy``, the last inference's (first) output is saved there, for the caller
+to check against the reference.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _tvm_runner(model: str, image):
+    import tvm
+    from tvm.runtime.vm import VirtualMachine
+
+    vm = VirtualMachine(tvm.runtime.load_module(model), tvm.cpu())
+    x = tvm.runtime.tensor(image)
+    main = vm["main"]
+    return lambda: main(x)
+
+
+def _onnxruntime_runner(model: str, image):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda: session.run(None, {name: image})
+
+
+RUNNERS = {"tvm": _tvm_runner, "onnxruntime": _onnxruntime_runner}
+
+
+def main(argv: list[str]) -> int:
+    runtime, model, image_path, runs, maps_out = argv[:5]
+    os.environ.setdefault("TVM_NUM_THREADS", "1")
+    import numpy as np
+
+    image = np.load(image_path)
+    run = RUNNERS[runtime](model, image)
+    out = None
+    for _ in range(int(runs)):
+        out = run()
+    if len(argv) > 5 and out is not None:  # after the counted work: a TVM tensor, or ORT's list
+        np.save(argv[5], out[0] if isinstance(out, list) else out.numpy())
+    with open("/proc/self/maps") as src, open(maps_out, "w") as dst:
+        dst.write(src.read())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
