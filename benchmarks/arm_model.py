@@ -16,6 +16,10 @@ Calibration (this x86 host): the same method on intvit's and TVM FP32's AVX2 bui
 Runtime's, under ``qemu-x86_64``, against their measured one-thread time here. Its error is the
 error bar of every ARM figure.
 
+With --kernels, also the seed's kernel tables (MLSys'23 Tables 3-4 shapes) on every core: the
+default integer softmax, GELU and LayerNorm against TVM FP32 (libm and fast-math) and ONNX
+Runtime's own operator, beside the seed's measured A13/M1 speed-ups.
+
 Writes benchmarks/results/arm_model.json as it goes (a rerun with the same --work reuses
 nothing but the sysroot: counting is cheap next to compiling).
 """
@@ -43,6 +47,7 @@ from intvit.bench.modelled import (
     prepare_model,
     profile_on_core,
 )
+from intvit.bench.modelled_kernels import kernel_rows
 from intvit.bench.records import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results" / "arm_model.json"
@@ -62,6 +67,7 @@ class Report:
             "profiles": [],
             "errors": [],
             "calibration": [],
+            "kernel_tables": [],
         }
 
     def add(self, key: str, item: dict) -> None:
@@ -114,14 +120,52 @@ def print_profile(p: dict) -> None:
         )
 
 
+def print_kernel_row(row: dict) -> None:
+    twins = ", ".join(f"{k} {v:.2f}x" for k, v in row["speedups"].items())
+    seed = ", ".join(f"{k} {v:.2f}x" for k, v in row["seed"].items())
+    print(
+        f"  {row['core']:<10}{row['case']:<14}int ({row['variant']}) "
+        f"{row['cycles']['intvit int'] / 1e6:8.2f} M cycles; speed-up over {twins}; "
+        f"seed measured {seed}",
+        flush=True,
+    )
+
+
+def merge(parts: list[Path], out: Path) -> int:
+    """One report from several (one process per model group): lists concatenated, the
+    machine and cores of the first, every part's models."""
+    reports = [json.loads(p.read_text()) for p in parts]
+    merged = dict(reports[0])
+    for key in ("profiles", "errors", "calibration", "kernel_tables"):
+        merged[key] = [item for r in reports for item in r.get(key, [])]
+    merged["models"] = [m for r in reports for m in r.get("models", [])]
+    merged["cores"] = {k: v for r in reports for k, v in r.get("cores", {}).items()}
+    out.write_text(json.dumps(merged, indent=1) + "\n")
+    print("\n".join(ratios(merged["profiles"])))
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--cores", default=",".join(CORES))
     parser.add_argument("--no-calibration", action="store_true")
+    parser.add_argument(
+        "--kernels", action="store_true", help="also the seed's kernel tables on every core"
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="only merge these reports (runs split over processes) into --out",
+    )
     parser.add_argument("--work", type=Path, default=None, help="build folder (default: temp)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
     models = [m for m in args.models.split(",") if m]
     cores = [get_core(c).name for c in args.cores.split(",") if c]
     work = args.work or Path(tempfile.mkdtemp(prefix="intvit-arm-model-"))
@@ -151,6 +195,15 @@ def main(argv: list[str] | None = None) -> int:
                     + ("" if point.same_code else "  (not the same code: see same_code)"),
                     flush=True,
                 )
+    if args.kernels:
+        for core_name in cores:
+            for row in kernel_rows(get_core(core_name), work):
+                if isinstance(row, BuildError):
+                    report.add("errors", row.as_dict())
+                    print(f"  {row.core:<10}{row.model:<14}{row.build:<18}{row.error}")
+                    continue
+                report.add("kernel_tables", row.as_dict())
+                print_kernel_row(row.as_dict())
     print("\n".join(ratios(report.data["profiles"])))
     print(f"wrote {args.out}")
     return 0

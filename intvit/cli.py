@@ -148,6 +148,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         config,
         progress=not args.quiet,
     )
+    if args.modelled is not None:
+        import tempfile
+
+        from intvit.analysis.qemu_count import CountError
+        from intvit.bench.modelled import format_profile, library_profile
+
+        core = None if args.modelled == "auto" else args.modelled
+        try:
+            with tempfile.TemporaryDirectory(prefix="intvit-modelled-") as work:
+                profile, note = library_profile(Path(args.source), core, Path(work))
+        except CountError as err:
+            print(f"intvit: modelled profile: {err}", file=sys.stderr)
+            return 2
+        print(format_profile(profile, note))
     try:
         report, paths = run_bench(request)
     except DeviceError as err:
@@ -764,6 +778,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--target", default=None, help="preset (default: from the device)")
     bench.add_argument("--compare", action="store_true", help="also FP32 TVM (+torch, ORT)")
     bench.add_argument("--per-op", action="store_true", help="per-operator profile")
+    bench.add_argument(
+        "--modelled",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="CORE",
+        help="first print the library's modelled profile on an ARM core (exact instruction "
+        "counts under QEMU, llvm-mca cycles): graviton, graviton3, rpi4 or rpi5 (default: "
+        "the library's preset)",
+    )
     bench.add_argument("--model", default=None, help="float model for --compare")
     bench.add_argument("--checkpoint", default=None, help="its weights (default: random)")
     bench.add_argument("--out", type=Path, default=Path("out/bench"), help="report folder")

@@ -4,12 +4,15 @@ This file is a standalone script for the emulated (or counted) machine's Python:
 numpy and the runtime it drives (``tvm`` or ``onnxruntime``), never intvit or torch.
 
     python guest_harness.py tvm|onnxruntime MODEL INPUT.npy RUNS MAPS_OUT [OUTPUT.npy]
+    python guest_harness.py tvm-func KERNEL ARRAYS.npz RUNS MAPS_OUT
 
 ``tvm``: a Relax VM library (``main`` takes the one input). ``onnxruntime``: an ONNX model run
-with one intra-op and one inter-op thread, sequential execution. A counted pair of runs (1 and
-2 inferences) differs by one steady-state inference: the first inference's one-time work is in
-both. With ``OUTPUT.npy``, the last inference's (first) output is saved there, for the caller
-to check against the reference.
+with one intra-op and one inter-op thread, sequential execution. ``tvm-func``: one compiled
+kernel's ``main`` called on the ``.npz``'s arrays in order (inputs, then outputs).
+
+A counted pair of runs (1 and 2 inferences) differs by one steady-state inference: the first
+inference's one-time work is in both. With ``OUTPUT.npy``, the last inference's (first) output
+is saved there, for the caller to check against the reference.
 """
 
 from __future__ import annotations
@@ -40,7 +43,15 @@ def _onnxruntime_runner(model: str, image):
     return lambda: session.run(None, {name: image})
 
 
-RUNNERS = {"tvm": _tvm_runner, "onnxruntime": _onnxruntime_runner}
+def _tvm_func_runner(model: str, arrays):
+    import tvm
+
+    main = tvm.runtime.load_module(model)["main"]
+    args = [tvm.runtime.tensor(arrays[f"arr_{i}"]) for i in range(len(arrays.files))]
+    return lambda: main(*args)
+
+
+RUNNERS = {"tvm": _tvm_runner, "onnxruntime": _onnxruntime_runner, "tvm-func": _tvm_func_runner}
 
 
 def main(argv: list[str]) -> int:

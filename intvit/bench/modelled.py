@@ -347,3 +347,78 @@ def calibrate_on_host(case: ModelCase, ort: list[Build], work: Path) -> list[Cal
             )
         )
     return points
+
+
+# -- one exported library, for intvit bench --modelled ------------------------------------------
+
+
+def core_for(preset: str, requested: str | None) -> EmulatedCore:
+    """The modelled core named ``requested``, else the one whose preset built the library."""
+    from intvit.analysis.emulated_cores import CORES, get_core
+
+    if requested:
+        return get_core(requested)
+    for core in CORES.values():
+        if core.preset == preset:
+            return core
+    raise ValueError(
+        f"no modelled core builds with preset {preset!r}; name one: {', '.join(CORES)}"
+    )
+
+
+def library_profile(library: Path, core: str | None, work: Path) -> tuple[BuildProfile, str]:
+    """The modelled profile of an exported aarch64 library on its core (or ``core``), counted
+    under QEMU on a random input of its manifest's shape; and the core's note."""
+    manifest = read_manifest(library)
+    if manifest.arch != "aarch64":
+        raise ValueError(
+            f"{str(library)!r} is built for {manifest.arch}: the modelled profile is of aarch64 "
+            "libraries (intvit compile --target graviton, graviton3, rpi4 or rpi5)"
+        )
+    spec = core_for(manifest.preset, core)
+    rng = np.random.default_rng(0)
+    if manifest.input_dtype == "int8":
+        image = rng.integers(-128, 128, manifest.input_shape, dtype=np.int8)
+    else:
+        image = rng.standard_normal(manifest.input_shape).astype(manifest.input_dtype)
+    build = Build(
+        name=INTVIT if manifest.kind == "int" else TVM_FP32,
+        model=manifest.model,
+        runtime="tvm",
+        library=Path(library).resolve(),
+        image=save_input(image, work / "input.npy"),
+        calls=manifest_categories(manifest),
+    )
+    counts = count_build(build, aarch64_guest(spec, peers=False), work)
+    return cost_profile(build, counts, spec.mca, spec.name, spec.clock_ghz, "aarch64"), spec.note
+
+
+def format_profile(profile: BuildProfile, note: str, top: int = 8) -> str:
+    """The profile as a short table: totals, the mix, cycles by kernel category and the most
+    expensive kernels, under the model's caveat."""
+    from intvit.analysis.block_cost import MODEL_CAVEAT
+
+    mix = profile.mix
+    lines = [
+        f"modelled on {profile.core} ({note})",
+        f"  {MODEL_CAVEAT}",
+        f"  instructions per inference (exact): {profile.instructions:,}",
+        "  mix: "
+        + ", ".join(f"{c} {mix.share(c):.0%}" for c in ("multiply", "load", "store", "vector"))
+        + f", scalar {mix.share('scalar'):.0%}",
+        f"  modelled: {profile.cycles:,.0f} cycles = {profile.ms:.3f} ms at "
+        f"{profile.clock_ghz} GHz (resource bound alone {profile.bound_ms:.3f} ms)",
+        f"  {'category':<14}{'cycles':>8}",
+    ]
+    categories = profile.category_cycles()
+    other = profile.cycles - sum(categories.values())
+    for name, cycles in sorted(categories.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {name:<14}{cycles / profile.cycles:>8.1%}")
+    lines.append(f"  {'runtime, libc':<14}{other / profile.cycles:>8.1%}")
+    lines.append(f"  {'kernel':<36}{'category':<12}{'instructions':>14}{'cycles':>8}")
+    for k in profile.kernels[:top]:
+        lines.append(
+            f"  {k.name[:35]:<36}{k.category:<12}{k.instructions:>14,}"
+            f"{k.cycles / profile.cycles:>8.1%}"
+        )
+    return "\n".join(lines)
