@@ -56,7 +56,7 @@ def _authors_ilayernorm(x: np.ndarray, gamma, beta, out_scale: float) -> np.ndar
     from fractions import Fraction
 
     c = x.shape[-1]
-    norm_scale = np.sqrt(c) / 2**30
+    norm_scale = float(np.float32(np.sqrt(c))) / 2**30  # their dim_sqrt is a float32 tensor
     fine = np.floor(beta / gamma / norm_scale).astype(np.int64)
     out = np.empty(x.shape, dtype=np.int64)
     for r, row in enumerate(x.reshape(-1, c)):
@@ -96,3 +96,20 @@ def test_ilayernorm_matches_the_authors_affine(channels, in_bits):
     want = _authors_ilayernorm(x, gamma, beta, out_scale)
     diff = np.abs(got - want)
     assert diff.max() <= 1 and np.count_nonzero(diff) <= got.size / 10_000, np.count_nonzero(diff)
+
+
+def test_ilayernorm_fine_bias_takes_the_authors_float32_dim_sqrt():
+    """``fine_bias = floor(beta / gamma / (dim_sqrt / 2**30))`` with the authors' float32
+    ``dim_sqrt``, pinned with exact fractions at a ``beta / gamma`` where the float64
+    ``sqrt(C)`` would floor one unit lower."""
+    import math
+    from fractions import Fraction
+
+    channels, units = 768, 12345
+    dim_sqrt = Fraction(float(np.float32(math.sqrt(channels))))
+    ratio = float(units * dim_sqrt / 2**30)  # exactly ``units`` fine steps at their scale
+    assert Fraction(ratio) == units * dim_sqrt / 2**30
+    assert math.floor(Fraction(ratio) / (Fraction(math.sqrt(channels)) / 2**30)) == units - 1
+    v = get_variant("layernorm", "ilayernorm")
+    params = v.make_params(channels, 1.0, ratio, out_scale=1 / 64, in_bits=16)
+    assert params.fine_bias[0] == math.floor(Fraction(ratio) / (dim_sqrt / 2**30)) == units

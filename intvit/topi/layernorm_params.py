@@ -36,6 +36,14 @@ def _fine_sum_bits(magnitude_bits: int, fine: tuple[int, ...]) -> int:
     return bit_length((1 << magnitude_bits) + max(map(abs, fine), default=0))
 
 
+def authors_dim_sqrt(channels: int) -> float:
+    """``sqrt(C)`` as I-ViT's ``IntLayerNorm`` holds it (``dim_sqrt``, a float32 tensor): the
+    float32 nearest ``sqrt(C)``, which the fine bias ``floor(beta / gamma / (dim_sqrt /
+    2**30))`` is computed against. The float64 ``sqrt(C)`` differs in its last float32 bit and
+    moves that floor across an integer for some ``beta / gamma``."""
+    return float(np.float32(math.sqrt(channels)))
+
+
 def _check_common(channels: int, out_scale: float, acc_bits: int) -> None:
     check_int_range("channels", channels, 1, 65536)
     check_scale("out_scale", out_scale)
@@ -78,7 +86,8 @@ class ILayerNormParams:
     ``sqrt(C) / 2**30``; int64 (``sum y**2`` and the product leave int32).
 
     The affine part is the authors': ``beta`` is added at that fine scale, ``fine_bias[c] =
-    floor(beta / gamma / (sqrt(C) / 2**30))``, and the sum is rounded once to the output by
+    floor(beta / gamma / (dim_sqrt / 2**30))`` with their float32 ``dim_sqrt``
+    (:func:`authors_dim_sqrt`), and the sum is rounded once to the output by
     ``gamma * sqrt(C) / 2**30 / out_scale`` with a 31-bit multiplier (``|y| <= 2**30``
     since ``std >= floor(sqrt(var)) >= |y|``). A channel with ``gamma == 0`` outputs
     ``round(beta / out_scale)`` (the requantization's own bias).
@@ -105,7 +114,7 @@ class ILayerNormParams:
         _check_common(channels, out_scale, acc_bits)
         # sum of y**2 in int64: C * 2**(2 in_bits + 2) < 2**63
         check_int_range("in_bits", in_bits, 0, (61 - bit_length(channels)) // 2)
-        norm_scale = math.sqrt(channels) / 2**30
+        norm_scale = authors_dim_sqrt(channels) / 2**30
         ratios, bias, fine = _fine_affine(gamma, beta, channels, norm_scale, out_scale, 40)
         product = 64 if acc_bits == 64 else 32
         y_bits = 30 if product == 32 else _fine_sum_bits(30, fine)
