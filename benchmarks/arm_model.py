@@ -49,6 +49,7 @@ from intvit.bench.modelled import (
 )
 from intvit.bench.modelled_kernels import kernel_rows
 from intvit.bench.records import machine_info
+from intvit.paths import write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "arm_model.json"
 MODELS = ("digits_vit", "digits_lowrank", "deit_tiny_patch16_224", "deit_small_patch16_224")
@@ -72,10 +73,7 @@ class Report:
 
     def add(self, key: str, item: dict) -> None:
         self.data[key].append(item)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
-        tmp.replace(self.path)
+        write_text_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
 
 
 def ratios(profiles: list[dict]) -> list[str]:

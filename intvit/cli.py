@@ -695,7 +695,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rd = sub.add_parser(
         "relu-distill",
-        help="GELU-less model: GELU -> ReLU block by block with distillation (seed 002)",
+        help="GELU-less model: GELU -> ReLU block by block with distillation "
+        "(Faster Integer Swin, 2024)",
     )
     rd.add_argument("model", help="timm name or a small config (digits_vit, digits_swin, ...)")
     rd.add_argument("--checkpoint", help="the float (teacher) model's weights")

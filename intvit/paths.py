@@ -42,13 +42,32 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
 
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path``; moved onto ``path`` when the block succeeds,
+    """A temporary path beside ``path``, unique to this call (two writers of one file, in two
+    processes or two threads, never share one); moved onto ``path`` when the block succeeds,
     removed when it fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def torch_save_atomic(body: object, path: str | Path) -> Path:
+    """``torch.save`` ``body`` to ``path`` through :func:`atomic_output`."""
+    import torch
+
+    with atomic_output(path) as tmp:
+        torch.save(body, tmp)
+    return Path(path)

@@ -12,6 +12,7 @@ import numpy as np
 
 from intvit.nas.space import SearchSpace, SubnetChoice, hidden_width
 from intvit.nas.train import SupernetConfig
+from intvit.paths import write_text_atomic
 from intvit.quant.arch import VitArch
 
 
@@ -190,9 +191,7 @@ def run_search(req: SearchRequest) -> dict:
     )
 
     def save(s: SearchState) -> None:
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(s.to_json(space))
-        tmp.replace(state_path)
+        write_text_atomic(state_path, s.to_json(space))
 
     def measure(choices: list[SubnetChoice], what: str) -> None:
         todo = [c for c in choices if c.key() not in state.measured]

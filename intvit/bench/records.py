@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from intvit.paths import write_text_atomic
+
 
 def machine_info() -> dict:
     """CPU, SIMD features, usable cores, TVM thread count and version (recorded with figures)."""
@@ -59,13 +61,8 @@ class BenchRecord:
 
 def write_records(path: str | Path, records: list[BenchRecord], machine: dict) -> Path:
     """Write the records as a JSON list (partial results are written as they come)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = [r.as_dict(machine) for r in records]
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
 @dataclass

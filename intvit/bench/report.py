@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from intvit.deploy.bench import Latency, OpTime, category_totals
+from intvit.paths import write_text_atomic
 
 
 @dataclass
@@ -68,12 +69,7 @@ class BenchReport:
         }
 
     def write_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
-        tmp.replace(path)
-        return path
+        return write_text_atomic(path, json.dumps(self.as_dict(), indent=2) + "\n")
 
     def table(self) -> str:
         head = f"{'model build':<30}{'where':<18}{'median ms':>11}{'p10-p90 ms':>19}{'ratio':>8}"

@@ -15,7 +15,6 @@ loading the weights, and which lets an interrupted run resume after its last fin
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from intvit.paths import torch_save_atomic
 from intvit.quant.activation import (  # noqa: F401  (part of the GELU-less API)
     block_activation,
     mlp_activation,
@@ -83,14 +83,8 @@ def apply_relu_blocks(model, indices: Sequence[int]) -> None:
 
 def save_checkpoint(model, path: Path, meta: dict) -> Path:
     """Write ``{"model": state, "intvit": meta}`` atomically (a kill never leaves half a file)."""
-    import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), META_KEY: meta}, tmp)
-    os.replace(tmp, path)
-    return path
+    return torch_save_atomic({"model": model.state_dict(), META_KEY: meta}, path)
 
 
 def read_meta(path: Path) -> dict:

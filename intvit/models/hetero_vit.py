@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from intvit.models.gelu_less import META_KEY
+from intvit.paths import torch_save_atomic
 from intvit.quant.arch import BlockArch, VitArch, arch_from_dict
 
 
@@ -143,15 +144,8 @@ def _init_weights(m: nn.Module) -> None:
 
 def save_hetero_checkpoint(model: HeteroViT, path: str | Path, **meta) -> Path:
     """Write ``model`` with its arch (and ``meta``) atomically to ``path``."""
-    import os
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     body = {"model": model.state_dict(), META_KEY: {"arch": model.arch.to_dict(), **meta}}
-    torch.save(body, tmp)
-    os.replace(tmp, path)
-    return path
+    return torch_save_atomic(body, path)
 
 
 def checkpoint_arch(state: object) -> VitArch | None:

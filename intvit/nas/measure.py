@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from intvit.paths import write_text_atomic
 from intvit.quant.arch import VitArch
 
 #: How a cached latency was taken; part of the cache's file name, so that figures taken another
@@ -68,10 +69,7 @@ class JsonCache:
     def put(self, key: str, value) -> None:
         with self.lock:
             self.data[key] = value
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-            tmp.replace(self.path)
+            write_text_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
 
 def default_cache_dir() -> Path:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -53,6 +52,7 @@ from intvit.nas.optim import LazyAdamW
 from intvit.nas.space import SearchSpace, SubnetChoice, space_from_dict
 from intvit.nas.supernet import Supernet
 from intvit.nas.train import SupernetConfig, train_epoch
+from intvit.paths import torch_save_atomic, write_text_atomic
 
 FORMAT = "intvit-space-evolution"
 #: The factors a sub-space takes a window of (``rank_ratio`` only in spaces that have it).
@@ -221,15 +221,11 @@ def initial_candidates(parent: SearchSpace, n: int, seed: int) -> list[SubSpace]
 
 
 def _save_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def _save_torch(path: Path, body: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(body, tmp)
-    os.replace(tmp, path)
+    torch_save_atomic(body, path)
 
 
 @dataclass

@@ -9,7 +9,6 @@ are seeded by ``(seed, epoch)``).
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from intvit.models.train import check_training_fields
 from intvit.nas.optim import LazyAdamW
 from intvit.nas.space import SearchSpace, space_from_dict
 from intvit.nas.supernet import Supernet
+from intvit.paths import torch_save_atomic
 
 FORMAT = "intvit-supernet"
 
@@ -43,9 +43,7 @@ class SupernetConfig:
 
 
 def _save(path: Path, body: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(body, tmp)
-    os.replace(tmp, path)
+    torch_save_atomic(body, path)
 
 
 def load_supernet(path: str | Path) -> tuple[Supernet, dict]:
