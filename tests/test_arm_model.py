@@ -213,3 +213,18 @@ def test_arm_library_within_its_instruction_budget(core, tmp_path):
     assert executed <= budget * (1 + BUDGET_SLACK), (
         f"{core}: {executed} instructions per inference, budget {budget}"
     )
+
+
+def test_modelled_profile_refuses_an_x86_library(tmp_path, capsys):
+    from intvit.cli import main
+    from intvit.deploy.manifest import LibraryManifest, write_manifest
+
+    lib = tmp_path / "m.so"
+    lib.write_bytes(b"\x7fELF")
+    manifest = LibraryManifest(
+        "host", {"kind": "llvm"}, "x86_64", (1, 1, 32, 32), "int8", "int", "m"
+    )
+    write_manifest(lib, manifest)
+    assert main(["bench", str(lib), "--modelled"]) == 2
+    err = capsys.readouterr().err
+    assert "is built for x86_64" in err and "graviton" in err and "Traceback" not in err

@@ -494,3 +494,18 @@ def test_ctrl_c_stops_tune_after_its_batch_and_keeps_the_records(vit, tmp_path):
     assert again["already_done"] >= 1 and again["measured"] > 0
     assert before < count_records(db) <= before + 4 + (before - again["already_done"])
     check_database(db)
+
+
+def test_x86_kernel_choice_follows_the_target_not_this_host():
+    """A library for another x86 CPU gets that CPU's micro-kernels: AVX2 ones for Zen 2 on
+    any host (a VNNI host used to give it VNNI kernels, which a Zen 2 cannot run), VNNI ones
+    for Ice Lake, none for LLVM's generic x86-64."""
+    from intvit.schedules.intrinsics import gemm_kernels_for
+
+    def names(target):
+        return [k.name for k in gemm_kernels_for(target)]
+
+    assert names({"kind": "llvm", "mcpu": "znver2"}) == ["avx2-maddubsw", "avx2-pmaddwd"]
+    assert names({"kind": "llvm", "mcpu": "icelake-server"})[0].startswith("avx-vnni")
+    assert names({"kind": "llvm"}) == []
+    assert names({"kind": "llvm", "mcpu": "znver2", "mattr": ["-avx2"]}) == []
