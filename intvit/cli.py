@@ -180,16 +180,13 @@ def _device_list(address: str) -> int:
 
     host, port = rpc.parse_address(address)
     summary = rpc.connect_tracker(host, port).summary()
-    servers: dict[str, set] = {}
-    for server in summary.get("server_info", []):
-        key = str(server.get("key", "")).removeprefix("server:")
-        servers.setdefault(key, set()).add(tuple(server.get("addr", ())))
+    servers = rpc.servers_by_key(summary)
     queues = summary.get("queue_info", {})
     print(f"{'key':<20}{'free':>6}{'busy':>6}{'waiting jobs':>14}")
     for key in sorted(set(queues) | set(servers)):
         q = queues.get(key, {})
         free = int(q.get("free", 0))
-        busy = max(len(servers.get(key, ())) - free, 0)
+        busy = max(servers.get(key, 0) - free, 0)
         print(f"{key:<20}{free:>6}{busy:>6}{q.get('pending', 0):>14}")
     return 0
 

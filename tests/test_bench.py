@@ -319,3 +319,19 @@ def test_report_names_are_claimed_not_overwritten(tmp_path):
         ["bench-vit-local"] + [f"bench-vit-local-{i}" for i in range(2, 9)]
     )
     assert len(list(tmp_path.glob("bench-vit-local*.json"))) == 8
+
+
+def test_servers_are_counted_per_exact_key():
+    """``aarch64`` never counts ``emu-aarch64``'s servers; a server listed twice counts once."""
+    summary = {
+        "server_info": [
+            {"key": "server:emu-aarch64", "addr": ["127.0.0.1", 1]},
+            {"key": "server:aarch64", "addr": ["127.0.0.1", 2]},
+            {"key": "server:aarch64", "addr": ["127.0.0.1", 2]},
+            {"key": "server:aarch64", "addr": ["127.0.0.1", 3]},
+        ],
+        "queue_info": {"aarch64": {"free": 1}},
+    }
+    assert rpc.servers_by_key(summary) == {"emu-aarch64": 1, "aarch64": 2}
+    assert rpc.servers_for_key(summary, "aarch64") == 2
+    assert rpc.servers_for_key(summary, "emu") == 0

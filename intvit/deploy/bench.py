@@ -32,7 +32,9 @@ class DeviceError(RuntimeError):
 def registered_keys(summary: dict) -> set[str]:
     """The device keys with at least one server registered (free or busy) in a tracker's
     ``summary()``."""
-    keys = {str(s.get("key", "")).removeprefix("server:") for s in summary.get("server_info", [])}
+    from intvit.deploy.rpc import servers_by_key
+
+    keys = set(servers_by_key(summary))
     return keys | {k for k, q in summary.get("queue_info", {}).items() if q.get("free", 0)}
 
 

@@ -163,11 +163,21 @@ def connect_tracker(host: str, port: int):
     return rpc.connect_tracker(host, port)
 
 
+def servers_by_key(summary: dict) -> dict[str, int]:
+    """The RPC servers a tracker's ``summary()`` lists (free or busy), counted per device key:
+    the exact key (the tracker's ``server:`` prefix removed: ``aarch64`` never counts
+    ``emu-aarch64``), each server address once."""
+    addrs: dict[str, set] = {}
+    for i, server in enumerate(summary.get("server_info", [])):
+        key = str(server.get("key", "")).removeprefix("server:")
+        addrs.setdefault(key, set()).add(tuple(server.get("addr") or (i,)))
+    return {key: len(found) for key, found in addrs.items()}
+
+
 def servers_for_key(summary: dict, key: str) -> int:
     """How many RPC servers a tracker's ``summary()`` lists under ``key`` (free or busy)."""
-    listed = sum(1 for s in summary.get("server_info", []) if s.get("key") == f"server:{key}")
     free = summary.get("queue_info", {}).get(key, {}).get("free", 0)
-    return max(listed, free)
+    return max(servers_by_key(summary).get(key, 0), int(free))
 
 
 def wait_for_device(tracker, key: str, timeout: float = 120.0) -> None:

@@ -120,16 +120,13 @@ class LatencyMeter:
 
     def devices(self) -> int:
         """Servers registered for the key (free or busy); at least 1 worker."""
-        from intvit.deploy.rpc import connect_tracker
+        from intvit.deploy.rpc import connect_tracker, servers_for_key
 
         summary = connect_tracker(self.host, self.port).summary()
-        queue = summary.get("queue_info", {}).get(self.key, {})
-        servers = sum(
-            1 for s in summary.get("server_info", []) if str(s.get("key", "")).endswith(self.key)
-        )
-        if servers == 0 and not queue:
+        servers = servers_for_key(summary, self.key)
+        if servers == 0 and self.key not in summary.get("queue_info", {}):
             raise ValueError(f"no device with key {self.key!r} is registered at {self.tracker}")
-        return max(1, servers, int(queue.get("free", 0)))
+        return max(1, servers)
 
     def _rounds_of(self, arch: VitArch) -> list[float]:
         hit = self.cache.get(arch_hash(arch))
