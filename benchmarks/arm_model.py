@@ -7,10 +7,12 @@ For each model (random weights, seed 0) and each modelled core (Graviton2 = Neov
 Graviton3 = Neoverse V1, Raspberry Pi 4 = Cortex-A72, Raspberry Pi 5 = Cortex-A76), every
 build runs batch 1 in one thread under ``qemu-aarch64`` with the emulated CPU of that core:
 intvit's library for the core's preset, TVM's FP32 build (untuned), ONNX Runtime FP32, int8
-static QDQ and int8 dynamic. A TCG plugin counts every executed block exactly; llvm-mca costs
-each block on the core's model. Reported per build: instructions per inference (exact), their
-mix, modelled cycles and milliseconds at the core's usual clock, the ratio to intvit, and for
-intvit the share of each kernel category.
+static QDQ and int8 dynamic, and XNNPACK FP32 and int8 through LiteRT (converted by
+litert-torch: the ``xnnpack`` extra, or a venv of its own given as --litert-python). A TCG
+plugin counts every executed block exactly; llvm-mca costs each block on the core's model.
+Reported per build: instructions per inference (exact), their mix, modelled cycles and
+milliseconds at the core's usual clock, the ratio to intvit, and for intvit the share of each
+kernel category. ``--only`` restricts the builds (e.g. a run of the XNNPACK peer alone).
 
 Calibration (this x86 host): the same method on intvit's and TVM FP32's AVX2 builds and ONNX
 Runtime's, under ``qemu-x86_64``, against their measured one-thread time here. Its error is the
@@ -37,17 +39,23 @@ os.environ["TVM_NUM_THREADS"] = "1"  # calibration times one thread, like the co
 
 from intvit.analysis.block_cost import MODEL_CAVEAT
 from intvit.analysis.emulated_cores import CORES, get_core
+from intvit.analysis.qemu_count import CountError
 from intvit.bench.modelled import (
     FP32_PEERS,
     INT8_PEERS,
     INTVIT,
+    ORT_BUILDS,
+    XNNPACK_FP32,
+    XNNPACK_INT8,
     BuildError,
     calibrate_on_host,
+    litert_builds,
+    litert_python,
     ort_builds,
     prepare_model,
     profile_on_core,
 )
-from intvit.bench.modelled_kernels import kernel_rows
+from intvit.bench.modelled_kernels import FP32_TWINS, kernel_rows
 from intvit.bench.records import machine_info
 from intvit.paths import write_text_atomic
 
@@ -118,6 +126,63 @@ def print_profile(p: dict) -> None:
         )
 
 
+def markdown(data: dict) -> str:
+    """The report as Markdown tables: per model and core, intvit against the best int8 and the
+    best FP32 peer (modelled ms, ratio of cycles); the calibration; the kernel tables."""
+    out = [
+        "| model | core | intvit ms | best int8 peer | intvit / it | best FP32 peer "
+        "| intvit / it |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    profiles = data["profiles"]
+    for model in data["models"]:
+        for core in data["cores"]:
+            rows = {p["build"]: p for p in profiles if (p["model"], p["core"]) == (model, core)}
+            if INTVIT not in rows:
+                continue
+            ours = rows[INTVIT]
+            cells = [model, core, f"{ours['ms']:.2f}"]
+            for group in (INT8_PEERS, FP32_PEERS):
+                peers = [rows[b] for b in group if b in rows]
+                if not peers:
+                    cells += ["-", "-"]
+                    continue
+                best = min(peers, key=lambda p: p["cycles"])
+                cells += [
+                    f"{best['build']} {best['ms']:.2f}",
+                    f"{ours['cycles'] / best['cycles']:.2f}x",
+                ]
+            out.append("| " + " | ".join(cells) + " |")
+    if data.get("calibration"):
+        out += [
+            "",
+            "| calibration (x86 host) | model | modelled ms (bound) | measured ms "
+            "| error (bound) | same code |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for c in data["calibration"]:
+            out.append(
+                f"| {c['build']} | {c['model']} | {c['modelled_ms']:.3f} ({c['bound_ms']:.3f}) | "
+                f"{c['measured_ms']:.3f} | {c['error']:+.0%} ({c['bound_error']:+.0%}) | "
+                f"{'yes' if c['same_code'] else 'no'} |"
+            )
+    if data.get("kernel_tables"):
+        out += [
+            "",
+            "| kernel | core | int M cycles | vs TVM libm | vs TVM fast-math | vs ORT op "
+            "| seed A13 / M1 |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in data["kernel_tables"]:
+            sp = r["speedups"]
+            cells = [f"{sp[k]:.2f}x" if k in sp else "-" for k in FP32_TWINS]
+            seed = " / ".join(f"{v:.2f}x" for v in r["seed"].values())
+            ours = r["cycles"]["intvit int"] / 1e6
+            head = f"| {r['case']} ({r['variant']}) | {r['core']} | {ours:.2f} | "
+            out.append(head + " | ".join(cells) + f" | {seed} |")
+    return "\n".join(out)
+
+
 def print_kernel_row(row: dict) -> None:
     twins = ", ".join(f"{k} {v:.2f}x" for k, v in row["speedups"].items())
     seed = ", ".join(f"{k} {v:.2f}x" for k, v in row["seed"].items())
@@ -144,13 +209,28 @@ def merge(parts: list[Path], out: Path) -> int:
     return 0
 
 
+def wanted(only: set[str] | None, labels) -> bool:
+    return only is None or any(label in only for label in labels)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--cores", default=",".join(CORES))
     parser.add_argument("--no-calibration", action="store_true")
     parser.add_argument(
+        "--only", default=None, help="comma-separated build labels to run (default: all)"
+    )
+    parser.add_argument(
+        "--litert-python",
+        default=None,
+        help="a Python with litert-torch, for the XNNPACK (LiteRT) peer (default: this one)",
+    )
+    parser.add_argument(
         "--kernels", action="store_true", help="also the seed's kernel tables on every core"
+    )
+    parser.add_argument(
+        "--markdown", type=Path, default=None, help="only print a report's Markdown tables"
     )
     parser.add_argument(
         "--merge",
@@ -164,18 +244,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.merge:
         return merge(args.merge, args.out)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     models = [m for m in args.models.split(",") if m]
+    only = set(args.only.split(",")) if args.only else None
     cores = [get_core(c).name for c in args.cores.split(",") if c]
     work = args.work or Path(tempfile.mkdtemp(prefix="intvit-arm-model-"))
     report = Report(args.out, models, cores)
     print(f"{MODEL_CAVEAT}\nwork folder: {work}", flush=True)
     for name in models:
         case = prepare_model(name, work)
-        ort = ort_builds(case)
+        ort = ort_builds(case) if wanted(only, ORT_BUILDS) else []
+        xnnpack = []
+        if wanted(only, (XNNPACK_FP32, XNNPACK_INT8)):
+            try:
+                xnnpack = litert_builds(case, litert_python(args.litert_python))
+            except CountError as err:
+                print(f"  {err}", flush=True)
+                for core_name in cores:
+                    for label in (XNNPACK_FP32, XNNPACK_INT8):
+                        error = BuildError(label, name, core_name, str(err))
+                        report.add("errors", error.as_dict())
         for core_name in cores:
             core = get_core(core_name)
             print(f"{name} on {core.name} ({core.note})", flush=True)
-            for item in profile_on_core(case, core, ort, work):
+            peers = [b for b in (*ort, *xnnpack) if wanted(only, (b.name,))]
+            for item in profile_on_core(case, core, peers, work, only):
                 if isinstance(item, BuildError):
                     report.add("errors", item.as_dict())
                     print(f"  {core.name:<10}{item.build:<18}{item.error}", flush=True)

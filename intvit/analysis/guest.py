@@ -47,6 +47,12 @@ class Guest:
         return args if output is None else [*args, str(output)]
 
 
+#: LiteRT's runtime for the XNNPACK peer (its aarch64 wheel runs under the emulated Python),
+#: with the pure-Python packages its interpreter imports.
+LITERT = "ai-edge-litert==2.3.0"
+LITERT_DEPS = ("flatbuffers", "backports.strenum", "protobuf", "tqdm")
+
+
 def _onnxruntime_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -57,23 +63,26 @@ def _onnxruntime_version() -> str:
 
 
 def ensure_peer_site(root: Path) -> Path:
-    """ONNX Runtime's aarch64 wheel, the version installed here, unpacked under ``root``."""
+    """The peers' aarch64 wheels unpacked under ``root``: ONNX Runtime at the version installed
+    here, and LiteRT (XNNPACK) with its pure-Python dependencies."""
     ort = _onnxruntime_version()
-    site = root / f"site-peers-ort{ort}"
+    site = root / f"site-peers-ort{ort}-{LITERT.replace('==', '')}"
     if (site / ".complete").exists():
         return site
-    wheels = root / "peer-wheels"
+    wheels = root / f"{site.name}-wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
-    cmd += ["--platform", "manylinux_2_28_aarch64", "--platform", "manylinux_2_27_aarch64"]
+    for platform in ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "any"):
+        cmd += ["--platform", platform]
     cmd += ["--python-version", "3.11", "--implementation", "cp", "-d", str(wheels)]
-    result = subprocess.run([*cmd, f"onnxruntime=={ort}"], capture_output=True, text=True)
+    packages = [f"onnxruntime=={ort}", LITERT, *LITERT_DEPS]
+    result = subprocess.run([*cmd, *packages], capture_output=True, text=True)
     if result.returncode != 0:
         tail = result.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise CountError(f"cannot download onnxruntime {ort} for aarch64: {tail[0]}")
+        raise CountError(f"cannot download the peers' aarch64 wheels: {tail[0]}")
     shutil.rmtree(site, ignore_errors=True)
     site.mkdir(parents=True)
-    for wheel in wheels.glob(f"onnxruntime-{ort}-*aarch64.whl"):
+    for wheel in wheels.glob("*.whl"):
         with zipfile.ZipFile(wheel) as z:
             z.extractall(site)
     (site / ".complete").write_text("ok\n")

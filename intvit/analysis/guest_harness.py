@@ -1,13 +1,15 @@
 """Run a model ``runs`` times in one thread, then save this process's ``/proc/self/maps``.
 
 This file is a standalone script for the emulated (or counted) machine's Python: it imports
-numpy and the runtime it drives (``tvm`` or ``onnxruntime``), never intvit or torch.
+numpy and the runtime it drives (``tvm``, ``onnxruntime`` or ``ai_edge_litert``), never intvit
+or torch.
 
-    python guest_harness.py tvm|onnxruntime MODEL INPUT.npy RUNS MAPS_OUT [OUTPUT.npy]
+    python guest_harness.py tvm|onnxruntime|litert MODEL INPUT.npy RUNS MAPS_OUT [OUTPUT.npy]
     python guest_harness.py tvm-func KERNEL ARRAYS.npz RUNS MAPS_OUT
 
 ``tvm``: a Relax VM library (``main`` takes the one input). ``onnxruntime``: an ONNX model run
-with one intra-op and one inter-op thread, sequential execution. ``tvm-func``: one compiled
+with one intra-op and one inter-op thread, sequential execution. ``litert``: a TFLite model in
+LiteRT's interpreter, one thread, through its default XNNPACK delegate. ``tvm-func``: one compiled
 kernel's ``main`` called on the ``.npz``'s arrays in order (inputs, then outputs).
 
 A counted pair of runs (1 and 2 inferences) differs by one steady-state inference: the first
@@ -43,6 +45,29 @@ def _onnxruntime_runner(model: str, image):
     return lambda: session.run(None, {name: image})
 
 
+def _litert_runner(model: str, image):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=model, num_threads=1)  # XNNPACK by default
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    if detail["dtype"] != image.dtype:  # a full-integer model takes its quantized input
+        import numpy as np
+
+        scale, zero = detail["quantization"]
+        info = np.iinfo(detail["dtype"])
+        image = np.clip(np.round(image / scale) + zero, info.min, info.max)
+        image = image.astype(detail["dtype"])
+    index, output = detail["index"], interpreter.get_output_details()[0]["index"]
+
+    def run():
+        interpreter.set_tensor(index, image)
+        interpreter.invoke()
+        return [interpreter.get_tensor(output)]
+
+    return run
+
+
 def _tvm_func_runner(model: str, arrays):
     import tvm
 
@@ -51,7 +76,12 @@ def _tvm_func_runner(model: str, arrays):
     return lambda: main(*args)
 
 
-RUNNERS = {"tvm": _tvm_runner, "onnxruntime": _onnxruntime_runner, "tvm-func": _tvm_func_runner}
+RUNNERS = {
+    "tvm": _tvm_runner,
+    "onnxruntime": _onnxruntime_runner,
+    "litert": _litert_runner,
+    "tvm-func": _tvm_func_runner,
+}
 
 
 def main(argv: list[str]) -> int:

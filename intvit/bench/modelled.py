@@ -41,12 +41,8 @@ XNNPACK_INT8 = "XNNPACK int8"
 ORT_BUILDS = {ORT_FP32: None, ORT_INT8_STATIC: "static", ORT_INT8_DYNAMIC: "dynamic"}
 INT8_PEERS = (ORT_INT8_STATIC, ORT_INT8_DYNAMIC, XNNPACK_INT8)
 FP32_PEERS = (TVM_FP32, ORT_FP32, XNNPACK_FP32)
-#: Why XNNPACK has no row: what was tried, and what stopped it here.
-XNNPACK_UNAVAILABLE = (
-    "not built: ExecuTorch's Python runtime links libtorch (torch's ~450 MB aarch64 wheel under "
-    "the emulated Python) and LiteRT needs a .tflite conversion (litert-torch, which pulls jax "
-    "and transformers); neither is in this benchmark yet"
-)
+#: The converter script for the XNNPACK peer (LiteRT), run by a Python with litert-torch.
+LITERT_CONVERTER = Path(__file__).with_name("litert_convert.py")
 
 
 @dataclass(frozen=True)
@@ -174,6 +170,58 @@ def ort_builds(case: ModelCase) -> list[Build]:
     ]
 
 
+def litert_python(requested: str | None) -> str:
+    """The Python that converts models for LiteRT: ``requested``, else this one when it has
+    litert-torch; CountError saying how to get one otherwise."""
+    import importlib.util
+    import sys
+
+    if requested:
+        return requested
+    if importlib.util.find_spec("litert_torch") is not None:
+        return sys.executable
+    raise CountError(
+        "XNNPACK (LiteRT) not built: litert-torch is not installed (pip install -e "
+        "'.[xnnpack]', or give a Python that has it with --litert-python)"
+    )
+
+
+def litert_builds(case: ModelCase, python: str) -> list[Build]:
+    """LiteRT FP32 and int8 models of the same float model (XNNPACK through LiteRT's default
+    delegate), converted by :data:`LITERT_CONVERTER` in ``python`` from a ``torch.export``
+    program of the model (the same weights, whichever Python converts)."""
+    import subprocess
+
+    import torch
+
+    image = np.load(case.float_image)
+    calib = np.random.default_rng(1).standard_normal((8, *image.shape[1:])).astype(np.float32)
+    calib_path = save_input(calib, case.folder / "litert-calib.npy")
+    program = case.folder / "model.pt2"
+    with torch.no_grad():
+        exported = torch.export.export(case.float_model, (torch.from_numpy(image),))
+    torch.export.save(exported, str(program))
+    prefix = case.folder / "litert"
+    result = subprocess.run(
+        [python, str(LITERT_CONVERTER), str(program), str(calib_path), str(prefix)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        tail = " | ".join(result.stderr.strip().splitlines()[-2:])
+        raise CountError(f"XNNPACK (LiteRT) conversion failed: {tail}")
+    return [
+        Build(
+            name=label,
+            model=case.name,
+            runtime="litert",
+            library=Path(f"{prefix}-{kind}.tflite").resolve(),
+            image=case.float_image,
+        )
+        for label, kind in ((XNNPACK_FP32, "fp32"), (XNNPACK_INT8, "int8"))
+    ]
+
+
 def profile_builds(
     builds: list[Build],
     guest: Guest,
@@ -193,15 +241,23 @@ def profile_builds(
 
 
 def profile_on_core(
-    case: ModelCase, core: EmulatedCore, ort: list[Build], work: Path
+    case: ModelCase,
+    core: EmulatedCore,
+    peers: list[Build],
+    work: Path,
+    only: set[str] | None = None,
 ) -> Iterator[BuildProfile | BuildError]:
-    """Every build of ``case`` on one modelled core."""
+    """Every build of ``case`` on one modelled core: intvit's and TVM FP32's for its preset
+    (unless ``only`` names neither), and the peers' (ONNX Runtime, LiteRT: the same files on
+    every core)."""
     preset = get_preset(core.preset)
-    builds = [*tvm_builds(case, preset, core.name), *ort]
+    ours = [] if only is not None and not only & {INTVIT, TVM_FP32} else None
+    if ours is None:
+        ours = tvm_builds(case, preset, core.name, fp32=only is None or TVM_FP32 in only)
+        ours = [b for b in ours if only is None or b.name in only]
+    builds = [*ours, *peers]
     guest = aarch64_guest(core)
     yield from profile_builds(builds, guest, [(core.name, core.mca, core.clock_ghz)], work)
-    for label in (XNNPACK_FP32, XNNPACK_INT8):
-        yield BuildError(label, case.name, core.name, XNNPACK_UNAVAILABLE)
 
 
 # -- calibration on this x86 host -------------------------------------------------------------
