@@ -51,7 +51,8 @@ class Build:
     - ``calls``: for a TVM library, each PrimFunc's profile category (:func:`kernel_category`),
       from the library's manifest; empty otherwise;
     - ``reference``: the ``.npy`` its output must equal exactly (an integer library's reference
-      forward), checked on the counted run's last inference; None: not checked (float peers).
+      forward), checked on the counted run's last inference; None: not checked (float peers);
+    - ``symbol_files``: runtime libraries whose symbols name the peer's kernels.
     """
 
     name: str
@@ -61,6 +62,13 @@ class Build:
     image: Path
     calls: dict[str, str] = field(default_factory=dict)
     reference: Path | None = None
+    symbol_files: tuple[str, ...] = ()
+
+    def attributed(self) -> set[str]:
+        """The file names whose blocks are attributed to kernels by their symbols: a TVM
+        library's own, and ``symbol_files`` (LiteRT's library, which keeps XNNPACK's)."""
+        own = {self.library.name} if self.calls else set()
+        return own | set(self.symbol_files)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,17 +196,37 @@ def _prim_func(symbol: str) -> str:
     return (m.group("a") or m.group("b")) if m else symbol
 
 
+#: XNNPACK's kernels by the operation their names carry (LiteRT's library keeps their symbols;
+#: ONNX Runtime's is stripped, so it is attributed per library only). First match wins.
+_PEER_CATEGORIES = (
+    ("softmax", ("raddstoreexpminusmax", "vscaleexpminusmax", "raddexpminusmax", "softmax")),
+    ("gelu", ("gelu", "verf", "approxgelu")),
+    ("layernorm", ("layer_norm", "layernorm", "rmsnorm")),
+    ("gemm", ("gemm", "igemm", "ppmm", "batch_matrix_multiply", "fully_connected", "conv")),
+)
+
+
+def peer_kernel_category(symbol: str) -> str:
+    """The profile category of a peer runtime's kernel symbol (``other`` when unknown)."""
+    name = symbol.lower()
+    for category, keys in _PEER_CATEGORIES:
+        if any(k in name for k in keys):
+            return category
+    return "other"
+
+
 def cost_profile(
     build: Build, counts: Counts, core: McaCore, core_name: str, clock_ghz: float, arch: str
 ) -> BuildProfile:
-    """Cost ``counts`` on ``core``: cycles per block x executions, summed per library and,
-    for the build's own TVM library, per PrimFunc."""
+    """Cost ``counts`` on ``core``: cycles per block x executions, summed per library and per
+    kernel symbol of the build's attributed libraries (a TVM library's PrimFuncs, XNNPACK's
+    micro-kernels)."""
     keys = sorted(counts.executions, key=lambda k: (k.path, k.offset))
     blocks = [counts.blocks[k].insns for k in keys]
     asm = disassemble([e for b in blocks for e in b], arch)
     costs = block_cycles(blocks, core, asm)
-    lib_paths = {str(build.library), str(build.library.resolve())}
-    addrs, names = _symbols(build.library) if build.calls else ([], [])
+    attributed = build.attributed()
+    tables: dict[str, tuple[list[int], list[str]]] = {}
     mix_counts: dict[str, int] = defaultdict(int)
     libs: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     kernels: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
@@ -209,7 +237,10 @@ def cost_profile(
             text = asm.get(enc)
             mix_counts[classify(text, arch) if text else "scalar"] += n
         shares = [libs[Path(key.path).name]]
-        if names and key.path in lib_paths:
+        if Path(key.path).name in attributed:
+            if key.path not in tables:
+                tables[key.path] = _symbols(Path(key.path))
+            addrs, names = tables[key.path]
             i = bisect_right(addrs, key.offset) - 1
             shares.append(kernels[_prim_func(names[i]) if i >= 0 else "?"])
         for share in shares:
@@ -236,7 +267,7 @@ def cost_profile(
         kernels=tuple(
             KernelShare(
                 name=k,
-                category=build.calls.get(k, "other"),
+                category=build.calls.get(k) or peer_kernel_category(k),
                 instructions=int(v[0]),
                 cycles=v[1],
                 bound_cycles=v[2],

@@ -43,6 +43,8 @@ INT8_PEERS = (ORT_INT8_STATIC, ORT_INT8_DYNAMIC, XNNPACK_INT8)
 FP32_PEERS = (TVM_FP32, ORT_FP32, XNNPACK_FP32)
 #: The converter script for the XNNPACK peer (LiteRT), run by a Python with litert-torch.
 LITERT_CONVERTER = Path(__file__).with_name("litert_convert.py")
+#: LiteRT's library that holds XNNPACK, with its symbols (kernels are attributed by them).
+LITERT_KERNELS = "libpywrap_litert_common.so"
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,7 @@ def litert_builds(case: ModelCase, python: str) -> list[Build]:
             runtime="litert",
             library=Path(f"{prefix}-{kind}.tflite").resolve(),
             image=case.float_image,
+            symbol_files=(LITERT_KERNELS,),
         )
         for label, kind in ((XNNPACK_FP32, "fp32"), (XNNPACK_INT8, "int8"))
     ]
