@@ -66,13 +66,14 @@ CORES: dict[str, EmulatedCore] = {
         EmulatedCore(
             name="graviton3",
             preset="graviton3",
-            qemu_cpu="max",
+            qemu_cpu="max,sme=off,sve256=on",
             mca=McaCore("aarch64", "neoverse-v1"),
             clock_ghz=2.6,
             cpu_part="0xd40",
             features=f"{_V82} sve i8mm bf16 svei8mm",
             note="AWS Graviton3: Neoverse V1, LLVM's V1 model; QEMU 7.2 has no V1 CPU, so "
-            "the emulated CPU is 'max' (SVE, i8mm, dotprod)",
+            "the emulated CPU is 'max' with SME off and 256-bit SVE (i8mm, dotprod, bf16; it "
+            "keeps SVE2, which V1 lacks)",
         ),
         EmulatedCore(
             name="rpi4",

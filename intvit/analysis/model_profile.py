@@ -84,7 +84,9 @@ class KernelShare:
 
 @dataclass(frozen=True, kw_only=True)
 class BuildProfile:
-    """One build on one modelled core, per inference (batch 1, one thread)."""
+    """One build on one modelled core, per inference (batch 1, one thread). ``undecoded``:
+    executed instructions LLVM could not decode (costed as one simple operation each): a
+    figure to check, since an instruction the modelled core lacks would show here."""
 
     build: str
     model: str
@@ -94,6 +96,7 @@ class BuildProfile:
     cycles: float
     bound_cycles: float
     clock_ghz: float
+    undecoded: int
     libraries: tuple[KernelShare, ...]
     kernels: tuple[KernelShare, ...]
 
@@ -123,6 +126,7 @@ class BuildProfile:
             "cycles": self.cycles,
             "bound_cycles": self.bound_cycles,
             "clock_ghz": self.clock_ghz,
+            "undecoded": self.undecoded,
             "ms": self.ms,
             "bound_ms": self.bound_ms,
             "libraries": [vars(k) for k in self.libraries],
@@ -231,11 +235,13 @@ def cost_profile(
     libs: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     kernels: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     totals = [0.0, 0.0]
+    undecoded = 0
     for key, block, cost in zip(keys, blocks, costs, strict=True):
         n = counts.executions[key]
         for enc in block:
             text = asm.get(enc)
             mix_counts[classify(text, arch) if text else "scalar"] += n
+            undecoded += 0 if text else n
         shares = [libs[Path(key.path).name]]
         if Path(key.path).name in attributed:
             if key.path not in tables:
@@ -258,6 +264,7 @@ def cost_profile(
         cycles=totals[0],
         bound_cycles=totals[1],
         clock_ghz=clock_ghz,
+        undecoded=undecoded,
         libraries=tuple(
             KernelShare(
                 name=k, category="library", instructions=int(v[0]), cycles=v[1], bound_cycles=v[2]
