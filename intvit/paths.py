@@ -40,6 +40,12 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path``, unique to this call (two writers of one file, in two
@@ -48,6 +54,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make every result private
     os.close(fd)
     tmp = Path(name)
     try:
