@@ -153,6 +153,7 @@ def markdown(data: dict) -> str:
                     f"{ours['cycles'] / best['cycles']:.2f}x",
                 ]
             out.append("| " + " | ".join(cells) + " |")
+    out += ["", *category_table(data)]
     if data.get("calibration"):
         out += [
             "",
@@ -183,6 +184,34 @@ def markdown(data: dict) -> str:
     return "\n".join(out)
 
 
+CATEGORY_COLUMNS = ("gemm", "attention", "softmax", "gelu", "layernorm")
+
+
+def category_table(data: dict, peer: str = XNNPACK_INT8) -> list[str]:
+    """Per model and core, intvit's modelled cycles by kernel category beside ``peer``'s (its
+    kernels attributed by their symbols; XNNPACK runs attention's matmuls on its GEMM kernels,
+    so its ``gemm`` holds both; its LayerNorm is reductions and elementwise operators, in
+    ``rest``), in M cycles: which kernels lose."""
+    head = " | ".join(CATEGORY_COLUMNS)
+    out = [
+        f"| model | core | build | {head} | rest | total |",
+        "| --- | --- | --- |" + " --- |" * (len(CATEGORY_COLUMNS) + 2),
+    ]
+    order = {m: i for i, m in enumerate(data["models"])}
+    rows = [p for p in data["profiles"] if p["build"] in (INTVIT, peer) and p["categories"]]
+    rows.sort(key=lambda p: (order.get(p["model"], 99), p["core"], p["build"] != INTVIT))
+    for p in rows:
+        cats = p["categories"]
+        rest = p["cycles"] - sum(cats.get(c, 0.0) for c in CATEGORY_COLUMNS)
+        cells = [f"{cats.get(c, 0.0) / 1e6:.2f}" for c in CATEGORY_COLUMNS]
+        out.append(
+            f"| {p['model']} | {p['core']} | {p['build']} | "
+            + " | ".join(cells)
+            + f" | {rest / 1e6:.2f} | {p['cycles'] / 1e6:.2f} |"
+        )
+    return out
+
+
 def print_kernel_row(row: dict) -> None:
     twins = ", ".join(f"{k} {v:.2f}x" for k, v in row["speedups"].items())
     seed = ", ".join(f"{k} {v:.2f}x" for k, v in row["seed"].items())
@@ -194,16 +223,36 @@ def print_kernel_row(row: dict) -> None:
     )
 
 
+#: What identifies a record of each list, for merging: a later part's record replaces an
+#: earlier one's with the same key (a quiet rerun of the calibration replaces one timed while
+#: other runs loaded the machine; a peer's run replaces the error a run without it recorded).
+MERGE_KEYS = {
+    "profiles": ("build", "model", "core"),
+    "errors": ("build", "model", "core"),
+    "calibration": ("build", "model"),
+    "kernel_tables": ("case", "core"),
+}
+
+
 def merge(parts: list[Path], out: Path) -> int:
-    """One report from several (one process per model group): lists concatenated, the
-    machine and cores of the first, every part's models."""
+    """One report from several (runs split over processes), later parts replacing earlier
+    records with the same key (:data:`MERGE_KEYS`); errors for a build that has a profile are
+    dropped. The machine is the first part's."""
     reports = [json.loads(p.read_text()) for p in parts]
     merged = dict(reports[0])
-    for key in ("profiles", "errors", "calibration", "kernel_tables"):
-        merged[key] = [item for r in reports for item in r.get(key, [])]
-    merged["models"] = [m for r in reports for m in r.get("models", [])]
+    for key, fields in MERGE_KEYS.items():
+        records: dict[tuple, dict] = {}
+        for report in reports:
+            for item in report.get(key, []):
+                records[tuple(item[f] for f in fields)] = item
+        merged[key] = list(records.values())
+    profiled = {tuple(p[f] for f in MERGE_KEYS["profiles"]) for p in merged["profiles"]}
+    merged["errors"] = [
+        e for e in merged["errors"] if tuple(e[f] for f in MERGE_KEYS["errors"]) not in profiled
+    ]
+    merged["models"] = list(dict.fromkeys(m for r in reports for m in r.get("models", [])))
     merged["cores"] = {k: v for r in reports for k, v in r.get("cores", {}).items()}
-    out.write_text(json.dumps(merged, indent=1) + "\n")
+    write_text_atomic(out, json.dumps(merged, indent=1) + "\n")
     print("\n".join(ratios(merged["profiles"])))
     print(f"wrote {out}")
     return 0
