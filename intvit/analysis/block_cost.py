@@ -132,7 +132,7 @@ def _run_mca(core: McaCore, regions: list[list[str]]) -> list[BlockCost]:
         "--bottleneck-analysis=false",
         "--instruction-info=false",
         "--resource-pressure=false",
-        "-skip-unsupported-instructions=lack-sched",
+        "-skip-unsupported-instructions=any",
     ]
     mattr = ",".join(filter(None, (DECODE_FEATURES.get(core.arch, ""), *core.mattr)))
     if mattr:
