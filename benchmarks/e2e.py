@@ -17,7 +17,8 @@ with the untuned one, the tuned TVM FP32 build and the in-process peers, so that
 drifting does not pass for a tuning effect or a ratio (records with ``interleaved: true``).
 Every integer library is checked bit-exact against the reference forward before it is timed.
 Writes
-benchmarks/results/e2e.json (one record per peer: case, ours, baseline, ours_ms, baseline_ms,
+benchmarks/results/e2e-<cpu>-<threads>t.json (one record per peer: case, ours, baseline,
+ours_ms, baseline_ms,
 speedup), as it goes.
 """
 

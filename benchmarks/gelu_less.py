@@ -6,7 +6,8 @@
 Both libraries are compiled with the same schedules, exported, checked bit-exact against the
 reference forward, then measured in one session of a local tracker and server, alternately
 (GELU, GELU-less, GELU, GELU-less) so that drift hits both alike, and profiled per operator.
-Random weights (speed does not depend on them). Writes benchmarks/results/gelu_less.json
+Random weights (speed does not depend on them). Writes
+benchmarks/results/gelu_less-<cpu>-<threads>t.json
 (``case``, ``ours`` = GELU-less, ``baseline`` = integer GELU, ``ours_ms``, ``baseline_ms``,
 ``speedup``, and the per-category milliseconds of both).
 """

@@ -4,7 +4,8 @@
 
 Shapes of DeiT-tiny and DeiT-small at batch 1 (197 tokens), for each micro-kernel of the host
 (on AVX2: ``vpmaddwd`` for any int8 weights, ``vpmaddubsw`` for 7-bit ones). Prints a table
-and writes benchmarks/results/gemm.json (records: case, ours, baseline, ours_ms, baseline_ms,
+and writes benchmarks/results/gemm-<cpu>-<threads>t.json (records: case, ours, baseline,
+ours_ms, baseline_ms,
 speedup, gmacs, baseline_gmacs, peak_gmacs, fraction_of_peak, machine, threads), written as
 they are measured. ``peak_gmacs``: in the same run, a register-only loop of the micro-kernel's
 own instructions on all threads (:mod:`intvit.analysis.mix_peak`).

@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/kernels.py [--quick]
 
-Prints the table and writes benchmarks/results/kernels.json (records: case, ours, baseline,
+Prints the table and writes benchmarks/results/kernels-<cpu>-<threads>t.json (records: case,
+ours, baseline,
 ours_ms, baseline_ms, speedup, machine, threads). Records are written as they are measured, so
 an interrupted run keeps what it finished.
 """

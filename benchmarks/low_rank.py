@@ -5,7 +5,8 @@
 DeiT-tiny/small linear shapes at 197 tokens, ranks 0.25, 0.5 and 0.75 of min(K, N), on the
 host's 8-bit-weight micro-kernel, both sides compiled Relax VM functions timed in alternating
 rounds. Goal (heterogeneous-models issue): time ratio <= r(K+N)/(KN) + 0.10. Prints a table
-and writes benchmarks/results/low_rank.json (records: case, ours, baseline, ours_ms,
+and writes benchmarks/results/low_rank-<cpu>-<threads>t.json (records: case, ours, baseline,
+ours_ms,
 baseline_ms, speedup, rank, mac_ratio, time_ratio, bound, meets, machine, threads).
 """
 

@@ -34,6 +34,13 @@ def machine_info() -> dict:
     }
 
 
+def host_named(path: str | Path, machine: dict) -> Path:
+    """``results/<bench>.json`` -> ``results/<bench>-<cpu>-<threads>t.json``: the file of this
+    host's CPU (LLVM's name) and thread count."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-{machine['cpu']}-{machine['threads']}t{path.suffix}")
+
+
 @dataclass
 class BenchRecord:
     """``speedup = baseline_ms / ours_ms`` (> 1: ours is faster)."""
@@ -79,10 +86,11 @@ class RecordLog:
     def on_this_machine(
         cls, path: str | Path, echo: Callable[[BenchRecord], str] | None = None
     ) -> RecordLog:
-        """A log for a benchmark script: the machine it runs on, measured and printed once."""
+        """A log for a benchmark script: the machine it runs on, measured and printed once; the
+        file named by host (:func:`host_named`), so another host's run writes its own."""
         machine = machine_info()
         print(f"machine: {machine}", flush=True)
-        return cls(Path(path), machine, echo=echo)
+        return cls(host_named(path, machine), machine, echo=echo)
 
     def add(self, record: BenchRecord) -> None:
         self.records.append(record)
