@@ -169,21 +169,12 @@ def _rep_string_cycles(block: list[str]) -> float | None:
     return _ELEMENT_BYTES[m.group(2)] / REP_BYTES_PER_CYCLE if m else None
 
 
-def _asm_line_errors(stderr: str) -> set[int]:
-    """The 1-based source lines llvm-mca rejected."""
-    lines = set()
-    for m in re.finditer(r":(\d+):\d+: error", stderr):
-        lines.add(int(m.group(1)))
-    return lines
-
-
 def block_cycles(
     blocks: list[tuple[bytes, ...]], core: McaCore, asm: dict[bytes, str]
 ) -> list[BlockCost]:
     """Modelled cycles of one execution of each block (instructions as encodings) on ``core``.
-
-    Instructions llvm-mca rejects on this core (it names their lines) are replaced with
-    :data:`PLACEHOLDER` and the batch is costed again."""
+    Lines llvm-mca cannot parse or schedule on this core are dropped from their block
+    (``-skip-unsupported-instructions=any``)."""
     placeholder = PLACEHOLDER[core.arch]
     call = _CALL[core.arch]
 
@@ -196,26 +187,5 @@ def block_cycles(
     regions = [
         [placeholder] if c is not None else r for r, c in zip(regions, string_cycles, strict=True)
     ]
-    rejected: set[str] = set()
-    for _ in range(50):
-        regions = [[placeholder if ln in rejected else ln for ln in r] for r in regions]
-        try:
-            costs = _run_mca(core, regions)
-            return [
-                c if s is None else BlockCost(s, s)
-                for c, s in zip(costs, string_cycles, strict=True)
-            ]
-        except CostError as err:
-            bad = _asm_line_errors(str(err))
-            if not bad:
-                raise
-            flat = []
-            for r in regions:
-                flat.append(None)  # the BEGIN marker
-                flat.extend(r)
-                flat.append(None)  # the END marker
-            newly = {flat[n - 1] for n in bad if 0 < n <= len(flat) and flat[n - 1]}
-            if not newly - rejected:
-                raise
-            rejected |= newly
-    raise CostError("llvm-mca kept rejecting instructions")
+    costs = _run_mca(core, regions)
+    return [c if s is None else BlockCost(s, s) for c, s in zip(costs, string_cycles, strict=True)]

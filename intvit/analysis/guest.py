@@ -108,7 +108,7 @@ def core_root(root: Path, core: EmulatedCore) -> Path:
 
 def aarch64_guest(core: EmulatedCore, root: Path | None = None, peers: bool = True) -> Guest:
     """The emulated device's Python for ``core`` (sysroot set up once, needs root and apt)."""
-    from intvit.deploy.emulator import EmulatorError, default_root, ensure_sysroot
+    from intvit.deploy.emulator import EmulatorError, default_root, emulator_env, ensure_sysroot
 
     root = root or default_root()
     try:
@@ -118,16 +118,10 @@ def aarch64_guest(core: EmulatedCore, root: Path | None = None, peers: bool = Tr
     paths = [str(root / "site")]
     if peers:
         paths.append(str(ensure_peer_site(root)))
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env = emulator_env(root)  # the emulated device's Python, seen through the core's root
     env.update(ONE_THREAD)
-    env.update(
-        {
-            "QEMU_LD_PREFIX": str(core_root(root, core)),
-            "PYTHONHOME": str(root / "sysroot" / "usr"),
-            "PYTHONPATH": os.pathsep.join(paths),
-            "TVM_USE_RUNTIME_LIB": "1",
-        }
-    )
+    env["QEMU_LD_PREFIX"] = str(core_root(root, core))
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     python = str(root / "sysroot" / "usr" / "bin" / "python3.11")
     return Guest("aarch64", core.qemu_cpu, python, env)
 

@@ -160,10 +160,10 @@ def count_build(build: Build, guest: Guest, work: Path, extra_runs: int = 1) -> 
     runs = {}
     stem = f"{build.name}-{build.model}".replace(" ", "_")
     output = work / f"output-{stem}.npy" if build.reference is not None else None
+    plugin = plugin_path()
     for n in (1, 1 + extra_runs):
         maps = work / f"maps-{stem}-{n}.txt"
         argv = guest.argv(build.runtime, build.library, build.image, n, maps, output)
-        plugin = plugin_path()
         runs[n] = run_counted(guest.arch, argv, guest.env, work, plugin, maps, guest.qemu_cpu)
         maps.unlink()
     if output is not None and build.reference is not None:

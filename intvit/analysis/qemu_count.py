@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from intvit.paths import atomic_output
+
 PLUGIN_SOURCE = Path(__file__).with_name("plugin") / "tbcount.c"
 
 
@@ -90,12 +92,13 @@ def build_plugin(cache: Path) -> Path:
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise CountError("no C compiler (cc/gcc) to build the QEMU counting plugin")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    cmd = [compiler, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(tmp)]
-    result = subprocess.run([*cmd, str(PLUGIN_SOURCE), "-lpthread"], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise CountError(f"building {PLUGIN_SOURCE.name} failed: {result.stderr.strip()[-400:]}")
-    tmp.replace(out)
+    with atomic_output(out) as tmp:
+        cmd = [compiler, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(tmp)]
+        cmd += [str(PLUGIN_SOURCE), "-lpthread"]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            error = result.stderr.strip()[-400:]
+            raise CountError(f"building {PLUGIN_SOURCE.name} failed: {error}")
     return out
 
 

@@ -148,6 +148,11 @@ def tvm_builds(case: ModelCase, preset: TargetPreset, tag: str, fp32: bool = Tru
     return [ours, baseline]
 
 
+def _peer_calibration(image: np.ndarray) -> np.ndarray:
+    """The 8 random images every int8 peer calibrates on (seed 1), shaped like ``image``."""
+    return np.random.default_rng(1).standard_normal((8, *image.shape[1:])).astype(np.float32)
+
+
 def ort_builds(case: ModelCase) -> list[Build]:
     """ONNX Runtime FP32, int8 static QDQ and int8 dynamic of the same float model (the ONNX
     files are portable: the same files run on every core)."""
@@ -155,7 +160,7 @@ def ort_builds(case: ModelCase) -> list[Build]:
 
     image = np.load(case.float_image)
     fp32 = export_onnx(case.float_model, image, case.folder / "model.onnx")
-    calib = np.random.default_rng(1).standard_normal((8, *image.shape[1:])).astype(np.float32)
+    calib = _peer_calibration(image)
     files = {ORT_FP32: fp32}
     for label, mode in ORT_BUILDS.items():
         if mode is not None:
@@ -197,7 +202,7 @@ def litert_builds(case: ModelCase, python: str) -> list[Build]:
     import torch
 
     image = np.load(case.float_image)
-    calib = np.random.default_rng(1).standard_normal((8, *image.shape[1:])).astype(np.float32)
+    calib = _peer_calibration(image)
     calib_path = save_input(calib, case.folder / "litert-calib.npy")
     program = case.folder / "model.pt2"
     with torch.no_grad():
