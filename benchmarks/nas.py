@@ -1,20 +1,25 @@
-"""Benchmark: hardware-aware architecture search on the digits data, with this host as the RPC
-device, in one run.
+"""Benchmark: hardware-aware architecture search on a built-in data set (digits or MNIST), with
+this host as the RPC device, in one run.
 
-    .venv/bin/python benchmarks/nas.py
+    .venv/bin/python benchmarks/nas.py [--data mnist]
 
-1. The baseline: the built-in digits ViT's shape, integer-only top-1 on the test split, and
-   its integer-only latency measured on the device (compiled, checked bit-exact, timed).
-   Three trainings of it, and the strongest is the baseline, so the search is credited with
+``<data>`` below is digits or mnist: its zoo ViT (``<data>_vit``) is the baseline and its
+shipped space (``<data>``) is searched. Digits: 1000 supernet train images, 200 validation;
+MNIST: 4000 and 500. Both test on 500 images the search never sees.
+
+1. The baseline: the zoo ViT's shape, integer-only top-1 on the test split, and its
+   integer-only latency measured on the device (compiled, checked bit-exact, timed). Three
+   trainings of it, and the strongest is the baseline, so the search is credited with
    neither its recipe nor its supernet:
-   - the zoo checkpoint (no augmentation);
-   - the zoo recipe (60 epochs on all 1200 train images) plus the supernet's augmentation (a
-     random shift of up to 2 pixels), from scratch, 3 seeds;
-   - the same recipe started from digits_vit's inherited supernet weights (digits_vit's
-     shape is in the digits space), 3 seeds: what the searched subnet gets, given to it.
-2. A weight-entangled supernet trained on the digits search space (the first 1000 train
-   images; the last 200 are the search's validation split; the test split is never seen),
-   200 epochs with the random shift.
+   - the zoo checkpoint (its recipe: :data:`intvit.models.zoo.DIGITS_RECIPE` /
+     ``MNIST_RECIPE``);
+   - the zoo recipe with the supernet's augmentation (a random shift of up to 2 pixels), from
+     scratch, 3 seeds;
+   - the same recipe started from the ViT's inherited supernet weights (its shape is in the
+     space), 3 seeds: what the searched subnet gets, given to it.
+2. A weight-entangled supernet trained on the space (the search's train split; its
+   validation split ranks subnets; the test split is never seen), 200 epochs with the random
+   shift.
 3. An evolutionary search (the seed's defaults: population 50, 20 generations) under a latency
    budget equal to the baseline's measured latency: seed subnets measured on the device, an
    XGBoost predictor inside the loop, the final Pareto candidates measured again (the
@@ -31,7 +36,8 @@ device, in one run.
 6. The same search under a memory budget (activations + weights of the compiled library)
    instead, the best subnet's compiled library checked against the budget.
 
-Writes benchmarks/results/nas.json: one record per case with ``case, baseline,
+Writes benchmarks/results/nas.json (records of the other data set are kept): one record per
+case with ``data, case, baseline,
 baseline_top1, baseline_latency_ms, best_top1, best_latency_ms, best_arch, predictor_mape,
 kendall_tau, search_s`` and the details; the search outputs (every evaluated subnet, Pareto
 fronts, the PNG plot, the best library) go to out/nas-bench/.
@@ -53,27 +59,32 @@ RESULTS = Path(__file__).resolve().parent / "results" / "nas.json"
 
 
 def int_top1(float_model, splits) -> float:
-    """Integer-only top-1 of ``float_model`` on ``splits.test``, calibrated on the digits
-    calibration split."""
-    from intvit.models.data import digits
+    """Integer-only top-1 of ``float_model`` on ``splits.test``, calibrated on the data set's
+    calibration split (digits: its 97 calibration images; MNIST: 97 validation images)."""
+    from intvit.models.datasets import builtin_data
     from intvit.quant.calibrate import calibrate
     from intvit.quant.reference import predict
 
-    int_model = calibrate(float_model, digits("calib").images)
+    data = builtin_data(splits.name)
+    size = int(float_model.patch_embed.img_size[0])
+    int_model = calibrate(float_model, data.split(data.calib, size).images[:97])
     pred = predict(int_model, splits.test.images).argmax(-1)
     return float((pred == splits.test.labels).mean())
 
 
-def finetune_config(seed: int):
-    """The fine-tuning recipe: the zoo's (60 epochs, lr 2e-3, all 1200 train images) with the
+def finetune_config(seed: int, recipe=None):
+    """The fine-tuning recipe: the zoo's (``recipe``; default 60 epochs, lr 2e-3) with the
     supernet's shift."""
+    from dataclasses import replace
+
     from intvit.nas.finetune import FinetuneConfig
     from intvit.nas.train import SupernetConfig
 
-    return FinetuneConfig(seed=seed, shift=SupernetConfig().shift)
+    base = FinetuneConfig() if recipe is None else recipe
+    return replace(base, seed=seed, shift=SupernetConfig().shift)
 
 
-def finetuned_top1s(net, choice: dict, splits, seeds: int, first=None) -> list[float]:
+def finetuned_top1s(net, choice: dict, splits, seeds: int, first=None, recipe=None) -> list[float]:
     """Integer top-1 of subnet ``choice`` fine-tuned from its inherited weights with
     :func:`finetune_config`, one per seed (``first``: seed 0's model, fine-tuned already)."""
     from intvit.nas.finetune import finetune
@@ -83,7 +94,8 @@ def finetuned_top1s(net, choice: dict, splits, seeds: int, first=None) -> list[f
         if seed == 0 and first is not None:
             model = first
         else:
-            model = finetune(_extracted(net, choice), splits, finetune_config(seed), False)
+            cfg = finetune_config(seed, recipe)
+            model = finetune(_extracted(net, choice), splits, cfg, False)
         out.append(int_top1(model, splits))
     return out
 
@@ -93,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
 
     use_physical_cores()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=("digits", "mnist"), default="digits")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--work", type=Path, default=Path("out/nas-bench"))
+    parser.add_argument("--work", type=Path, default=None, help="default out/nas-bench[-mnist]")
     parser.add_argument("--epochs", type=int, default=200, help="supernet epochs")
     parser.add_argument("--generations", type=int, default=20)
     parser.add_argument("--population", type=int, default=50)
@@ -110,13 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)} must be >= 1")
 
+    from dataclasses import replace
+
     from intvit.api.nas import SearchRequest, choice_of_arch, run_search
     from intvit.bench.records import machine_info
     from intvit.deploy.memory import MemoryReport
     from intvit.deploy.rpc import connect_tracker, start_host_server, start_tracker, wait_for_device
+    from intvit.models.datasets import builtin_data
     from intvit.models.hetero_vit import load_hetero_checkpoint
-    from intvit.models.train import TrainConfig, ensure_trained, fit_seeded
-    from intvit.models.zoo import create_float_model
+    from intvit.models.train import ensure_trained, fit_seeded
+    from intvit.models.zoo import SMALL_CONFIGS, create_float_model
     from intvit.nas.data import search_data
     from intvit.nas.measure import LatencyMeter
     from intvit.nas.ranking import ranking_check
@@ -126,31 +142,40 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = machine_info()
     print(f"machine: {machine}", flush=True)
-    work = args.work
+    data = args.data
+    base_name = f"{data}_vit"
+    recipe = SMALL_CONFIGS[base_name].recipe
+    work = args.work or Path("out/nas-bench" + ("" if data == "digits" else f"-{data}"))
     work.mkdir(parents=True, exist_ok=True)
-    splits = search_data("digits")
-    space = load_space("digits")
+    space = load_space(data)
+    splits = search_data(data, space)
     records: list[dict] = []
+    if args.out.is_file():  # the other data set's records stay
+        records = [r for r in json.loads(args.out.read_text()) if r.get("data", "digits") != data]
 
     def write(record: dict) -> None:
-        records.append({**record, "machine": machine["cpu"], "threads": machine["threads"]})
+        records.append(
+            {"data": data, **record, "machine": machine["cpu"], "threads": machine["threads"]}
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(records, indent=2) + "\n")
 
     supernet_cfg = SupernetConfig(epochs=args.epochs)
-    zoo = create_float_model("digits_vit", checkpoint=ensure_trained("digits_vit"))
+    zoo = create_float_model(base_name, checkpoint=ensure_trained(base_name))
     zoo_top1 = int_top1(zoo, splits)
+    full_train = builtin_data(data).split("train", space.img_size)
     scratch = [
         fit_seeded(
-            lambda: create_float_model("digits_vit"),
-            TrainConfig(shift=supernet_cfg.shift, seed=seed),
-            desc=f"train digits_vit with the supernet's shift, seed {seed}",
+            lambda: create_float_model(base_name),
+            replace(recipe, shift=supernet_cfg.shift, seed=seed),
+            desc=f"train {base_name} with the supernet's shift, seed {seed}",
+            train=full_train,
         )
         for seed in range(args.seeds)
     ]
     scratch_top1s = [int_top1(m, splits) for m in scratch]
     print(
-        f"digits_vit integer top-1: zoo checkpoint {100 * zoo_top1:.1f}%, with shift "
+        f"{base_name} integer top-1: zoo checkpoint {100 * zoo_top1:.1f}%, with shift "
         f"{supernet_cfg.shift} {', '.join(f'{100 * t:.1f}' for t in scratch_top1s)}%",
         flush=True,
     )
@@ -162,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     train_supernet(space, splits.train, supernet_path, supernet_cfg)
     supernet_s = time.time() - t0
     net, _ = load_supernet(supernet_path)
-    zoo_choice = asdict(choice_of_arch(space, vit_arch(zoo)))  # digits_vit in the space
-    inherited_ft_top1s = finetuned_top1s(net, zoo_choice, splits, args.seeds)
+    zoo_choice = asdict(choice_of_arch(space, vit_arch(zoo)))  # the zoo ViT in the space
+    inherited_ft_top1s = finetuned_top1s(net, zoo_choice, splits, args.seeds, recipe=recipe)
     print(
-        "digits_vit from its inherited supernet weights, fine-tuned: "
+        f"{base_name} from its inherited supernet weights, fine-tuned: "
         f"{', '.join(f'{100 * t:.1f}' for t in inherited_ft_top1s)}%",
         flush=True,
     )
@@ -186,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             (m,) = meter.measure_all([(vit_arch(baseline_model), lambda: baseline_model)])
             baseline_ms = m.ms
             print(
-                f"baseline digits_vit ({baseline_recipe}): integer top-1 "
+                f"baseline {base_name} ({baseline_recipe}): integer top-1 "
                 f"{100 * baseline_top1:.2f}% (mean), {baseline_ms:.3f} ms on the device",
                 flush=True,
             )
@@ -195,20 +220,22 @@ def main(argv: list[str] | None = None) -> int:
             request = SearchRequest(
                 supernet_path,
                 work / "latency",
-                "digits",
+                data,
                 {"max_latency_ms": baseline_ms},
                 config,
                 address,
                 "host-bench",
                 "host",
                 cache_dir=Path(cache),
-                finetune=finetune_config(0),
+                finetune=finetune_config(0, recipe),
             )  # a fresh cache: every figure is this run's
             summary = run_search(request)
             search_s = supernet_s + (time.time() - t1)
     inherited_top1 = int_top1(_extracted(net, summary["best_arch"]), splits)
     exported = load_hetero_checkpoint(work / "latency" / "best.pt")
-    best_runs = finetuned_top1s(net, summary["best_arch"], splits, args.seeds, first=exported)
+    best_runs = finetuned_top1s(
+        net, summary["best_arch"], splits, args.seeds, first=exported, recipe=recipe
+    )
     print(
         f"best subnet: inherited {100 * inherited_top1:.1f}%, fine-tuned "
         f"{', '.join(f'{100 * t:.1f}' for t in best_runs)}%",
@@ -227,13 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     ranking_s = time.time() - t2
     write(
         {
-            "case": "digits, latency budget = digits_vit's measured latency",
-            "baseline": "digits_vit",
+            "case": f"{data}, latency budget = {base_name}'s measured latency",
+            "baseline": base_name,
             "baseline_top1": baseline_top1,
             "baseline_latency_ms": baseline_ms,
             "baseline_recipe": baseline_recipe,
             "baseline_trainings": {name: runs for name, runs in baselines},
-            "top1": f"integer-only, test split (500 images), mean of {args.seeds} seeds",
+            "top1": f"integer-only, test split ({len(splits.test)} images), mean of "
+            f"{args.seeds} seeds",
             "supernet_epochs": args.epochs,
             "shift": supernet_cfg.shift,
             "best_top1": float(np.mean(best_runs)),
@@ -270,23 +298,23 @@ def main(argv: list[str] | None = None) -> int:
         SearchRequest(
             supernet_path,
             work / "memory",
-            "digits",
+            data,
             {"max_memory_bytes": budget},
             {"population": args.population, "generations": args.generations},
             cache_dir=work / "memory-cache",
-            finetune=finetune_config(0),
+            finetune=finetune_config(0, recipe),
         )
     )
     mem_search_s = time.time() - t3
     lib_mem = MemoryReport(**mem_summary["library_memory"])
     mem_exported = load_hetero_checkpoint(work / "memory" / "best.pt")
     mem_runs = finetuned_top1s(
-        net, mem_summary["best_arch"], splits, args.seeds, first=mem_exported
+        net, mem_summary["best_arch"], splits, args.seeds, first=mem_exported, recipe=recipe
     )
     write(
         {
-            "case": "digits, memory budget = 80% of digits_vit's activations + weights",
-            "baseline": "digits_vit",
+            "case": f"{data}, memory budget = 80% of {base_name}'s activations + weights",
+            "baseline": base_name,
             "baseline_top1": baseline_top1,
             "baseline_recipe": baseline_recipe,
             "baseline_memory_bytes": base_mem.activation_bytes + base_mem.weight_bytes,

@@ -303,7 +303,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from intvit.api.train import TrainRequest, run_train
-    from intvit.models.train import TrainConfig
+    from intvit.models.recipe import TrainConfig
 
     cfg = TrainConfig(
         epochs=args.epochs,
@@ -312,11 +312,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         shift=args.shift,
     )
-    result = run_train(TrainRequest(args.arch, args.output, cfg, not args.quiet))
+    result = run_train(TrainRequest(args.arch, args.output, cfg, not args.quiet, args.data))
     print(
-        f"{result['checkpoint']}: {result['params']:,} parameters, float top-1 "
-        f"{100 * result['top1']:.1f}% on the digits test split "
-        f"(quantize it: intvit quantize {result['checkpoint']} -o model.safetensors)"
+        f"{result.checkpoint}: {result.params:,} parameters, float top-1 "
+        f"{100 * result.top1:.1f}% on the {result.data} test split "
+        f"(quantize it: intvit quantize {result.checkpoint} -o model.safetensors)"
     )
     return 0
 
@@ -536,13 +536,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "model",
-        help="timm name (vit_*, deit_*), a small config (digits_vit, ...) or a checkpoint "
-        "that carries its arch (intvit train, intvit nas extract)",
+        help="timm name (vit_*, deit_*), a small config (digits_vit, mnist_vit, ...) or a "
+        "checkpoint that carries its arch (intvit train, intvit nas extract)",
     )
     p.add_argument("--checkpoint", help="local state dict of the float model")
     p.add_argument("--pretrained", action="store_true", help="download timm's weights")
-    p.add_argument("--data", help="ImageFolder root (default: the built-in digits data)")
-    p.add_argument("--calib", type=positive_int, default=97, help="calibration images from --data")
+    p.add_argument(
+        "--data",
+        help="digits, mnist (built in) or an ImageFolder root (default: the model's own data)",
+    )
+    p.add_argument(
+        "--calib",
+        type=positive_int,
+        default=None,
+        help="calibration images (default: the built-in data's calibration split, 97 of a folder)",
+    )
     p.add_argument("--limit", type=positive_int, default=None, help="test images from --data")
     p.add_argument("--softmax", default="edge")
     p.add_argument(
@@ -590,8 +598,11 @@ def build_parser() -> argparse.ArgumentParser:
     quant.add_argument("-o", "--output", type=Path, required=True, help="a .safetensors file")
     quant.set_defaults(func=_cmd_quantize)
 
-    tr = sub.add_parser("train", help="train a heterogeneous ViT (an arch JSON) on digits")
+    tr = sub.add_parser(
+        "train", help="train a heterogeneous ViT (an arch JSON) on a built-in data set"
+    )
     tr.add_argument("arch", help="an arch JSON file or a shipped arch (digits_odd, ...)")
+    tr.add_argument("--data", default="digits", help="built-in data: digits or mnist")
     tr.add_argument("-o", "--output", type=Path, required=True, help="the checkpoint (.pt)")
     tr.add_argument("--epochs", type=positive_int, default=60)
     tr.add_argument("--batch-size", type=positive_int, default=64)
@@ -607,7 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     nas_sub = nas_p.add_subparsers(dest="nas_command", required=True)
     ts = nas_sub.add_parser("train-supernet", help="train a weight-entangled supernet")
     ts.add_argument("--space", required=True, help="a space JSON or a shipped one (digits, ...)")
-    ts.add_argument("--data", default="digits", help="digits, or a folder with train/val/test")
+    ts.add_argument(
+        "--data", default="digits", help="digits, mnist (built in), or a folder with train/val/test"
+    )
     ts.add_argument("--epochs", type=positive_int, default=200)
     ts.add_argument("--batch-size", type=positive_int, default=64)
     ts.add_argument("--lr", type=float, default=2e-3)
@@ -624,7 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="MCUFormer's search-space evolution under a compiled-memory budget",
     )
     ev.add_argument("--space", required=True, help="a space JSON or a shipped one (digits, ...)")
-    ev.add_argument("--data", default="digits", help="digits, or a folder with train/val/test")
+    ev.add_argument(
+        "--data", default="digits", help="digits, mnist (built in), or a folder with train/val/test"
+    )
     ev.add_argument(
         "--max-memory-kib",
         type=positive_float,
@@ -658,7 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=_cmd_nas)
     se = nas_sub.add_parser("search", help="evolutionary search under device constraints")
     se.add_argument("supernet", type=Path)
-    se.add_argument("--data", default="digits")
+    se.add_argument("--data", default="digits", help="digits, mnist, or a folder")
     se.add_argument("--out", type=Path, default=Path("out/nas"), help="results and state")
     se.add_argument("--max-params", type=positive_int, default=None)
     se.add_argument("--max-macs", type=positive_int, default=None)
@@ -698,12 +713,20 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("model", help="timm name or a small config (digits_vit, digits_swin, ...)")
     rd.add_argument("--checkpoint", help="the float (teacher) model's weights")
     rd.add_argument("--pretrained", action="store_true", help="timm's weights as the teacher")
-    rd.add_argument("--data", help="ImageFolder for calibration and test (default: digits)")
-    rd.add_argument("--train-data", help="ImageFolder of distillation images (default: digits)")
+    rd.add_argument(
+        "--data",
+        help="built-in data or ImageFolder for calibration and test (default: the model's)",
+    )
+    rd.add_argument(
+        "--train-data",
+        help="ImageFolder of distillation images (default: the built-in train split)",
+    )
     rd.add_argument(
         "--train-limit", type=positive_int, default=None, help="distil on the first N images"
     )
-    rd.add_argument("--calib", type=positive_int, default=97, help="calibration images from --data")
+    rd.add_argument(
+        "--calib", type=positive_int, default=None, help="calibration images (as quantize)"
+    )
     rd.add_argument("--limit", type=positive_int, default=None, help="test images from --data")
     rd.add_argument("--epochs-per-block", type=non_negative_int, default=1)
     rd.add_argument("--lr", type=float, default=1e-2)

@@ -21,7 +21,7 @@ from intvit.deploy.archcheck import library_arch
 from intvit.deploy.bench import BenchConfig, DeviceError, categorize
 from intvit.deploy.compile import compile_int_model, export
 from intvit.deploy.manifest import manifest_path, read_manifest
-from intvit.models.data import digits
+from intvit.models.datasets import digits
 from intvit.models.zoo import create_float_model
 from intvit.quant.artifact import save_int_model
 from intvit.quant.calibrate import calibrate

@@ -7,7 +7,7 @@ import pytest
 
 from intvit.cli import main
 from intvit.deploy.runner import load, run
-from intvit.models.data import digits
+from intvit.models.datasets import digits
 from intvit.quant.artifact import load_int_model
 from intvit.quant.reference import quantize_input, reference_forward
 

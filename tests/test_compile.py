@@ -15,7 +15,7 @@ from tvm import relax
 
 from intvit.deploy.compile import compile_model, export
 from intvit.deploy.runner import load, run
-from intvit.models.data import digits
+from intvit.models.datasets import digits
 from intvit.models.zoo import create_float_model
 from intvit.quant.calibrate import calibrate
 from intvit.quant.config import QuantConfig

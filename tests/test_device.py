@@ -29,7 +29,7 @@ from intvit.deploy.rpc import (
     wait_for_device,
 )
 from intvit.deploy.targets import get_preset
-from intvit.models.data import digits
+from intvit.models.datasets import digits
 from intvit.models.gelu_less import swap_all
 from intvit.models.zoo import create_float_model
 from intvit.quant.artifact import save_int_model

@@ -11,7 +11,7 @@ from tvm.relax.frontend.torch import from_exported_program
 
 from intvit.api.model_eval import ModelSpec
 from intvit.deploy.targets import get_preset
-from intvit.models.data import digits
+from intvit.models.datasets import digits
 from intvit.models.zoo import create_float_model
 from intvit.relax_ops.float_rewrite import calibrate_sites, integer_nonlinear
 

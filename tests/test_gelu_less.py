@@ -19,7 +19,7 @@ from tvm import relax
 
 from intvit.api.model_eval import fit_config
 from intvit.deploy.compile import compile_int_model
-from intvit.models.data import digits
+from intvit.models.datasets import digits
 from intvit.models.gelu_less import (
     ArrayImages,
     DistillConfig,

@@ -18,7 +18,7 @@ from tvm import relax, te
 
 from intvit.deploy.compile import compile_int_model
 from intvit.deploy.targets import get_preset
-from intvit.models.data import digits
+from intvit.models.datasets import digits
 from intvit.models.zoo import create_float_model
 from intvit.quant.artifact import save_int_model
 from intvit.quant.calibrate import calibrate

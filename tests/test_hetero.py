@@ -19,7 +19,7 @@ from intvit.deploy.compile import compile_int_model, export, lowered_module, sch
 from intvit.deploy.manifest import read_manifest
 from intvit.deploy.memory import MemoryReport, memory_report, peak_live_bytes
 from intvit.deploy.targets import get_preset
-from intvit.models.data import digits
+from intvit.models.datasets import digits
 from intvit.models.hetero_vit import (
     HeteroViT,
     load_hetero_checkpoint,

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from intvit.models.data import ArraySplit, digits
+from intvit.models.data import ArraySplit
+from intvit.models.datasets import digits
 from intvit.nas.extract import extract_subnet
 from intvit.nas.measure import STATISTIC
 from intvit.nas.optim import LazyAdamW

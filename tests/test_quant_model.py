@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from intvit.api.model_eval import ModelSpec, evaluate
-from intvit.models.data import digits
+from intvit.models.datasets import digits
 from intvit.models.zoo import create_float_model
 from intvit.quant.artifact import load_int_model, save_int_model
 from intvit.quant.calibrate import calibrate

@@ -12,7 +12,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from intvit.models.data import ArraySplit, digits
+from intvit.models.data import ArraySplit
+from intvit.models.datasets import digits
 from intvit.nas.space import load_space, space_from_dict
 from intvit.nas.space_evolution import (
     CandidateResult,

@@ -69,7 +69,7 @@ def run_train_supernet(space, data: str, out: Path, cfg: SupernetConfig, progres
     from intvit.nas.data import search_data
     from intvit.nas.train import load_supernet, train_supernet
 
-    splits = search_data(data, space.img_size)
+    splits = search_data(data, space)
     t0 = time.time()
     path = train_supernet(space, splits.train, out, cfg, progress, data_name=splits.name)
     net, _ = load_supernet(path)
@@ -121,7 +121,7 @@ def _save_best(
         from intvit.nas.finetune import finetune as run_finetune
 
         if splits is None:
-            splits = search_data(data, net.space.img_size)
+            splits = search_data(data, net.space)
         run_finetune(model, splits, finetune, progress)
         meta["finetune"] = asdict(finetune)
     return save_hetero_checkpoint(model, out, subnet=choice.key(), data=data, **meta)
@@ -171,7 +171,7 @@ def run_search(req: SearchRequest) -> dict:
         raise ValueError("--tracker and --key go together")
     net, _ = load_supernet(req.supernet)
     space = net.space
-    splits = search_data(req.data, space.img_size)
+    splits = search_data(req.data, space)
     calib = splits.val.images[:32]
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -396,7 +396,7 @@ def run_evolve_space(req: EvolveSpaceRequest) -> dict:
     from intvit.nas.measure import MemoryMeter
     from intvit.nas.space_evolution import run_evolution
 
-    splits = search_data(req.data, req.space.img_size)
+    splits = search_data(req.data, req.space)
     meter = MemoryMeter(req.target, splits.train.images[:8], req.cache_dir)
     space = req.space
 

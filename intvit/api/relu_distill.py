@@ -56,11 +56,10 @@ def _train_images(req: DistillRequest, img_size: int):
         from intvit.models.data import FolderImages
 
         return FolderImages(req.train_data, img_size, req.train_limit)
-    if req.spec.data is not None:
-        raise ValueError("--data is set: give the distillation images with --train-data too")
-    from intvit.models.data import digits
-
-    return ArrayImages(digits("train").images[: req.train_limit])
+    data = req.spec.builtin()
+    if data is None:
+        raise ValueError("--data is a folder: give the distillation images with --train-data too")
+    return ArrayImages(data.split("train", img_size).images[: req.train_limit])
 
 
 def _accuracy(name: str, model, original_logits, spec: ModelSpec, calib, test) -> VariantAccuracy:

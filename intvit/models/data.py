@@ -1,19 +1,11 @@
-"""Data: scikit-learn's handwritten digits (built in, real: 1,797 8x8 images) and, for real
-users, an ImageFolder tree (ImageNet val layout).
-
-Digits are scaled to [0, 1], upsampled to 32x32 (bilinear) and normalized with fixed
-mean/std; the split into train / calibration / test is deterministic (seeded permutation).
-"""
+"""Image arrays and a user's ImageFolder tree (ImageNet val layout). The built-in data sets
+(digits, MNIST) are in :mod:`intvit.models.datasets`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
-DIGITS_MEAN = 0.2734
-DIGITS_STD = 0.3883
-DIGITS_SPLIT = {"train": 1200, "calib": 97, "test": 500}
 
 
 @dataclass(frozen=True)
@@ -27,33 +19,6 @@ class ArraySplit:
     def batches(self, batch_size: int):
         for i in range(0, len(self), batch_size):
             yield self.images[i : i + batch_size], self.labels[i : i + batch_size]
-
-
-def _upsample(images: np.ndarray, size: int) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(images[:, None].astype(np.float32))
-    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False).numpy()
-
-
-def digits(split: str, size: int = 32, seed: int = 0) -> ArraySplit:
-    """A deterministic split of the digits data: ``train``, ``calib`` or ``test``."""
-    from sklearn.datasets import load_digits
-
-    if split not in DIGITS_SPLIT:
-        raise ValueError(f"split={split!r} is not supported; allowed: {', '.join(DIGITS_SPLIT)}")
-    data = load_digits()
-    order = np.random.default_rng(seed).permutation(len(data.target))
-    start = 0
-    for name, count in DIGITS_SPLIT.items():
-        if name == split:
-            idx = order[start : start + count]
-            break
-        start += count
-    images = _upsample(data.images[idx] / 16.0, size)
-    images = (images - DIGITS_MEAN) / DIGITS_STD
-    return ArraySplit(images.astype(np.float32), data.target[idx].astype(np.int64))
 
 
 def _folder_dataset(root: str, size: int):

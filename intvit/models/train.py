@@ -1,43 +1,24 @@
-"""Train the small built-in models on the digits data (a few minutes on one core)."""
+"""Train the small built-in models on their built-in data (minutes on one core), and cache
+each checkpoint under a name keyed by its config, data and recipe."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from intvit.models.augment import check_shift, random_shift
-from intvit.models.data import digits
-from intvit.models.zoo import SMALL_CONFIGS, create_float_model
+from intvit.models.augment import random_shift
+from intvit.models.datasets import builtin_data, digits
+from intvit.models.recipe import TrainConfig
+from intvit.models.zoo import SMALL_CONFIGS, SmallConfig, create_float_model
+from intvit.paths import torch_save_atomic
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 60
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    seed: int = 0
-    #: random translation of each training image by up to this many pixels
-    #: (:func:`~intvit.models.augment.random_shift`); 0, the zoo models' recipe, is none
-    shift: int = 0
-
-    def __post_init__(self) -> None:
-        check_training_fields(self, ("epochs", "batch_size"))
-        check_shift(self.shift)
-
-
-def check_training_fields(config, counts: tuple[str, ...]) -> None:
-    """ValueError naming the first of ``counts`` that is not an integer >= 1, or an ``lr``
-    that is not > 0 (a training config dataclass's validation)."""
-    for name in counts:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be an integer >= 1")
-    if not config.lr > 0:
-        raise ValueError(f"lr={config.lr} must be > 0")
+#: Bumped when the training loop itself changes what a recipe produces.
+TRAINING_CODE_VERSION = 1
 
 
 def cache_dir() -> Path:
@@ -47,8 +28,24 @@ def cache_dir() -> Path:
     return path
 
 
+def recipe_key(config: SmallConfig) -> str:
+    """12 hex digits of a hash of what the zoo checkpoint of ``config`` depends on: its timm
+    model and arguments, its data set and its recipe. A changed recipe gets a new file, never
+    a stale checkpoint."""
+    what = {
+        "timm": config.timm_name,
+        "kwargs": config.kwargs,
+        "data": config.data,
+        "recipe": asdict(config.recipe),
+        "code": TRAINING_CODE_VERSION,
+    }
+    text = json.dumps(what, sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def checkpoint_path(name: str) -> Path:
-    return cache_dir() / f"{name}.pt"
+    """Where the zoo checkpoint of the small config ``name`` is cached."""
+    return cache_dir() / f"{name}-{recipe_key(SMALL_CONFIGS[name])}.pt"
 
 
 def evaluate_float(model, split) -> float:
@@ -88,25 +85,37 @@ def fit_seeded(
     return _single_thread(run)
 
 
-def train_small(name: str, cfg: TrainConfig = TrainConfig(), progress: bool = True) -> Path:
-    """Train ``name`` (a small config) on digits and save its state dict; returns the path."""
-    import torch
-
+def train_small(name: str, progress: bool = True) -> Path:
+    """Train ``name`` (a small config) with its recipe on the train split of its data set and
+    cache its state dict; returns the path."""
     if name not in SMALL_CONFIGS:
         raise ValueError(f"{name!r} is not a small config; choose from {sorted(SMALL_CONFIGS)}")
-    model = fit_seeded(lambda: create_float_model(name), cfg, progress, f"train {name}")
+    config = SMALL_CONFIGS[name]
+    data = builtin_data(config.data)
+    train = data.split("train", int(config.kwargs["img_size"]))
+    model = fit_seeded(
+        lambda: create_float_model(name), config.recipe, progress, f"train {name}", train
+    )
     path = checkpoint_path(name)
-    torch.save(model.state_dict(), path)
+    torch_save_atomic(model.state_dict(), path)
     return path
 
 
-def train_arch(arch, out: str | Path, cfg: TrainConfig = TrainConfig(), progress: bool = True):
+def train_arch(
+    arch,
+    out: str | Path,
+    cfg: TrainConfig = TrainConfig(),  # noqa: B008 (frozen)
+    progress: bool = True,
+    data: str = "digits",
+):
     """Train the heterogeneous ViT of ``arch`` (a :class:`~intvit.quant.arch.VitArch`) from
-    scratch on digits and save it with its arch (``intvit quantize OUT`` takes it)."""
+    scratch on the train split of the built-in ``data`` and save it with its arch and the
+    data's name (``intvit quantize OUT`` takes it)."""
     from intvit.models.hetero_vit import HeteroViT, save_hetero_checkpoint
 
-    model = fit_seeded(lambda: HeteroViT(arch), cfg, progress)
-    return save_hetero_checkpoint(model, out, data="digits", train=asdict(cfg))
+    train = builtin_data(data).split("train", arch.img_size)
+    model = fit_seeded(lambda: HeteroViT(arch), cfg, progress, train=train)
+    return save_hetero_checkpoint(model, out, data=data, train=asdict(cfg))
 
 
 def fit(model, cfg: TrainConfig, progress: bool = True, desc: str = "train", train=None):

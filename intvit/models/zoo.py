@@ -2,9 +2,16 @@
 
 ``pretrained=True`` downloads weights where the user's machine can; ``checkpoint`` loads a
 local state dict (or an intvit checkpoint ``{"model": ..., "intvit": ...}``: a GELU-less one
-gets its ReLU MLPs back, see :mod:`intvit.models.gelu_less`). Small configurations
-(``digits_vit``, ``digits_deit``, ``digits_swin``) are 32x32 single-channel models for the
-built-in digits data.
+gets its ReLU MLPs back, see :mod:`intvit.models.gelu_less`). Small configurations are
+single-channel models for the built-in data sets (:mod:`intvit.models.datasets`), each with
+the recipe its cached checkpoint is trained with:
+
+- ``digits_vit``, ``digits_deit``, ``digits_swin``: 32x32 inputs; the ViT/DeiT cut them into
+  16 patches of 8x8 pixels (an 8x8 scan upsampled: each patch is 2x2 scanned pixels).
+- ``mnist_vit``, ``mnist_deit``, ``mnist_swin``: 28x28 MNIST. The ViT/DeiT take patches of 4,
+  so 49 tokens and the class token, a quarter of DeiT's 196 at 224 pixels with the same
+  patch-to-image ratio as a 16-pixel patch at 112; the Swin takes patches of 2 (14x14 tokens,
+  windows of 7, then 7x7 after its merge).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from intvit.models.gelu_less import META_KEY, apply_relu_blocks
+from intvit.models.recipe import TrainConfig
 
 #: Model families intvit converts, by timm name prefix.
 SUPPORTED_PREFIXES = ("vit_", "deit_", "deit3_", "swin_")
@@ -20,11 +28,14 @@ SUPPORTED_PREFIXES = ("vit_", "deit_", "deit3_", "swin_")
 
 @dataclass(frozen=True)
 class SmallConfig:
-    """A small timm configuration for tests and the built-in demo."""
+    """A small timm configuration for tests and the built-in demo: its built-in data set and
+    the recipe its zoo checkpoint is trained with."""
 
     name: str
     timm_name: str
     kwargs: dict = field(default_factory=dict)
+    data: str = "digits"
+    recipe: TrainConfig = field(default_factory=TrainConfig)
 
 
 #: ViT and DeiT digits models share one shape (DeiT adds the distillation token and head).
@@ -39,11 +50,21 @@ _DIGITS_VIT = dict(
     num_classes=10,
 )
 
+#: The MNIST ViT and DeiT: 7x7 patches of 4 pixels, the digits models' width and depth.
+_MNIST_VIT = {**_DIGITS_VIT, "img_size": 28, "patch_size": 4}
+
+#: The zoo's recipes. A shift of 2 pixels: measured on the digits ViT, 60 epochs, 96.8% test
+#: top-1 without it and 98.8 / 99.0% with it (2 seeds; see intvit.models.augment).
+DIGITS_RECIPE = TrainConfig(epochs=60, shift=2)
+MNIST_RECIPE = TrainConfig(epochs=40, shift=2)
+
 SMALL_CONFIGS = {
     c.name: c
     for c in (
-        SmallConfig("digits_vit", "vit_tiny_patch16_224", _DIGITS_VIT),
-        SmallConfig("digits_deit", "deit_tiny_distilled_patch16_224", _DIGITS_VIT),
+        SmallConfig("digits_vit", "vit_tiny_patch16_224", _DIGITS_VIT, recipe=DIGITS_RECIPE),
+        SmallConfig(
+            "digits_deit", "deit_tiny_distilled_patch16_224", _DIGITS_VIT, recipe=DIGITS_RECIPE
+        ),
         SmallConfig(
             "digits_swin",
             "swin_tiny_patch4_window7_224",
@@ -58,6 +79,28 @@ SMALL_CONFIGS = {
                 mlp_ratio=2.0,
                 num_classes=10,
             ),
+            recipe=DIGITS_RECIPE,
+        ),
+        SmallConfig("mnist_vit", "vit_tiny_patch16_224", _MNIST_VIT, "mnist", MNIST_RECIPE),
+        SmallConfig(
+            "mnist_deit", "deit_tiny_distilled_patch16_224", _MNIST_VIT, "mnist", MNIST_RECIPE
+        ),
+        SmallConfig(
+            "mnist_swin",
+            "swin_tiny_patch4_window7_224",
+            dict(
+                img_size=28,
+                patch_size=2,
+                in_chans=1,
+                embed_dim=32,
+                depths=(2, 2),
+                num_heads=(2, 4),
+                window_size=7,
+                mlp_ratio=2.0,
+                num_classes=10,
+            ),
+            "mnist",
+            MNIST_RECIPE,
         ),
     )
 }

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from intvit.models.augment import check_shift
-from intvit.models.train import check_training_fields
+from intvit.models.recipe import check_training_fields
 from intvit.nas.optim import LazyAdamW
 from intvit.nas.space import SearchSpace, SubnetChoice, space_from_dict
 from intvit.nas.supernet import Supernet
