@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -192,14 +193,16 @@ def _device_list(address: str) -> int:
 
 
 def _interrupt_on_sigterm() -> None:
-    """SIGTERM ends a long-running command as Ctrl-C does, so its ``finally`` blocks run
-    (a service's whole process group stops, nothing is left listening)."""
+    """SIGTERM and SIGHUP (a closed terminal) end a long-running command as Ctrl-C does, so
+    its ``finally`` blocks run (a service's whole process group stops, nothing is left
+    listening)."""
     import signal
 
     def handler(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
 
 
 def _cmd_device(args: argparse.Namespace) -> int:
@@ -838,16 +841,62 @@ KEPT_ON_INTERRUPT = {
 }
 
 
+@dataclass(frozen=True)
+class Output:
+    """An output a command writes: the option's attribute, a file or a folder, and what it
+    holds (for the message). Each is checked before the command does any work."""
+
+    attr: str
+    folder: bool
+    what: str
+
+
+#: Every command's outputs, by command (``nas <sub>`` for the nas subcommands).
+OUTPUTS: dict[str, tuple[Output, ...]] = {
+    "quantize": (Output("output", False, "integer model"),),
+    "compile": (Output("output", False, "library"),),
+    "train": (Output("output", False, "checkpoint"),),
+    "relu-distill": (Output("out", False, "checkpoint"),),
+    "eval": (Output("json", False, "results"),),
+    "bench": (Output("out", True, "report folder"),),
+    "tune": (Output("db", True, "tuning database"),),
+    "report": (Output("out", True, "report folder"),),
+    "demo": (Output("out", True, "output folder"),),
+    "nas train-supernet": (Output("output", False, "supernet checkpoint"),),
+    "nas extract": (Output("output", False, "checkpoint"),),
+    "nas search": (Output("out", True, "search folder"),),
+    "nas evolve-space": (Output("out", True, "space-evolution folder"),),
+}
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """ValueError for the first output of the command in ``args`` that cannot be written."""
+    from intvit.paths import check_folder_writable, check_writable
+
+    sub = getattr(args, "nas_command", None)
+    command = f"nas {sub}" if args.command == "nas" and sub else args.command
+    for out in OUTPUTS.get(command, ()):
+        value = getattr(args, out.attr, None)
+        if value is None:
+            continue
+        (check_folder_writable if out.folder else check_writable)(value, out.what)
+
+
 def main(argv: list[str] | None = None) -> int:
     from intvit.deploy.threads import use_physical_cores
 
     use_physical_cores()
     args = build_parser().parse_args(argv)
     try:
+        check_outputs(args)
         return args.func(args)
     except ValueError as err:
         print(f"intvit: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a vanished folder: the OS's reason and the file
+        where = f" {err.filename!r}" if err.filename else ""
+        print(f"intvit: error:{where} {err.strerror or err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         name = getattr(args, "nas_command", None) or args.command
         kept = KEPT_ON_INTERRUPT.get(name)

@@ -16,10 +16,47 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def cache_dir() -> Path:
+    """The project's cache folder, made if missing: ``$INTVIT_CACHE``, else
+    ``~/.cache/intvit`` (zoo checkpoints, the emulated device, service logs, ...)."""
+    root = os.environ.get("INTVIT_CACHE") or Path.home() / ".cache" / "intvit"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+#: The longest file name most Linux file systems take, in bytes.
+NAME_MAX = 255
+
+
+def check_names(path: str | Path, what: str = "output") -> Path:
+    """``path``, or ValueError naming its first component longer than :data:`NAME_MAX`
+    bytes (the OS's "File name too long", said before any work)."""
+    path = Path(path)
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise ValueError(
+                f"cannot use the {what} {str(path)!r}: the name {part[:40]!r}... is {size} "
+                f"bytes; file systems take at most {NAME_MAX}"
+            )
+    return path
+
+
+def _temp_prefix(path: Path) -> str:
+    """A hidden temporary name's prefix that keeps a legal name legal: ``.``, at most the
+    first 200 bytes' worth of the name, ``.``; mkstemp adds 8 characters and the suffix."""
+    name = path.name
+    while len(os.fsencode(name)) > 200:
+        name = name[:-1]
+    return f".{name}."
+
+
 def check_writable(path: str | Path, what: str = "output") -> Path:
     """``path`` if a file can be written there (its folders made); ValueError naming why not:
-    the path is a folder, an ancestor is a file, or the folder refuses a file."""
-    path = Path(path)
+    a name too long, the path is a folder, an ancestor is a file, or the folder refuses a
+    file."""
+    path = check_names(path, what)
     if path.is_dir():
         raise ValueError(f"cannot write the {what} {str(path)!r}: it is a folder")
     for ancestor in path.parents:
@@ -31,7 +68,29 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
             break
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ValueError(f"cannot write the {what} {str(path)!r}: {reason}") from None
+    return path
+
+
+def check_folder_writable(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` if it is (or can be made) a folder that takes new files; ValueError naming
+    why not: a name too long, the path or an ancestor is a file, or it refuses a file."""
+    path = check_names(path, what)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise ValueError(
+                    f"cannot write the {what} {str(path)!r}: {str(candidate)!r} is a file"
+                )
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".intvit-", suffix=".probe")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
@@ -47,18 +106,25 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
+def atomic_output(path: str | Path, executable: bool = False) -> Iterator[Path]:
     """A temporary path beside ``path``, unique to this call (two writers of one file, in two
-    processes or two threads, never share one); moved onto ``path`` when the block succeeds,
-    removed when it fails."""
+    processes or two threads, never share one), ending in ``path``'s suffix (tools that pick a
+    format by it, such as a linker, see the right one); moved onto ``path`` when the block
+    succeeds, with the usual mode (0666, or 0777 when ``executable``, less the umask), and
+    removed when it fails. A full disk or an interrupted write never leaves a partial file
+    under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make every result private
+    fd, name = tempfile.mkstemp(
+        dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp" + path.suffix
+    )
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
+        # the usual mode, set after the block: writers that recreate the file (safetensors)
+        # would otherwise leave mkstemp's 0600
+        os.chmod(tmp, (0o777 if executable else 0o666) & ~_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -406,9 +406,23 @@ def test_corrupt_database_is_named(tmp_path):
         check_database(tmp_path)
     (tmp_path / "database_workload.json").write_text("{}\n")
     (tmp_path / "database_tuning_record.json").write_text("[1, 2\n")
-    with pytest.raises(ValueError, match="line 1 is corrupt"):
+    with pytest.raises(ValueError, match=r"workload\.json' line 1 is not \[structural hash"):
         check_database(tmp_path)
     assert json.loads((tmp_path / "database_workload.json").read_text()) == {}
+    (tmp_path / "database_workload.json").write_text('["0x1f", "{}"]\n')
+    with pytest.raises(ValueError, match="line 1 is corrupt"):
+        check_database(tmp_path)
+    # valid JSON that is not a record: named with its line, before TVM's type errors
+    for line, message in (
+        ("[0, 5]", r"line 1 is not \[trace, run seconds"),
+        ("[3, [[], [0.1], {}, []]]", "line 1 names workload 3; the database has 1"),
+        ('[0, [[], ["fast"], {}, []]]', "line 1 has run seconds"),
+    ):
+        (tmp_path / "database_tuning_record.json").write_text(line + "\n")
+        with pytest.raises(ValueError, match=message):
+            check_database(tmp_path)
+    (tmp_path / "database_tuning_record.json").write_text("[0, [[], [0.1], {}, []]]\n")
+    assert check_database(tmp_path) == tmp_path
 
 
 def test_tune_names_a_corrupt_line_and_drops_a_torn_tail(vit, tmp_path):

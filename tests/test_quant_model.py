@@ -240,7 +240,7 @@ def test_bad_inputs(random_models, calib_images, tmp_path):
         create_float_model("resnet50")
     ckpt = tmp_path / "vit.pt"
     torch.save(random_models["digits_vit"].state_dict(), ckpt)
-    with pytest.raises(ValueError, match="is not for model 'digits_deit'"):
+    with pytest.raises(ValueError, match="does not fit model 'digits_deit'"):
         create_float_model("digits_deit", checkpoint=ckpt)
     with pytest.raises(ValueError, match="calibration set is empty"):
         calibrate(random_models["digits_vit"], calib_images[:0])

@@ -104,7 +104,7 @@ def build_plugin(cache: Path) -> Path:
 
 def plugin_path() -> Path:
     """The plugin in the project's cache folder, built there on first use (``make plugin``)."""
-    from intvit.models.train import cache_dir
+    from intvit.paths import cache_dir
 
     return build_plugin(cache_dir() / "qemu-plugin")
 

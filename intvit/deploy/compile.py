@@ -20,6 +20,7 @@ from intvit.deploy.manifest import KernelCall, LibraryManifest, arch_of_target, 
 from intvit.deploy.memory import MemoryReport, memory_report
 from intvit.deploy.signature import with_input_signature
 from intvit.deploy.targets import TargetPreset, get_preset
+from intvit.paths import atomic_output
 from intvit.quant.int_model import IntModel
 from intvit.relax_ops.graph import build_module
 from intvit.topi.kinds import kernel_kind
@@ -250,13 +251,16 @@ def apple_link_command(archive: str | Path, output: str | Path) -> str:
 
 
 def _export_library(executable, preset: TargetPreset, path: Path) -> Path:
+    """Export through a temporary file beside ``path`` (the linker never writes the final
+    name: a full disk or an interrupt leaves no partial library)."""
     if not preset.linkable_here:
         path = path.with_suffix(".tar")
-        executable.export_library(str(path))
-    elif (fcompile := cross_compiler(preset)) is None:
-        executable.export_library(str(path))
-    else:
-        executable.export_library(str(path), fcompile=fcompile)
+    fcompile = cross_compiler(preset) if preset.linkable_here else None
+    with atomic_output(path, executable=path.suffix == ".so") as tmp:
+        if fcompile is None:
+            executable.export_library(str(tmp))
+        else:
+            executable.export_library(str(tmp), fcompile=fcompile)
     return path
 
 

@@ -19,6 +19,7 @@ from intvit.deploy.rpc import (
     ServiceProcess,
     free_port,
     rpc_server_command,
+    safe_name,
     spawn,
     wait_for_port,
 )
@@ -174,7 +175,7 @@ def start_emulated_server(
     service = spawn(
         f"emulated aarch64 server {key}",
         cmd,
-        root / f"server-{key}-{port}.log",
+        root / f"server-{safe_name(key)}-{port}.log",
         port,
         emulator_env(root, cpu),
     )
@@ -183,6 +184,6 @@ def start_emulated_server(
 
 
 def default_root() -> Path:
-    from intvit.models.train import cache_dir
+    from intvit.paths import cache_dir
 
     return cache_dir() / "emu-aarch64"

@@ -64,13 +64,68 @@ class ServiceProcess:
         self.stop()
 
 
+def default_log_dir() -> Path:
+    """Where services write their logs by default: ``<cache>/logs``, a folder the user owns
+    (never a shared ``/tmp``)."""
+    from intvit.paths import cache_dir
+
+    path = cache_dir() / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def open_log(path: Path) -> int:
+    """A new log file at ``path``, opened for writing without following a symlink there (a
+    planted link is refused, not written through): the file descriptor."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as err:
+        raise ValueError(f"cannot open the log {str(path)!r}: {err.strerror}") from None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies, even by SIGKILL (Linux
+    ``PR_SET_PDEATHSIG``), so a killed command leaves no service listening."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's own handlers still stop it
+        pass
+
+
 def spawn(name: str, cmd: list[str], log: Path, port: int, env: dict | None = None):
-    log.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(log, "wb")
-    proc = subprocess.Popen(
-        cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
+    """Start ``cmd`` in its own process group, its output in the new file ``log``."""
+    fd = open_log(log)
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+    finally:
+        os.close(fd)
     return ServiceProcess(name, proc, log, port)
+
+
+def check_port(port: int, host: str = "127.0.0.1", span: int = 1) -> int:
+    """``port`` if ``port .. port + span - 1`` are valid TCP ports that nothing on ``host``
+    listens on; ValueError naming the port otherwise (before a service is spawned)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535 - span + 1:
+        raise ValueError(f"port {port!r} must be an integer in [1, {65535 - span + 1}]")
+    for p in range(port, port + span):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, p))
+            except OSError as err:
+                raise ValueError(f"port {p} on {host} is taken: {err.strerror}") from None
+    return port
 
 
 def wait_for_port(host: str, port: int, timeout: float, service: ServiceProcess | None = None):
@@ -90,9 +145,10 @@ def start_tracker(
     port: int | None = None, log_dir: Path | None = None, host: str = "127.0.0.1"
 ) -> ServiceProcess:
     """A TVM RPC tracker on ``host`` (``0.0.0.0`` lets other machines in; a free port unless
-    given)."""
-    port = port or free_port()
-    log = (log_dir or Path("/tmp")) / f"intvit-tracker-{port}.log"
+    given: a given one that is taken or out of range is a ValueError), logging into
+    ``log_dir`` (default :func:`default_log_dir`)."""
+    port = free_port() if port is None else check_port(port, host, span=2)
+    log = (log_dir or default_log_dir()) / f"tracker-{port}.log"
     cmd = [
         sys.executable,
         "-m",
@@ -137,11 +193,17 @@ def start_host_server(
 
     use_physical_cores()  # the server inherits TVM_NUM_THREADS
     port = free_port()
-    log = (log_dir or Path("/tmp")) / f"intvit-server-{key}-{port}.log"
+    log = (log_dir or default_log_dir()) / f"server-{safe_name(key)}-{port}.log"
     cmd = rpc_server_command(sys.executable, port, f"{tracker_host}:{tracker_port}", key)
     service = spawn(f"rpc server {key}", cmd, log, port)
     wait_for_port("127.0.0.1", port, 60, service)
     return service
+
+
+def safe_name(text: str) -> str:
+    """``text`` with every character but letters, digits, ``-`` and ``_`` replaced by ``_``
+    (a key in a file name: no ``/``, no ``..``)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)[:64] or "_"
 
 
 def parse_address(address: str) -> tuple[str, int]:

@@ -27,6 +27,11 @@ def _folder_dataset(root: str, size: int):
     from torchvision import datasets, transforms
 
     path = Path(root)
+    if path.is_file():
+        raise ValueError(
+            f"--data {root!r} is a file; give a built-in data set (digits, mnist) or an "
+            "ImageFolder root (one folder of images per class)"
+        )
     if not path.is_dir():
         raise ValueError(f"data folder {root!r} does not exist")
     tf = transforms.Compose(
@@ -37,7 +42,13 @@ def _folder_dataset(root: str, size: int):
             transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
         ]
     )
-    ds = datasets.ImageFolder(str(path), transform=tf)
+    try:
+        ds = datasets.ImageFolder(str(path), transform=tf)
+    except FileNotFoundError:  # torchvision: no class folder, or no image in any
+        raise ValueError(
+            f"data folder {root!r} holds no class folders of images (ImageFolder layout: "
+            "ROOT/<class>/<image>)"
+        ) from None
     if len(ds) == 0:
         raise ValueError(f"data folder {root!r} holds no images")
     return ds

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from intvit.models.gelu_less import META_KEY
+from intvit.models.state import check_state_fits
 from intvit.paths import torch_save_atomic
 from intvit.quant.arch import BlockArch, VitArch, arch_from_dict
 
@@ -157,30 +158,6 @@ def checkpoint_arch(state: object) -> VitArch | None:
     if not isinstance(arch, VitArch):
         raise ValueError(f"a {arch.family} arch in a ViT checkpoint")
     return arch
-
-
-def check_state_fits(model: nn.Module, state: dict, what: str) -> None:
-    """ValueError naming the first tensors that ``state`` lacks, has extra, or shapes
-    differently from ``model``."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(
-        f"{k} {tuple(state[k].shape)} (arch: {tuple(own[k].shape)})"
-        for k in set(own) & set(state)
-        if tuple(own[k].shape) != tuple(state[k].shape)
-    )
-    if missing or unexpected or wrong:
-        detail = "; ".join(
-            f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for label, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape differs", wrong),
-            )
-            if keys
-        )
-        raise ValueError(f"{what} ({detail})")
 
 
 def load_hetero_checkpoint(path: str | Path) -> HeteroViT:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,17 +14,10 @@ from intvit.models.augment import random_shift
 from intvit.models.datasets import builtin_data, digits
 from intvit.models.recipe import TrainConfig
 from intvit.models.zoo import SMALL_CONFIGS, SmallConfig, create_float_model
-from intvit.paths import torch_save_atomic
+from intvit.paths import cache_dir, torch_save_atomic
 
 #: Bumped when the training loop itself changes what a recipe produces.
 TRAINING_CODE_VERSION = 1
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("INTVIT_CACHE") or Path.home() / ".cache" / "intvit"
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def recipe_key(config: SmallConfig) -> str:

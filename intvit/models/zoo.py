@@ -21,6 +21,7 @@ from pathlib import Path
 
 from intvit.models.gelu_less import META_KEY, apply_relu_blocks
 from intvit.models.recipe import TrainConfig
+from intvit.models.state import check_state_fits
 
 #: Model families intvit converts, by timm name prefix.
 SUPPORTED_PREFIXES = ("vit_", "deit_", "deit3_", "swin_")
@@ -131,7 +132,34 @@ def load_float_model(name: str, pretrained: bool = False, checkpoint: str | Path
         if checkpoint is not None or pretrained:
             raise ValueError(f"{name!r} is a checkpoint already; drop --checkpoint/--pretrained")
         return load_hetero_checkpoint(name)
+    if Path(name).is_file():
+        raise ValueError(describe_model_file(Path(name)))
     return create_float_model(name, pretrained, checkpoint)
+
+
+def describe_model_file(path: Path) -> str:
+    """Why the file ``path``, given where a model is expected, is not one: unreadable, a
+    supernet, or a state dict without its arch."""
+    import torch
+
+    try:
+        body = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # pickle, zip or format errors all mean the same to a user
+        return (
+            f"{str(path)!r} is not a readable checkpoint (truncated, or not a PyTorch file); "
+            "a model is a timm name, a small config or a checkpoint from intvit train"
+        )
+    if isinstance(body, dict) and body.get("format") == "intvit-supernet":
+        return (
+            f"{str(path)!r} is a supernet; take a subnet out of it first: "
+            f"intvit nas extract {path} --arch ... -o subnet.pt"
+        )
+    if isinstance(body, dict):
+        return (
+            f"{str(path)!r} is a state dict without its arch; give the model's name and the "
+            f"file as --checkpoint {path}"
+        )
+    return f"{str(path)!r} holds a {type(body).__name__}, not a model checkpoint"
 
 
 def create_float_model(
@@ -164,22 +192,6 @@ def create_float_model(
             raise ValueError(f"checkpoint {str(path)!r} does not hold a state dict")
         if relu:  # a GELU-less checkpoint (intvit relu-distill): ReLU MLPs, fc1 bias zero
             apply_relu_blocks(model, relu)
-        own = model.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = sorted(
-            k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)
-        )
-        if missing or unexpected or wrong:
-            detail = "; ".join(
-                f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                for label, keys in (
-                    ("missing", missing),
-                    ("unexpected", unexpected),
-                    ("shape differs", wrong),
-                )
-                if keys
-            )
-            raise ValueError(f"checkpoint {str(path)!r} is not for model {name!r} ({detail})")
+        check_state_fits(model, state, f"checkpoint {str(path)!r} does not fit model {name!r}")
         model.load_state_dict(state)
     return model.eval()

@@ -73,7 +73,7 @@ class JsonCache:
 
 
 def default_cache_dir() -> Path:
-    from intvit.models.train import cache_dir
+    from intvit.paths import cache_dir
 
     return cache_dir() / "nas"
 

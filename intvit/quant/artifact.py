@@ -31,6 +31,9 @@ _REQUIRED = ("format", "format_version", "arch", "config", "scales", "m_star")
 
 
 def save_int_model(model: IntModel, path: str | Path) -> Path:
+    """Write ``model`` to ``path`` atomically, with the usual file mode; ValueError naming the
+    file when it cannot be written (a full disk: nothing is left under ``path``)."""
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     path = Path(path)
@@ -45,8 +48,12 @@ def save_int_model(model: IntModel, path: str | Path) -> Path:
         "source": model.source,
     }
     tensors = {k: np.ascontiguousarray(v) for k, v in model.tensors.items()}
-    with atomic_output(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    try:
+        with atomic_output(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+    except (SafetensorError, OSError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ValueError(f"cannot write the integer model {str(path)!r}: {reason}") from None
     return path
 
 

@@ -74,7 +74,9 @@ def swin_shapes(arch: SwinArch) -> dict[str, tuple[int, ...]]:
     for st in arch.stages:
         for _ in st.blocks:
             shapes[f"b{i}.qkv.w"] = (3 * st.dim, st.dim)
+            shapes[f"b{i}.proj.w"] = (st.dim, st.dim)
             shapes[f"b{i}.fc1.w"] = (st.mlp_hidden, st.dim)
+            shapes[f"b{i}.fc2.w"] = (st.dim, st.mlp_hidden)
             i += 1
     shapes["head.w"] = (arch.num_classes, arch.stages[-1].dim)
     return shapes
@@ -140,15 +142,38 @@ TENSOR_DTYPES = {
 
 
 def check_tensor_shapes(arch: Arch, tensors: dict[str, np.ndarray], what: str) -> None:
-    """ValueError naming the first weight whose shape does not fit ``arch`` (or is missing),
-    or whose dtype is not its storage dtype (int8 weights, int32 biases, ...)."""
+    """ValueError naming the first tensor that is wrong for ``arch``:
+
+    - a name no integer model has, or a dtype other than its storage dtype (int8 weights,
+      int32 biases, ...);
+    - a weight whose shape does not fit the arch, or a missing one; every linear weight
+      ``X.w`` needs its bias ``X.b`` and per-channel weight scales ``X.ws`` of one value per
+      output row;
+    - a weight scale that is not finite and > 0, or a float tensor holding NaN or inf."""
     for name, t in tensors.items():
-        want = TENSOR_DTYPES.get(name.split(".")[-1])
-        if want is not None and str(t.dtype) != want:
+        kind = name.split(".")[-1]
+        if kind not in TENSOR_DTYPES:
+            raise ValueError(f"{what}: tensor {name!r} is not one an integer model has")
+        want = TENSOR_DTYPES[kind]
+        if str(t.dtype) != want:
             raise ValueError(f"{what}: tensor {name!r} is {t.dtype}; it must be {want}")
+        if want == "float32" and not np.isfinite(t).all():
+            raise ValueError(f"{what}: tensor {name!r} holds NaN or inf")
+        if kind == "ws" and not (t > 0).all():
+            bad = float(t.reshape(-1)[np.argmin(t.reshape(-1) > 0)])
+            raise ValueError(f"{what}: weight scales {name!r} must be > 0; one is {bad}")
     for name, shape in get_family(arch.family).expected_shapes(arch).items():
-        if name not in tensors:
-            raise ValueError(f"{what}: tensor {name!r} is missing for its arch")
-        got = tuple(int(s) for s in tensors[name].shape)
-        if got != shape:
-            raise ValueError(f"{what}: tensor {name!r} has shape {got}; its arch gives {shape}")
+        _check_shape(tensors, name, shape, what)
+        if name.endswith(".w"):
+            for part in ("b", "ws"):
+                _check_shape(tensors, f"{name[:-2]}.{part}", (shape[0],), what)
+
+
+def _check_shape(
+    tensors: dict[str, np.ndarray], name: str, shape: tuple[int, ...], what: str
+) -> None:
+    if name not in tensors:
+        raise ValueError(f"{what}: tensor {name!r} is missing for its arch")
+    got = tuple(int(s) for s in tensors[name].shape)
+    if got != shape:
+        raise ValueError(f"{what}: tensor {name!r} has shape {got}; its arch gives {shape}")

@@ -40,19 +40,62 @@ def drop_torn_tail(path: Path, log=print) -> bool:
         return True
 
 
+def _workload_problem(entry: object) -> str | None:
+    """Why a workload line is not MetaSchedule's ``[structural hash, module JSON]``."""
+    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
+        return "is not [structural hash, module]"
+    if not isinstance(entry[1], str | dict):
+        return "holds no module"
+    return None
+
+
+def _record_problem(entry: object, workloads: int) -> str | None:
+    """Why a record line is not MetaSchedule's ``[workload index, [trace, run seconds,
+    target, argument info]]``."""
+    if not (isinstance(entry, list) and len(entry) == 2):
+        return "is not [workload index, record]"
+    index, body = entry
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < workloads:
+        return f"names workload {index!r}; the database has {workloads}"
+    if not (isinstance(body, list) and len(body) == 4):
+        return "is not [trace, run seconds, target, argument info]"
+    trace, run_secs, target, _ = body
+    if not isinstance(trace, list):
+        return f"has a trace that is {type(trace).__name__}, not a list"
+    numbers = isinstance(run_secs, list) and all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in run_secs
+    )
+    if run_secs is not None and not numbers:
+        return f"has run seconds {run_secs!r}, not a list of numbers"
+    if not isinstance(target, dict | str):
+        return f"has a target that is {type(target).__name__}"
+    return None
+
+
 def check_database(db: str | Path) -> Path:
-    """``db`` as a usable database folder; ValueError naming a missing or corrupt file."""
+    """``db`` as a usable database folder; ValueError naming a missing file, or the file and
+    line of a corrupt or malformed entry (before TVM reads it and fails with a type error)."""
     db = Path(db)
+    counts = {}
     for name in (WORKLOADS, RECORDS):
         path = db / name
         if not path.is_file():
             raise ValueError(f"tuning database {str(db)!r} has no {name}")
+        counts[name] = 0
         for n, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    json.loads(line)
-                except json.JSONDecodeError:
-                    raise ValueError(f"{str(path)!r} line {n} is corrupt") from None
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(f"{str(path)!r} line {n} is corrupt") from None
+            if name == WORKLOADS:
+                problem = _workload_problem(entry)
+            else:
+                problem = _record_problem(entry, counts[WORKLOADS])
+            if problem:
+                raise ValueError(f"{str(path)!r} line {n} {problem}")
+            counts[name] += 1
     return db
 
 
