@@ -169,11 +169,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"intvit: device error: {err}", file=sys.stderr)
         return 3
     print(f"{report.model} on device {report.device!r} ({report.preset}):")
-    if "bit_exact" in report.device_info:
-        print(f"outputs equal the reference forward: {report.device_info['bit_exact']}")
+    golden = report.device_info.get("golden")
+    if golden:
+        exact = sum(golden.values())
+        names = ", ".join(f"{name} {'exact' if ok else 'DIFFERS'}" for name, ok in golden.items())
+        print(f"golden vectors: {exact}/{len(golden)} bit-exact on the device ({names})")
+    else:
+        print("golden vectors: none in the manifest (an FP32 library, or an older export)")
     print(report.table())
     print("\nreports: " + ", ".join(str(p) for p in paths.values()))
-    return 0
+    return 0 if report.device_info.get("bit_exact", True) else 1
 
 
 def _device_list(address: str) -> int:

@@ -174,8 +174,33 @@ def test_cli_bench_and_device_list(artifact, tracker_port, tmp_path, capsys):
     args += ["--repeat", "3", "--number", "2", "--out", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "outputs equal the reference forward: True" in out
+    assert "golden vectors: 4/4 bit-exact on the device" in out
     assert "intvit integer-only" in out and "reports:" in out
+
+
+def test_library_golden_vectors_on_the_device_and_here(library, tracker_port, tmp_path, capsys):
+    """The manifest's golden vectors (the reference forward's exact outputs) are checked on
+    the device before ``intvit bench lib.so`` times it, and by ``verify_library`` with the
+    TVM runtime alone; an edited expected output is reported, with exit status 1."""
+    from intvit.deploy.golden import GOLDEN_INPUTS, verify_library
+
+    manifest = read_manifest(library)
+    assert [g.input for g in manifest.golden] == list(GOLDEN_INPUTS)
+    assert manifest.family == "vit"
+    assert verify_library(library) == [True] * len(GOLDEN_INPUTS)
+    args = ["bench", str(library), "--tracker", f"127.0.0.1:{tracker_port}", "--quiet"]
+    args += ["--repeat", "2", "--number", "2"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert "golden vectors: 4/4 bit-exact on the device" in capsys.readouterr().out
+    lied = tmp_path / "lied.so"
+    shutil.copy(library, lied)
+    data = json.loads(manifest_path(library).read_text())
+    data["golden"][2]["output"][0] += 1
+    manifest_path(lied).write_text(json.dumps(data))
+    assert verify_library(lied) == [True, True, False, True]
+    assert main([*args[:1], str(lied), *args[2:], "--out", str(tmp_path / "b")]) == 1
+    expected = "golden vectors: 3/4 bit-exact on the device (random:1 exact, random:2 exact, "
+    assert expected + "fill:-128 DIFFERS" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None, reason="no cross compiler")

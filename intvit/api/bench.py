@@ -115,6 +115,7 @@ def run_bench(req: BenchRequest) -> tuple[BenchReport, dict[str, Path]]:
     source = Path(req.source)
     if not source.is_file():
         raise ValueError(f"{str(source)!r} does not exist")
+    check_request(req)
     host, port = parse_address(req.tracker)
     tracker = connect_tracker(host, port)
     stem = claim_report_name(req.out, f"bench-{source.name.split('.')[0]}-{req.key}")
@@ -133,9 +134,60 @@ def run_bench(req: BenchRequest) -> tuple[BenchReport, dict[str, Path]]:
         report.status, report.error = "partial", str(err)
         paths = report.write_all(req.out, stem)
         raise DeviceError(f"{err}; results so far in {paths['json']}") from err
+    except BaseException as err:  # refused or interrupted: keep what was measured, or nothing
+        if report.latencies:
+            report.status, report.error = "partial", str(err) or type(err).__name__
+            report.write_all(req.out, stem)
+        else:  # no stale {"status": "starting"} report is left behind
+            (Path(req.out) / f"{stem}.json").unlink(missing_ok=True)
+        raise
     finally:
         steps.close()
     return report, report.write_all(req.out, stem)
+
+
+def check_request(req: BenchRequest) -> None:
+    """ValueError, before any device is asked, for a request that cannot give a meaningful
+    report: an unknown ``--target``, a target of another architecture than the library's, or
+    a ``--model`` of another family than the library's for ``--compare``."""
+    from intvit.deploy.targets import get_preset
+
+    source = Path(req.source)
+    manifest = read_manifest(source) if source.suffix != ".safetensors" else None
+    if req.target is not None:
+        from intvit.deploy.manifest import arch_of_target
+
+        preset = get_preset(req.target)
+        if manifest is not None and arch_of_target(preset.target) != manifest.arch:
+            raise ValueError(
+                f"--target {req.target}: the preset is for {arch_of_target(preset.target)}, "
+                f"but {source.name!r} was compiled for {manifest.arch} ({manifest.preset})"
+            )
+    if req.compare and req.float_model is not None:
+        family = _family_of_source(source, manifest)
+        wanted = _family_of_name(req.float_model, req.checkpoint)
+        if family is not None and wanted is not None and family != wanted:
+            raise ValueError(
+                f"--model {req.float_model} is a {wanted}, but {source.name!r} holds a "
+                f"{family}; compare a library with its own model"
+            )
+
+
+def _family_of_name(name: str, checkpoint: str | None) -> str | None:
+    from intvit.models.zoo import load_float_model
+    from intvit.quant.family import family_of_model
+
+    return family_of_model(load_float_model(name, checkpoint=checkpoint)).name
+
+
+def _family_of_source(source: Path, manifest) -> str | None:
+    """The model family a library or integer model holds (None when unknown)."""
+    if manifest is None:
+        from intvit.quant.artifact import load_int_model
+
+        return load_int_model(source).arch.family
+    name = float_model_name(manifest.model)
+    return _family_of_name(name, None) if name is not None else manifest.family
 
 
 def _bench_on(session, req, source: Path, report: BenchReport, steps, stem: str) -> None:
@@ -160,14 +212,14 @@ def _bench_on(session, req, source: Path, report: BenchReport, steps, stem: str)
     report.memory = manifest.memory
     steps.done()
 
-    if int_model is not None:
-        from intvit.quant.reference import reference_forward
+    if manifest.golden:  # before timing: a library that computes the wrong thing is no result
+        from intvit.deploy.golden import check_golden
 
-        image = np.random.default_rng(1).integers(-128, 128, manifest.input_shape, dtype=np.int8)
-        got = session.run(library, image)
-        report.device_info["bit_exact"] = bool(
-            np.array_equal(got, reference_forward(int_model, image))
-        )
+        steps.start("checking the golden vectors on the device")
+        golden = check_golden(lambda image: session.run(library, image), manifest)
+        report.device_info["golden"] = dict(golden)
+        report.device_info["bit_exact"] = all(ok for _, ok in golden)
+        report.write_json(req.out / f"{stem}.json")
     steps.start("timing the integer-only model")
     report.latencies.append(session.measure(library, manifest, "intvit integer-only"))
     report.write_json(req.out / f"{stem}.json")

@@ -8,6 +8,7 @@ Every remote step runs under a timeout: a device that hangs or disconnects raise
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 import time
@@ -85,6 +86,15 @@ class BenchConfig:
         for name, low in (("warmup", 0), ("number", 1), ("repeat", 1), ("profile_repeat", 1)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= {low}")
+        for name in (
+            "step_timeout_s",
+            "queue_timeout_s",
+            "registration_timeout_s",
+            "session_timeout_s",
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value!r} must be a finite number of seconds > 0")
 
 
 @dataclass

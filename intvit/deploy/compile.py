@@ -139,7 +139,8 @@ def compile_int_model(
     preset = _as_preset(preset)
     name = model.source or "int model"
     if not schedules:
-        return compile_relax(build_module(model, batch), preset, "int", name, profile)
+        compiled = compile_relax(build_module(model, batch), preset, "int", name, profile)
+        return with_reference(compiled, model)
     from intvit.schedules.model import schedule_rows
 
     mod = scheduled_module(model, preset, batch)
@@ -148,7 +149,19 @@ def compile_int_model(
 
         mod = apply_database(mod, db, preset.tvm_target())
     # the row schedule for the row kernels without a tuned one
-    return compile_relax(schedule_rows(mod, preset.cores), preset, "int", name, profile)
+    compiled = compile_relax(schedule_rows(mod, preset.cores), preset, "int", name, profile)
+    return with_reference(compiled, model)
+
+
+def with_reference(compiled: CompiledModel, model: IntModel) -> CompiledModel:
+    """``compiled`` with its manifest carrying ``model``'s family and golden vectors (the
+    reference forward's outputs for :data:`~intvit.deploy.golden.GOLDEN_INPUTS`)."""
+    from intvit.deploy.golden import golden_vectors
+
+    m = compiled.manifest
+    m.family = model.arch.family
+    m.golden = golden_vectors(model, m.input_shape, m.input_dtype)
+    return compiled
 
 
 def compile_model(

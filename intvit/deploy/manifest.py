@@ -3,7 +3,9 @@
 It records what a benchmark or a user needs without the compiler: the target preset and its
 architecture, the input the library's ``main`` takes, what model it holds, and the kernel
 calls of ``main`` in order (function name and argument shapes/dtypes), which is how a
-per-operator profile times each kernel on a device.
+per-operator profile times each kernel on a device; for an integer library, its golden
+vectors (:mod:`intvit.deploy.golden`), the reference forward's exact outputs for a few named
+inputs, with which the library proves what it computes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from intvit.deploy.golden import GoldenVector
 from intvit.paths import atomic_output
 
 MANIFEST_VERSION = 1
@@ -46,6 +49,10 @@ class LibraryManifest:
     version: int = MANIFEST_VERSION
     #: bytes per inference (:class:`intvit.deploy.memory.MemoryReport` as a dict)
     memory: dict | None = None
+    #: inputs and their exact outputs (integer libraries; empty for FP32 ones)
+    golden: list[GoldenVector] = field(default_factory=list)
+    #: the model family (``vit``, ``swin``) of an integer library; None when not recorded
+    family: str | None = None
 
     def __post_init__(self) -> None:
         if self.input_dtype not in INPUT_DTYPES:
@@ -59,7 +66,9 @@ class LibraryManifest:
             raise ValueError(f"input_shape {list(shape)} must be positive integers")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        body = asdict(self)
+        body["golden"] = [g.as_dict() for g in self.golden]
+        return json.dumps(body, indent=1)
 
     @classmethod
     def from_dict(cls, d: dict) -> LibraryManifest:
@@ -79,6 +88,8 @@ class LibraryManifest:
             d.get("kernels_library"),
             d.get("version", MANIFEST_VERSION),
             d.get("memory"),
+            [GoldenVector.from_dict(g) for g in d.get("golden", [])],
+            d.get("family"),
         )
 
 
