@@ -83,12 +83,14 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
 def _cmd_compile(args: argparse.Namespace) -> int:
     from intvit.deploy.compile import apple_link_command, compile_int_model, export
     from intvit.deploy.targets import get_preset
-    from intvit.paths import check_writable
     from intvit.quant.artifact import load_int_model
 
     preset = get_preset(args.target)
     model = load_int_model(args.artifact)
-    check_writable(args.output, "library")
+    if args.db is not None:  # a malformed database is named now, not after the lowering
+        from intvit.schedules.database import check_database
+
+        check_database(args.db)
     print(f"compiling {args.artifact} for {preset.name} ({preset.description}) ...", flush=True)
     compiled = compile_int_model(
         model, preset, args.batch, profile=args.profile, schedules=args.schedules, db=args.db
