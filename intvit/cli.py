@@ -856,6 +856,8 @@ class Output:
     attr: str
     folder: bool
     what: str
+    #: held by this run alone (:func:`intvit.paths.exclusive`): a resumable job's state
+    exclusive: bool = False
 
 
 #: Every command's outputs, by command (``nas <sub>`` for the nas subcommands).
@@ -866,27 +868,46 @@ OUTPUTS: dict[str, tuple[Output, ...]] = {
     "relu-distill": (Output("out", False, "checkpoint"),),
     "eval": (Output("json", False, "results"),),
     "bench": (Output("out", True, "report folder"),),
-    "tune": (Output("db", True, "tuning database"),),
+    "tune": (Output("db", True, "tuning database", exclusive=True),),
     "report": (Output("out", True, "report folder"),),
     "demo": (Output("out", True, "output folder"),),
-    "nas train-supernet": (Output("output", False, "supernet checkpoint"),),
+    "nas train-supernet": (Output("output", False, "supernet checkpoint", exclusive=True),),
     "nas extract": (Output("output", False, "checkpoint"),),
-    "nas search": (Output("out", True, "search folder"),),
-    "nas evolve-space": (Output("out", True, "space-evolution folder"),),
+    "nas search": (Output("out", True, "search folder", exclusive=True),),
+    "nas evolve-space": (Output("out", True, "space-evolution folder", exclusive=True),),
 }
+
+
+def _outputs(args: argparse.Namespace) -> list[tuple[Output, Path]]:
+    sub = getattr(args, "nas_command", None)
+    command = f"nas {sub}" if args.command == "nas" and sub else args.command
+    return [
+        (out, Path(getattr(args, out.attr)))
+        for out in OUTPUTS.get(command, ())
+        if getattr(args, out.attr, None) is not None
+    ]
 
 
 def check_outputs(args: argparse.Namespace) -> None:
     """ValueError for the first output of the command in ``args`` that cannot be written."""
     from intvit.paths import check_folder_writable, check_writable
 
-    sub = getattr(args, "nas_command", None)
-    command = f"nas {sub}" if args.command == "nas" and sub else args.command
-    for out in OUTPUTS.get(command, ()):
-        value = getattr(args, out.attr, None)
-        if value is None:
-            continue
-        (check_folder_writable if out.folder else check_writable)(value, out.what)
+    for out, path in _outputs(args):
+        (check_folder_writable if out.folder else check_writable)(path, out.what)
+
+
+def run_holding_outputs(args: argparse.Namespace) -> int:
+    """Run the command with its exclusive outputs held (a second run into the same search
+    folder, supernet or tuning database is refused with the holder's PID)."""
+    import contextlib
+
+    from intvit.paths import exclusive
+
+    with contextlib.ExitStack() as stack:
+        for out, path in _outputs(args):
+            if out.exclusive:
+                stack.enter_context(exclusive(path, out.what))
+        return args.func(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -896,7 +917,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_outputs(args)
-        return args.func(args)
+        return run_holding_outputs(args)
     except ValueError as err:
         print(f"intvit: error: {err}", file=sys.stderr)
         return 2

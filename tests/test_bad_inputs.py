@@ -29,6 +29,7 @@ class Inputs:
     artifact: Path  # a valid integer model
     library: Path  # an x86 library's manifest (the file itself is not a real library)
     blocker: Path  # a file where a folder is expected
+    supernet: Path  # a digits supernet trained for one epoch
 
     def edited_artifact(self, name: str, edit: Callable[[dict], None]) -> Path:
         """A copy of the integer model with its tensors edited by ``edit``."""
@@ -71,7 +72,18 @@ def inputs(tmp_path_factory) -> Inputs:
     )
     blocker = tmp / "a-file"
     blocker.write_text("in the way")
-    return Inputs(tmp, artifact, library, blocker)
+    supernet = tmp / "supernet.pt"
+    argv = ["nas", "train-supernet", "--space", "digits", "--epochs", "1", "-o", str(supernet)]
+    assert main([*argv, "--quiet"]) == 0
+    return Inputs(tmp, artifact, library, blocker, supernet)
+
+
+def _search_with_state(i: Inputs, name: str, body: object) -> list[str]:
+    """``nas search`` into a folder whose ``state.json`` holds ``body``."""
+    out = i.tmp / name
+    out.mkdir(exist_ok=True)
+    (out / "state.json").write_text(json.dumps(body))
+    return ["nas", "search", str(i.supernet), "--out", str(out), "--max-params", "100000"]
 
 
 def _nan_checkpoint(i: Inputs) -> Path:
@@ -85,7 +97,7 @@ def _nan_checkpoint(i: Inputs) -> Path:
 
 
 def _supernet_file(i: Inputs) -> Path:
-    path = i.tmp / "supernet.pt"
+    path = i.tmp / "fake-supernet.pt"
     torch.save({"format": "intvit-supernet", "model": {}}, path)
     return path
 
@@ -287,6 +299,30 @@ CASES = [
         ],
         "in_chans=3, but the digits images have 1 channel",
     ),
+    # search state files
+    Case(
+        "a supernet file without its space",
+        lambda i: [
+            "nas",
+            "search",
+            str(_supernet_file(i)),
+            "--max-params",
+            "9",
+            "--out",
+            str(i.tmp / "s1"),
+        ],
+        "lacks space, supernet",
+    ),
+    Case(
+        "a search state that is a list",
+        lambda i: _search_with_state(i, "list", [1, 2]),
+        "holds a JSON list, not an object",
+    ),
+    Case(
+        "a search state without its space",
+        lambda i: _search_with_state(i, "nospace", {"version": 1, "history": {}}),
+        "lacks space, config, constraints, generation, population, rng, measured",
+    ),
     # tuning databases
     Case(
         "compile --db with a record of the wrong types",
@@ -382,3 +418,20 @@ def test_bench_leaves_no_stale_report(inputs: Inputs, capsys):
     out = inputs.tmp / "stale"
     assert main(["bench", str(inputs.library), "--target", "rpi4", "--out", str(out)]) == 2
     assert out.is_dir() and not list(out.glob("*.json"))
+
+
+def test_a_search_folder_in_use_is_refused_with_its_holder(inputs: Inputs, capsys):
+    """An exclusive output (search folder, supernet, tuning database) is held while its job
+    runs; a second job into it is refused with the holder's PID."""
+    import os
+
+    from intvit.paths import exclusive
+
+    out = inputs.tmp / "held"
+    with exclusive(out, "search folder"):
+        argv = ["nas", "search", str(inputs.supernet), "--out", str(out), "--max-params", "9"]
+        assert main([*argv, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"the search folder {str(out)!r} is in use by process {os.getpid()}" in err
+    with exclusive(out, "search folder"):  # released when the holder is done
+        pass

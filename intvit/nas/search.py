@@ -148,6 +148,14 @@ class SearchState:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"search state {str(path)!r} is corrupt: {err}") from None
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"search state {str(path)!r} holds a JSON {type(data).__name__}, not an object"
+            )
+        fields = ("version", "space", "config", "constraints", "generation", "population")
+        missing = [f for f in (*fields, "history", "rng", "measured") if f not in data]
+        if missing:
+            raise ValueError(f"search state {str(path)!r} lacks {', '.join(missing)}")
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"search state {str(path)!r} has version {data.get('version')!r}")
         for what, mine in (("space", space.to_dict()), ("config", config)):
@@ -158,15 +166,40 @@ class SearchState:
                 )
         if data["constraints"] != json.loads(json.dumps(constraints)):
             raise ValueError(f"{str(path)!r} is a search under other constraints")
-        return cls(
-            config,
-            constraints,
-            data["generation"],
-            data["population"],
-            {k: Candidate.from_dict(v) for k, v in data["history"].items()},
-            data["rng"],
-            data["measured"],
-        )
+        return cls(config, constraints, *_state_fields(path, data, space))
+
+
+def _state_fields(path: Path, data: dict, space: SearchSpace) -> tuple:
+    """``(generation, population, history, rng, measured)`` of a state file's body, each
+    checked; ValueError naming the file and the first bad field or entry."""
+    where = f"search state {str(path)!r}"
+    generation, population = data["generation"], data["population"]
+    history, rng, measured = data["history"], data["rng"], data["measured"]
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+        raise ValueError(f"{where}: generation {generation!r} is not an integer >= 0")
+    for name, value, kind in (
+        ("population", population, list),
+        ("history", history, dict),
+        ("rng", rng, dict),
+        ("measured", measured, dict),
+    ):
+        if not isinstance(value, kind):
+            raise ValueError(f"{where}: {name} is a {type(value).__name__}, not a {kind.__name__}")
+    candidates = {}
+    for key, entry in history.items():
+        try:
+            candidate = Candidate.from_dict(entry)
+            space.check(candidate.choice)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"{where}: history entry {key[:60]!r} is malformed ({err})") from None
+        candidates[key] = candidate
+    for key in population:
+        if not isinstance(key, str) or key not in candidates:
+            raise ValueError(f"{where}: population entry {str(key)[:60]!r} is not in its history")
+    for key, ms in measured.items():
+        if isinstance(ms, bool) or not isinstance(ms, int | float) or not ms > 0:
+            raise ValueError(f"{where}: measured latency {ms!r} of {key[:60]!r} is not > 0")
+    return generation, population, candidates, rng, measured
 
 
 def mutate(

@@ -17,6 +17,7 @@ import torch
 
 from intvit.models.augment import check_shift, random_shift
 from intvit.models.recipe import check_training_fields
+from intvit.models.state import check_state_fits
 from intvit.nas.optim import LazyAdamW
 from intvit.nas.space import SearchSpace, space_from_dict
 from intvit.nas.supernet import Supernet
@@ -58,12 +59,15 @@ def load_supernet(path: str | Path) -> tuple[Supernet, dict]:
         raise ValueError(f"{str(path)!r} is not a readable checkpoint: {err}") from None
     if not isinstance(body, dict) or body.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r} is not an intvit supernet checkpoint")
+    missing = [k for k in ("space", "supernet") if k not in body]
+    if missing:
+        raise ValueError(f"supernet checkpoint {str(path)!r} lacks {', '.join(missing)}")
     space = space_from_dict(body["space"], f"the space in {str(path)!r}")
     net = Supernet(space)
-    try:
-        net.load_state_dict(body["supernet"])
-    except RuntimeError as err:
-        raise ValueError(f"{str(path)!r}: its weights do not fit its space ({err})") from None
+    if not isinstance(body["supernet"], dict):
+        raise ValueError(f"supernet checkpoint {str(path)!r}: 'supernet' is no state dict")
+    check_state_fits(net, body["supernet"], f"supernet checkpoint {str(path)!r}")
+    net.load_state_dict(body["supernet"])
     return net.eval(), body
 
 
