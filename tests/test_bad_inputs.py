@@ -143,6 +143,19 @@ def _busy_port(i: Inputs) -> str:
 _HELD: list[socket.socket] = []
 
 
+def _wide_arch(i: Inputs) -> Path:
+    """digits_odd's arch with every width about 10^9."""
+    from intvit.models.hetero_vit import ARCHS_DIR
+
+    body = json.loads((ARCHS_DIR / "digits_odd.json").read_text())
+    body["dim"] = 3 * 10**9
+    for block in body["blocks"]:
+        block.update(attn_dim=3 * 10**9, mlp_hidden=10**9)
+    path = i.tmp / "wide-arch.json"
+    path.write_text(json.dumps(body))
+    return path
+
+
 def _zero_scales(t: dict) -> None:
     t["b0.fc1.ws"] = np.zeros_like(t["b0.fc1.ws"])
 
@@ -322,6 +335,36 @@ CASES = [
         "a search state without its space",
         lambda i: _search_with_state(i, "nospace", {"version": 1, "history": {}}),
         "lacks space, config, constraints, generation, population, rng, measured",
+    ),
+    # sizes refused before allocation, with the figure
+    Case(
+        "a space whose embedding is 10^9 wide",
+        lambda i: [
+            "nas",
+            "train-supernet",
+            "--space",
+            str(i.space("wide.json", embed_dim=[10**9])),
+            "-o",
+            str(i.tmp / "s.pt"),
+        ],
+        "GiB to train (4 float32 copies), more than the",
+    ),
+    Case(
+        "a space 10^5 blocks deep",
+        lambda i: [
+            "nas",
+            "train-supernet",
+            "--space",
+            str(i.space("deep.json", depth=[100000])),
+            "-o",
+            str(i.tmp / "s.pt"),
+        ],
+        "depth 100000 is more than the 1000 allowed",
+    ),
+    Case(
+        "an arch 10^9 wide",
+        lambda i: ["train", str(_wide_arch(i)), "-o", str(i.tmp / "w.pt")],
+        "GiB to train (4 float32 copies), more than the",
     ),
     # tuning databases
     Case(

@@ -96,6 +96,9 @@ class HeteroViT(nn.Module):
         super().__init__()
         from timm.layers import PatchEmbed, trunc_normal_
 
+        from intvit.models.size import check_fits_memory
+
+        check_fits_memory(arch.param_count(), "the arch")  # before anything is allocated
         self.arch = arch
         self.embed_dim = arch.dim
         self.num_classes = arch.num_classes

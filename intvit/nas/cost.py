@@ -17,14 +17,7 @@ def _linear(n_in: int, n_out: int, rank: int | None) -> tuple[int, int]:
 
 
 def params(arch: VitArch) -> int:
-    d, c = arch.dim, arch.num_classes
-    total = d * arch.in_chans * arch.patch_size**2 + d + arch.prefix_tokens * d + arch.tokens * d
-    for blk in arch.blocks:
-        total += 4 * d  # two LayerNorms
-        for layer in ("qkv", "proj", "fc1", "fc2"):
-            total += _linear(*blk.linear_shape(layer, d), blk.rank(layer))[0]
-    heads = 2 if arch.distilled else 1
-    return total + 2 * d + heads * (c * d + c)
+    return arch.param_count()
 
 
 def macs(arch: VitArch) -> int:

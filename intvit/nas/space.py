@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from intvit.quant.arch import BlockArch, VitArch
+from intvit.quant.arch import MAX_DEPTH, BlockArch, VitArch
 
 SPACES_DIR = Path(__file__).parent / "spaces"
 
@@ -94,6 +94,8 @@ class SearchSpace:
             )
         object.__setattr__(self, "embed_dim", _ints("embed_dim", self.embed_dim))
         object.__setattr__(self, "depth", _ints("depth", self.depth))
+        if max(self.depth) > MAX_DEPTH:
+            raise ValueError(f"depth {max(self.depth)} is more than the {MAX_DEPTH} allowed")
         object.__setattr__(self, "heads", _ints("heads", self.heads))
         object.__setattr__(self, "mlp_ratio", _floats("mlp_ratio", self.mlp_ratio, 0, 16))
         if self.rank_ratio:

@@ -111,6 +111,10 @@ class Supernet(nn.Module):
 
     def __init__(self, space: SearchSpace) -> None:
         super().__init__()
+        from intvit.models.size import check_fits_memory
+
+        largest = space.arch(space.largest())  # the supernet holds its weights
+        check_fits_memory(largest.param_count(), f"the supernet of space {space.name!r}")
         self.space = space
         e, p = space.max_embed, space.patch_size
         tokens = (space.img_size // p) ** 2 + 1

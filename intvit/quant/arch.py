@@ -99,6 +99,11 @@ def _check_image(img_size: int, patch_size: int, in_chans: int, num_classes: int
         raise ValueError(f"patch_size={patch_size} does not divide img_size={img_size}")
 
 
+#: The deepest ViT intvit builds (the largest published ViTs have 48 blocks): a deeper arch
+#: is a typo, refused before thousands of modules are made.
+MAX_DEPTH = 1000
+
+
 @dataclass(frozen=True)
 class VitArch:
     """A ViT/DeiT: patch embedding to ``dim`` channels, ``prefix_tokens`` (the class token,
@@ -122,6 +127,10 @@ class VitArch:
         _positive("", "dim", self.dim)
         if not self.blocks:
             raise ValueError("blocks is empty: a ViT needs depth >= 1")
+        if len(self.blocks) > MAX_DEPTH:
+            raise ValueError(
+                f"depth {len(self.blocks)} is more than the {MAX_DEPTH} blocks allowed"
+            )
         for i, blk in enumerate(self.blocks):
             if not isinstance(blk, BlockArch):
                 raise ValueError(f"blocks[{i}] is a {type(blk).__name__}, not a BlockArch")
@@ -172,6 +181,21 @@ class VitArch:
     @property
     def tokens(self) -> int:
         return self.grid**2 + self.prefix_tokens
+
+    def param_count(self) -> int:
+        """Parameters of the float model: patch embedding, tokens and position embedding,
+        per block two LayerNorms and four linears with bias (dense, or factorized at their
+        rank), the final LayerNorm and the head(s)."""
+        d, c = self.dim, self.num_classes
+        total = d * self.in_chans * self.patch_size**2 + d + self.prefix_tokens * d
+        total += self.tokens * d
+        for blk in self.blocks:
+            total += 4 * d
+            for layer in ("qkv", "proj", "fc1", "fc2"):
+                n_in, n_out = blk.linear_shape(layer, d)
+                rank = blk.rank(layer)
+                total += (n_in * n_out if rank is None else rank * (n_in + n_out)) + n_out
+        return total + 2 * d + (2 if self.distilled else 1) * (c * d + c)
 
     @property
     def num_blocks(self) -> int:
