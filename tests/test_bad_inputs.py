@@ -40,6 +40,19 @@ class Inputs:
         edit(tensors)
         return save_int_model(replace(model, tensors=tensors), self.tmp / name)
 
+    def edited_meta(self, name: str, edit: Callable[[dict], None]) -> Path:
+        """A copy of the integer model with its metadata (JSON strings) edited by ``edit``."""
+        from safetensors import safe_open
+        from safetensors.numpy import save_file
+
+        with safe_open(str(self.artifact), framework="numpy") as f:
+            meta = dict(f.metadata())
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        edit(meta)
+        path = self.tmp / name
+        save_file(tensors, str(path), metadata=meta)
+        return path
+
     def space(self, name: str, **changes) -> Path:
         from intvit.nas import space as space_module
 
@@ -156,6 +169,19 @@ def _wide_arch(i: Inputs) -> Path:
     return path
 
 
+def _set_scale(key: str, value: object) -> Callable[[dict], None]:
+    def edit(meta: dict) -> None:
+        scales = json.loads(meta["scales"])
+        scales[key] = value
+        meta["scales"] = json.dumps(scales)
+
+    return edit
+
+
+def _compile(i: Inputs, artifact: Path) -> list[str]:
+    return ["compile", str(artifact), "-o", str(i.tmp / "x.so")]
+
+
 def _zero_scales(t: dict) -> None:
     t["b0.fc1.ws"] = np.zeros_like(t["b0.fc1.ws"])
 
@@ -244,6 +270,35 @@ CASES = [
             str(i.tmp / "x.so"),
         ],
         "tensor 'b1.ln1.gamma' holds NaN or inf",
+    ),
+    Case(
+        "a scale that is text",
+        lambda i: _compile(i, i.edited_meta("text.safetensors", _set_scale("b0.q", "x"))),
+        "scale 'b0.q' = 'x' is not a number",
+    ),
+    Case(
+        "a scale that is NaN",
+        lambda i: _compile(i, i.edited_meta("nanscale.safetensors", _set_scale("b0.q", "nan"))),
+        "scale 'b0.q' = nan must be finite and > 0",
+    ),
+    Case(
+        "a scale so large a ratio needs more than 32 bits",
+        lambda i: _compile(i, i.edited_meta("huge.safetensors", _set_scale("b0.ln1", 1e30))),
+        "LayerNorm b0.ln1 (scale 'b0.ln1'): out_scale=1e+30 is out of range",
+    ),
+    Case(
+        "m_star that is an object",
+        lambda i: _compile(
+            i, i.edited_meta("mstar.safetensors", lambda m: m.update(m_star='{"a": 1}'))
+        ),
+        "m_star is a JSON dict, not a list (one per block)",
+    ),
+    Case(
+        "an m_star entry that is text",
+        lambda i: _compile(
+            i, i.edited_meta("mstar2.safetensors", lambda m: m.update(m_star='["x", 9, 9, 9]'))
+        ),
+        "m_star[0] = 'x' is not an integer",
     ),
     Case(
         "checkpoint with NaN weights",
@@ -366,6 +421,19 @@ CASES = [
         lambda i: ["train", str(_wide_arch(i)), "-o", str(i.tmp / "w.pt")],
         "GiB to train (4 float32 copies), more than the",
     ),
+    Case(
+        "a memory budget no subnet meets",
+        lambda i: [
+            "nas",
+            "search",
+            str(i.supernet),
+            "--max-memory-kib",
+            "1",
+            "--out",
+            str(i.tmp / "tiny-budget"),
+        ],
+        "no subnet fits 1.0 KiB: the smallest in the space needs",
+    ),
     # tuning databases
     Case(
         "compile --db with a record of the wrong types",
@@ -452,7 +520,7 @@ def test_bad_input_is_one_line_naming_it(case: Case, inputs: Inputs, capsys):
 def _takes_quiet(argv: list[str]) -> bool:
     """Whether the command has a ``--quiet`` flag (those with progress bars)."""
     return argv[0] in ("quantize", "train", "relu-distill", "eval", "tune", "bench") or (
-        argv[:2] == ["nas", "train-supernet"]
+        argv[:2] in (["nas", "train-supernet"], ["nas", "search"])
     )
 
 

@@ -176,9 +176,19 @@ def run_search(req: SearchRequest) -> dict:
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
     memory = None
-    if limits.max_memory_bytes is not None:
-        memory = MemoryMeter(req.target, calib, req.cache_dir)
     evaluator = Evaluator(net, splits.val, calib, cfg.int_fitness, memory)
+    if limits.max_memory_bytes is not None:
+        memory = evaluator.memory = MemoryMeter(req.target, calib, req.cache_dir)
+        # the smallest subnet (every dimension at its least) needs the least memory: if it
+        # does not fit, nothing does, and that is said now rather than after the search
+        smallest = space.smallest()
+        least = memory.bytes(space.arch(smallest), evaluator.make(smallest))
+        if least > limits.max_memory_bytes:
+            raise ValueError(
+                f"no subnet fits {limits.max_memory_bytes / 1024:.1f} KiB: the smallest in the "
+                f"space needs {least / 1024:.1f} KiB (activations + weights on "
+                f"{req.target}); raise --max-memory-kib to at least {least / 1024:.0f}"
+            )
     meter = None
     if req.tracker is not None:
         meter = LatencyMeter(req.tracker, req.key, req.target, calib, req.cache_dir)

@@ -57,6 +57,37 @@ def save_int_model(model: IntModel, path: str | Path) -> Path:
     return path
 
 
+def _scales(raw: object) -> dict[str, float]:
+    """The activation scales of the metadata, each named when it is not a finite number
+    > 0."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"scales is a JSON {type(raw).__name__}, not an object")
+    scales = {}
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"scale {key!r} = {value!r} is not a number")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"scale {key!r} = {value!r} is not a number") from None
+        if not (math.isfinite(number) and number > 0):
+            raise ValueError(f"scale {key!r} = {number} must be finite and > 0")
+        scales[key] = number
+    return scales
+
+
+def _m_star(raw: object) -> list[int]:
+    """The softmax ``m_star`` of every block: a list of integers, each named when not."""
+    if not isinstance(raw, list):
+        raise ValueError(f"m_star is a JSON {type(raw).__name__}, not a list (one per block)")
+    values = []
+    for i, value in enumerate(raw):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"m_star[{i}] = {value!r} is not an integer")
+        values.append(value)
+    return values
+
+
 def load_int_model(path: str | Path) -> IntModel:
     """Load and validate; a corrupt, foreign or newer file raises ValueError saying which."""
     from safetensors import SafetensorError, safe_open
@@ -84,17 +115,14 @@ def load_int_model(path: str | Path) -> IntModel:
     where = f"{str(path)!r}"
     try:
         arch = arch_from_dict(json.loads(meta["arch"]))
-        scales = {k: float(v) for k, v in json.loads(meta["scales"]).items()}
-        for k, v in scales.items():
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"scale {k!r} = {v} must be finite and > 0")
+        scales = _scales(json.loads(meta["scales"]))
         check_tensor_shapes(arch, tensors, "the model")
         model = IntModel(
             arch=arch,
             config=QuantConfig.from_dict(json.loads(meta["config"])),
             scales=scales,
             tensors=tensors,
-            m_star=[int(m) for m in json.loads(meta["m_star"])],
+            m_star=_m_star(json.loads(meta["m_star"])),
             source=meta.get("source", ""),
         )
         _ = model.plan  # derive every constant now: a mismatched file fails here, not later

@@ -18,6 +18,22 @@ def acc_bits(k: int, a_max: int = 128, w_max: int = 127) -> int:
     return bit_length(k * a_max * w_max)
 
 
+def named(what: str, make, *args, **kwargs):
+    """``make(*args, **kwargs)`` (a kernel's parameter maker), its ValueError (a NaN or
+    out-of-range scale or ratio) naming ``what`` it was for: the layer, tensor or scales."""
+    try:
+        return make(*args, **kwargs)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+
+
+def named_requant(what: str, ratio, acc_bits_: int, out_dtype: str, product_bits: int):
+    """:meth:`RequantParams.make` for ``what`` is requantized (named in its errors)."""
+    return named(
+        f"requantizing {what}", RequantParams.make, ratio, acc_bits_, out_dtype, product_bits
+    )
+
+
 @dataclass
 class BlockPlan:
     """One transformer block's constants. ``score_bias`` (Swin): int32 ``[heads, n, n]`` added
@@ -69,13 +85,19 @@ class PlanBuilder:
         ``a_max`` in magnitude: 255 for uint8 inputs) from ``in_scale * S_w`` to
         ``out_scale``."""
         ws = self.tensors[f"{layer}.ws"].astype(np.float64)[sl]
-        return RequantParams.make(
-            in_scale * ws / out_scale, acc_bits(k, a_max), out_dtype, self.product_bits
+        return named_requant(
+            f"{layer} (weight scales {layer}.ws)",
+            in_scale * ws / out_scale,
+            acc_bits(k, a_max),
+            out_dtype,
+            self.product_bits,
         )
 
     def ln(self, key, out_point, channels, out_dtype="int8"):
         t = self.tensors
-        return self.layernorm.make_params(
+        return named(
+            f"LayerNorm {key} (scale {out_point!r})",
+            self.layernorm.make_params,
             channels,
             t[f"{key}.gamma"].astype(np.float64),
             t[f"{key}.beta"].astype(np.float64),
@@ -85,8 +107,12 @@ class PlanBuilder:
         )
 
     def res_rq(self, src: str, dst: str) -> RequantParams:
-        return RequantParams.make(
-            self.scales[src] / self.scales[dst], self.residual_bits, "int32", self.product_bits
+        return named_requant(
+            f"the residual from scale {src!r} to {dst!r}",
+            self.scales[src] / self.scales[dst],
+            self.residual_bits,
+            "int32",
+            self.product_bits,
         )
 
     def block(
@@ -108,8 +134,13 @@ class PlanBuilder:
             bias = np.round(rel_bias.astype(np.float64) / acc_scale)
             score_bias = np.clip(bias, -(2**30), 2**30).astype(np.int32)
         kw = {"m_star": self.model.m_star[i]} if self.softmax.name == "edge" else {}
-        softmax = self.softmax.make_params(
-            sc[p + "scores"], tokens, self.model.config.softmax_bits, **kw
+        softmax = named(
+            f"the softmax of block {i} (scale {p}scores)",
+            self.softmax.make_params,
+            sc[p + "scores"],
+            tokens,
+            self.model.config.softmax_bits,
+            **kw,
         )
         relu = self.gelu.name == "relu"  # GELU-less: ReLU is the uint8 saturation of rq_fc1
         low_rank: dict[str, RequantParams] = {}
@@ -134,21 +165,29 @@ class PlanBuilder:
             gelu = None
         else:
             rq_fc1 = self.linear_rq(p + "fc1", s_fc1, sc[p + "fc1"], k_fc1)
-            gelu = self.gelu.make_params(sc[p + "fc1"], sc[p + "gelu"], in_bits=7)
+            gelu = named(
+                f"the GELU of block {i} (scales {p}fc1, {p}gelu)",
+                self.gelu.make_params,
+                sc[p + "fc1"],
+                sc[p + "gelu"],
+                in_bits=7,
+            )
         qkv = p + "qkv"
         return BlockPlan(
             ln1=self.ln(p + "ln1", p + "ln1", dim),
             rq_q=self.linear_rq(qkv, s_qkv, sc[p + "q"], k_qkv, sl=slice(0, a)),
             rq_k=self.linear_rq(qkv, s_qkv, sc[p + "k"], k_qkv, sl=slice(a, 2 * a)),
             rq_v=self.linear_rq(qkv, s_qkv, sc[p + "v"], k_qkv, sl=slice(2 * a, None)),
-            rq_scores=RequantParams.make(
+            rq_scores=named_requant(
+                f"the attention scores of block {i} (scales {p}q, {p}k, {p}scores)",
                 acc_scale / sc[p + "scores"],
                 min(30, acc_bits(d, 128, 128) + 1),
                 "int8",
                 self.product_bits,
             ),
             softmax=softmax,
-            rq_ctx=RequantParams.make(
+            rq_ctx=named_requant(
+                f"the attention context of block {i} (scales {p}v, {p}ctx)",
                 softmax.out_scale * sc[p + "v"] / sc[p + "ctx"],
                 acc_bits(tokens, 255, 128),
                 "int8",
