@@ -107,7 +107,10 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from intvit.quant.artifact import load_int_model
-    from intvit.tune.job import TuneConfig, tune
+    from intvit.tune.interruptible import tune_interruptibly
+    from intvit.tune.job import TuneConfig
+
+    _interrupt_on_sigterm()
 
     cfg = TuneConfig(
         args.target,
@@ -122,7 +125,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     )
     if (cfg.tracker is None) != (cfg.key is None):
         raise ValueError("--tracker and --device go together (measure on that RPC device)")
-    tune(load_int_model(args.artifact), cfg)
+    tune_interruptibly(load_int_model(args.artifact), cfg)
     print(f"apply it with: intvit compile {args.artifact} --target {args.target} --db {args.db}")
     return 0
 

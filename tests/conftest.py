@@ -1,6 +1,11 @@
-"""Shared fixtures: the host target and a compile-and-run helper for TE kernels."""
+"""Shared fixtures: the host target, a compile-and-run helper for TE kernels, and a marker
+that finds every process a command under test started."""
 
 from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +21,36 @@ use_physical_cores()  # before any test starts TVM's thread pool
 @pytest.fixture(scope="session")
 def host_target() -> tvm.target.Target:
     return get_preset("host").tvm_target()
+
+
+class JobMarker:
+    """An environment to start a command with, whose marker every process it starts inherits
+    (its children, their workers, a daemon it forks): :meth:`alive` finds those still
+    running, however they were reparented."""
+
+    def __init__(self) -> None:
+        self.marker = f"INTVIT_TEST_MARK=intvit-test-{uuid.uuid4()}"
+        name, value = self.marker.split("=", 1)
+        self.env = {**os.environ, name: value}
+
+    def alive(self) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+                state = (entry / "stat").read_text().rsplit(") ", 1)[-1][:1]
+            except OSError:
+                continue
+            if self.marker.encode() in environ and state != "Z":
+                found.append(int(entry.name))
+        return found
+
+
+@pytest.fixture
+def job_marker() -> JobMarker:
+    return JobMarker()
 
 
 class KernelRunner:

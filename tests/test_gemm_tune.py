@@ -469,9 +469,10 @@ def test_fp32_baseline_is_tuned_by_the_same_job(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_tune_after_its_batch_and_keeps_the_records(vit, tmp_path):
-    """Ctrl-C during ``intvit tune``: the batch being measured is recorded, the job stops
-    (no KeyboardInterrupt traceback, no crash), says what it kept, and exits 130."""
+def test_ctrl_c_stops_tune_after_its_batch_and_keeps_the_records(vit, tmp_path, job_marker):
+    """Ctrl-C during ``intvit tune``: the job ends within seconds (the batch being measured
+    is dropped, no KeyboardInterrupt traceback, no crash, no process left), says what it
+    kept, and exits 130; the database is whole and a rerun extends it."""
     import signal
 
     art = save_int_model(vit, tmp_path / "vit.int.safetensors")
@@ -482,6 +483,7 @@ def test_ctrl_c_stops_tune_after_its_batch_and_keeps_the_records(vit, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=job_marker.env,
         # a test run started in the background inherits SIGINT ignored, and Python then
         # installs no KeyboardInterrupt handler: the job as a user's shell starts it
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -492,11 +494,16 @@ def test_ctrl_c_stops_tune_after_its_batch_and_keeps_the_records(vit, tmp_path):
             time.sleep(0.5)  # the seeded row schedules are in: MetaSchedule's turn next
         time.sleep(5)
         job.send_signal(signal.SIGINT)
+        sent = time.monotonic()
         _, err = job.communicate(timeout=300)
+        took = time.monotonic() - sent
     finally:
         if job.poll() is None:
             job.kill()
     assert job.returncode == 130, err[-2000:]
+    assert took < 15, f"Ctrl-C took {took:.0f} s to end the job"
+    time.sleep(1)
+    assert not job_marker.alive(), "processes of the job are left running"
     assert "Traceback" not in err, err[-2000:]
     assert f"interrupted; the tuning records measured so far are in {db}" in err
     assert count_records(db) >= 1
