@@ -208,11 +208,8 @@ def _interrupt_on_sigterm() -> None:
     listening)."""
     import signal
 
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, handler)
+        signal.signal(sig, INTERRUPTS.handler)
 
 
 def _cmd_device(args: argparse.Namespace) -> int:
@@ -913,28 +910,95 @@ def run_holding_outputs(args: argparse.Namespace) -> int:
         return args.func(args)
 
 
+#: After Ctrl-C, how long a command may take to unwind (a device call blocked in C, a TVM
+#: pass) before the process exits anyway; what was measured is on disk by then.
+INTERRUPT_GRACE_S = 10.0
+
+
+class Interrupts:
+    """Ctrl-C (and the SIGTERM/SIGHUP the service commands turn into it) as KeyboardInterrupt,
+    with two guarantees: an error that TVM makes of an interrupt inside its C++ code still
+    counts as the interrupt, and the process ends within :data:`INTERRUPT_GRACE_S` even when
+    a call does not return."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def install(self):
+        """Handle SIGINT (main thread only); returns the handler to restore."""
+        import signal
+        import threading
+
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is signal.SIG_IGN or threading.current_thread() is not threading.main_thread():
+            return None  # started in the background with interrupts ignored: keep it so
+        self.received = False
+        signal.signal(signal.SIGINT, self.handler)
+        return previous
+
+    def handler(self, signum, frame) -> None:
+        if not self.received:
+            import threading
+
+            self.received = True
+            timer = threading.Timer(INTERRUPT_GRACE_S, self.force_exit)
+            timer.daemon = True
+            timer.start()
+        raise KeyboardInterrupt
+
+    @staticmethod
+    def force_exit() -> None:
+        import os
+
+        print(
+            f"intvit: interrupted (a step did not return within {INTERRUPT_GRACE_S:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(130)
+
+
+INTERRUPTS = Interrupts()
+
+
 def main(argv: list[str] | None = None) -> int:
     from intvit.deploy.threads import use_physical_cores
 
     use_physical_cores()
     args = build_parser().parse_args(argv)
+    previous = INTERRUPTS.install()
     try:
         check_outputs(args)
         return run_holding_outputs(args)
+    except KeyboardInterrupt:
+        return _interrupted(args)
     except ValueError as err:
+        if INTERRUPTS.received:
+            return _interrupted(args)
         print(f"intvit: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk, a vanished folder: the OS's reason and the file
+        if INTERRUPTS.received:
+            return _interrupted(args)
         where = f" {err.filename!r}" if err.filename else ""
         print(f"intvit: error:{where} {err.strerror or err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        name = getattr(args, "nas_command", None) or args.command
-        kept = KEPT_ON_INTERRUPT.get(name)
-        print(
-            f"intvit: interrupted{'; ' + kept(args) if kept else ''}", file=sys.stderr, flush=True
-        )
-        return 130
+    except Exception:
+        if INTERRUPTS.received:  # TVM turned the interrupt into its own error
+            return _interrupted(args)
+        raise
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    name = getattr(args, "nas_command", None) or args.command
+    kept = KEPT_ON_INTERRUPT.get(name)
+    print(f"intvit: interrupted{'; ' + kept(args) if kept else ''}", file=sys.stderr, flush=True)
+    return 130
 
 
 if __name__ == "__main__":

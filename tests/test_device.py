@@ -425,17 +425,20 @@ def test_x86_library_is_refused_by_the_arm_device(vit_model, arm_devices, tmp_pa
             session.load(lib)
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT", "SIGKILL"])
 @pytest.mark.parametrize("action", ["tracker", "serve"])
-def test_sigterm_stops_the_service_it_started(action, tmp_path):
-    """SIGTERM to ``intvit device tracker|serve`` stops its rpc_tracker / rpc_server child
-    (its own process group) as Ctrl-C does: nothing is left listening or registered."""
+def test_a_signal_stops_the_service_it_started(action, sig, tmp_path, job_marker):
+    """SIGTERM, SIGHUP (a closed terminal) or Ctrl-C to ``intvit device tracker|serve``
+    stops its rpc_tracker / rpc_server child (its own process group): nothing is left
+    listening or registered, and no process of the command is left. SIGKILL cannot be
+    handled; the child dies with its parent all the same (``PR_SET_PDEATHSIG``)."""
     from intvit.deploy import rpc
 
     with rpc.start_tracker(log_dir=tmp_path) as tracker:
-        _sigterm_check(action, tracker.port)
+        _signal_check(action, tracker.port, sig, job_marker)
 
 
-def _sigterm_check(action: str, tracker_port: int) -> None:
+def _signal_check(action: str, tracker_port: int, sig: str, job_marker) -> None:
     import signal
     import socket
     import subprocess
@@ -450,15 +453,27 @@ def _sigterm_check(action: str, tracker_port: int) -> None:
         cmd += ["--port", str(port)]
     else:
         cmd += ["--tracker", f"127.0.0.1:{tracker_port}", "--key", f"sigterm-{port}"]
-    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=job_marker.env,
+        # a test run started in the background inherits SIGINT ignored: the job as a
+        # user's shell starts it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         line = job.stdout.readline()  # printed once the service listens
         assert "127.0.0.1:" in line or "0.0.0.0:" in line, line
         if action == "serve":
             port = int(line.split("127.0.0.1:")[1].split(",")[0])
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
-        job.send_signal(signal.SIGTERM)
-        assert job.wait(timeout=60) == 0
+        job.send_signal(getattr(signal, sig))
+        code = job.wait(timeout=60)
+        output = job.stdout.read()
+        assert code == (-signal.SIGKILL if sig == "SIGKILL" else 0), output
+        assert "Traceback" not in output, output
     finally:
         if job.poll() is None:
             job.kill()
@@ -467,6 +482,10 @@ def _sigterm_check(action: str, tracker_port: int) -> None:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
         except OSError:
-            return
+            if not job_marker.alive():
+                return
         time.sleep(0.5)
-    pytest.fail(f"port {port} still listens after SIGTERM to intvit device {action}")
+    pytest.fail(
+        f"after {sig} to intvit device {action}: port {port} listens or processes are left "
+        f"({job_marker.alive()})"
+    )

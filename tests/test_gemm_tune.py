@@ -430,9 +430,9 @@ def test_tune_names_a_corrupt_line_and_drops_a_torn_tail(vit, tmp_path):
     half-written last line (a killed job's) is dropped with a warning, the rest kept."""
     from intvit.tune.job import drop_torn_tail
 
-    (tmp_path / "database_workload.json").write_text('["a", 1]\n')
+    (tmp_path / "database_workload.json").write_text('["a", "{}"]\n')
     records = tmp_path / "database_tuning_record.json"
-    records.write_text('[0, 1]\n{"torn\n[0, 2]\n')
+    records.write_text('[0, [[], [0.1], {}, []]]\n{"torn\n[0, 2]\n')
     with pytest.raises(ValueError, match=r"database_tuning_record\.json' line 2 is corrupt"):
         tune(vit, TuneConfig(trials=1, db=tmp_path, progress=False), log=lambda *_: None)
     records.write_text('[0, 1]\n[0, 2]\n[0, 3, {"to')

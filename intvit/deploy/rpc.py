@@ -85,28 +85,46 @@ def open_log(path: Path) -> int:
         raise ValueError(f"cannot open the log {str(path)!r}: {err.strerror}") from None
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies, even by SIGKILL (Linux
-    ``PR_SET_PDEATHSIG``), so a killed command leaves no service listening."""
-    try:
-        import ctypes
+#: The guard every service runs under (``python -I -c GUARD CMD...``): it starts ``CMD`` in
+#: its own process group and, when it gets SIGTERM/SIGINT/SIGHUP or its parent dies (even by
+#: SIGKILL: Linux ``PR_SET_PDEATHSIG``), takes the whole group down, workers the service
+#: forked included. ``-I``: a service's environment (the emulated device's PYTHONHOME) does
+#: not reach the guard's own interpreter.
+GUARD = r"""
+import ctypes, os, signal, subprocess, sys, time
+try:
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
+child = subprocess.Popen(sys.argv[1:])
+def stop(signum, frame):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    os.killpg(0, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(0, signal.SIGKILL)
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, stop)
+if os.getppid() == 1:  # the parent died before the guard was armed
+    stop(None, None)
+sys.exit(child.wait())
+"""
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the parent's own handlers still stop it
-        pass
+
+def guarded(cmd: list[str]) -> list[str]:
+    """``cmd`` run under :data:`GUARD` by this interpreter."""
+    return [sys.executable, "-I", "-c", GUARD, *cmd]
 
 
 def spawn(name: str, cmd: list[str], log: Path, port: int, env: dict | None = None):
-    """Start ``cmd`` in its own process group, its output in the new file ``log``."""
+    """Start ``cmd`` under the guard in a process group of its own (which the guard takes down
+    with it), its output in the new file ``log``."""
     fd = open_log(log)
     try:
         proc = subprocess.Popen(
-            cmd,
-            stdout=fd,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            guarded(cmd), stdout=fd, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     finally:
         os.close(fd)
