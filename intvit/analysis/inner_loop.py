@@ -87,10 +87,11 @@ def require_mca() -> str:
 def analysis_triple(preset: TargetPreset) -> str:
     """The triple the analysis compiles for: the preset's own, except Apple's (same
     instructions for the same ``mcpu``/``mattr``; Linux's assembly syntax for the parser)."""
-    triple = preset.target.get("mtriple", "")
-    if triple.startswith("arm64"):
+    from intvit.schedules.triple import arch_of_target
+
+    if arch_of_target(preset.target) == "arm64":
         return "aarch64-linux-gnu"
-    return triple
+    return str(preset.target.get("mtriple", ""))
 
 
 def analysis_mcpu(preset: TargetPreset) -> str:

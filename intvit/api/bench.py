@@ -155,7 +155,7 @@ def check_request(req: BenchRequest) -> None:
     source = Path(req.source)
     manifest = read_manifest(source) if source.suffix != ".safetensors" else None
     if req.target is not None:
-        from intvit.deploy.manifest import arch_of_target
+        from intvit.schedules.triple import arch_of_target
 
         preset = get_preset(req.target)
         if manifest is not None and arch_of_target(preset.target) != manifest.arch:

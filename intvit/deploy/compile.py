@@ -16,13 +16,14 @@ from pathlib import Path
 import tvm
 from tvm import relax
 
-from intvit.deploy.manifest import KernelCall, LibraryManifest, arch_of_target, write_manifest
+from intvit.deploy.manifest import KernelCall, LibraryManifest, write_manifest
 from intvit.deploy.memory import MemoryReport, memory_report
 from intvit.deploy.signature import with_input_signature
 from intvit.deploy.targets import TargetPreset, get_preset
 from intvit.paths import atomic_output
 from intvit.quant.int_model import IntModel
 from intvit.relax_ops.graph import build_module
+from intvit.schedules.triple import arch_of_target
 from intvit.topi.kinds import kernel_kind
 
 

@@ -126,16 +126,3 @@ def read_manifest(library: str | Path) -> LibraryManifest:
         raise ValueError(f"manifest {str(path)!r} is corrupt: {err!r}") from None
     except ValueError as err:
         raise ValueError(f"manifest {str(path)!r}: {err}") from None
-
-
-def arch_of_target(target: dict) -> str:
-    triple = target.get("mtriple", "")
-    if triple.startswith("arm64"):
-        return "arm64"
-    if triple.startswith("aarch64"):
-        return "aarch64"
-    if triple:
-        return triple.split("-")[0]
-    import platform
-
-    return platform.machine()

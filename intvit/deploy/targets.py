@@ -36,8 +36,9 @@ class TargetPreset:
 
     @property
     def is_aarch64(self) -> bool:
-        triple = self.target.get("mtriple", "")
-        return triple.startswith(("aarch64", "arm64"))
+        from intvit.schedules.triple import is_arm64
+
+        return is_arm64(self.target)
 
 
 def host_preset(num_cores: int | None = None) -> TargetPreset:

@@ -392,15 +392,16 @@ def gemm_kernels_for(target: dict) -> tuple[GemmKernel, ...]:
     operands too (see ``relax_ops.ops._batch_matmul_kernel``), and ``avx2-pmaddwd`` stays
     listed for int16 operands; on AVX2 alone, ``avx2-maddubsw`` takes the GEMMs whose weights
     fit 7 bits and ``avx2-pmaddwd`` the rest, attention's included."""
-    triple = target.get("mtriple", "")
+    from intvit.schedules.triple import is_arm64, is_x86_64
+
     attrs = {a.lstrip("+") for a in target.get("mattr", [])}
-    if triple.startswith(("aarch64", "arm64")):
+    if is_arm64(target):
         if "i8mm" in attrs:
             return (KERNELS["arm-smmla"],)
         if "dotprod" in attrs:
             return (KERNELS["arm-sdot-lane"],)
         return (KERNELS["arm-neon"],)
-    if triple and not triple.startswith("x86_64"):
+    if not is_x86_64(target):
         return ()
     features = x86_target_features(target)
     if has_vnni(features):
