@@ -182,7 +182,8 @@ def test_library_golden_vectors_on_the_device_and_here(library, tracker_port, tm
     """The manifest's golden vectors (the reference forward's exact outputs) are checked on
     the device before ``intvit bench lib.so`` times it, and by ``verify_library`` with the
     TVM runtime alone; an edited expected output is reported, with exit status 1."""
-    from intvit.deploy.golden import GOLDEN_INPUTS, verify_library
+    from intvit.deploy.golden import GOLDEN_INPUTS
+    from intvit.deploy.verify import verify_library
 
     manifest = read_manifest(library)
     assert [g.input for g in manifest.golden] == list(GOLDEN_INPUTS)

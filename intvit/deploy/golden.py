@@ -7,17 +7,12 @@ of the library's input shape (stable across NumPy versions), ``fill:<v>`` is eve
 ``v`` (the int8 extremes drive every saturation path). The output is stored whole: the int32
 logit accumulators ``[batch, 1, classes]``.
 
-:func:`verify_library` needs only ``json``, NumPy and the TVM runtime: it is what a user runs
-on a board after copying ``model.so`` and ``model.so.json`` there::
-
-    from intvit.deploy.golden import verify_library
-    assert all(verify_library("model.so"))
+:func:`intvit.deploy.verify.verify_library` checks them with the TVM runtime and NumPy alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -107,26 +102,3 @@ def check_golden(run, manifest) -> list[tuple[str, bool]]:
         image = make_input(vector.input, manifest.input_shape, manifest.input_dtype)
         results.append((vector.input, vector.matches(np.asarray(run(image)))))
     return results
-
-
-def verify_library(library: str | Path) -> list[bool]:
-    """Run ``library``'s golden vectors (from ``library``.json, its manifest) on this
-    machine's CPU with the TVM runtime: one bool per vector, True when its output is bit-exact.
-    ValueError when the manifest carries no golden vectors (an FP32 build, or one exported
-    before intvit stored them)."""
-    import tvm
-    from tvm import relax
-
-    from intvit.deploy.manifest import read_manifest
-
-    manifest = read_manifest(library)
-    if not manifest.golden:
-        raise ValueError(f"{str(library)!r}: its manifest holds no golden vectors")
-    lib = tvm.runtime.load_module(str(Path(library).resolve()))
-    dev = tvm.cpu()
-
-    def run(image: np.ndarray) -> np.ndarray:
-        vm = relax.VirtualMachine(lib, dev)
-        return vm["main"](tvm.runtime.tensor(image, dev)).numpy()
-
-    return [ok for _, ok in check_golden(run, manifest)]
