@@ -55,7 +55,7 @@ from intvit.bench.modelled import (
     prepare_model,
     profile_on_core,
 )
-from intvit.bench.modelled_kernels import FP32_TWINS, kernel_rows
+from intvit.bench.modelled_kernels import CASES, FP32_TWINS, kernel_rows
 from intvit.bench.records import machine_info
 from intvit.paths import write_text_atomic
 
@@ -252,10 +252,43 @@ def merge(parts: list[Path], out: Path) -> int:
     ]
     merged["models"] = list(dict.fromkeys(m for r in reports for m in r.get("models", [])))
     merged["cores"] = {k: v for r in reports for k, v in r.get("cores", {}).items()}
+    missing = not_run(merged)
+    if missing:
+        merged["not_run"] = missing
+    else:
+        merged.pop("not_run", None)
     write_text_atomic(out, json.dumps(merged, indent=1) + "\n")
     print("\n".join(ratios(merged["profiles"])))
     print(f"wrote {out}")
     return 0
+
+
+#: Every build a model is counted as on every core.
+ALL_BUILDS = (INTVIT, *FP32_PEERS, *INT8_PEERS)
+
+
+def not_run(report: dict) -> dict:
+    """What a complete report would hold that ``report`` has neither a record nor a named
+    error for: builds per (model, core), kernel-table cases per core, calibrated models."""
+    done = {(p["model"], p["core"], p["build"]) for p in report.get("profiles", [])}
+    done |= {(e["model"], e["core"], e["build"]) for e in report.get("errors", [])}
+    builds = []
+    for model in report.get("models", []):
+        for core in report.get("cores", {}):
+            left = [b for b in ALL_BUILDS if (model, core, b) not in done]
+            if left:
+                builds.append([model, core, left])
+    rows = {(r["case"], r["core"]) for r in report.get("kernel_tables", [])}
+    cases = [c.name for c in CASES]
+    tables = {
+        core: left
+        for core in report.get("cores", {})
+        if (left := [c for c in cases if (c, core) not in rows])
+    }
+    calibrated = {c["model"] for c in report.get("calibration", [])}
+    uncalibrated = [m for m in report.get("models", []) if m not in calibrated]
+    missing = {"builds": builds, "kernel_tables": tables, "calibration": uncalibrated}
+    return {k: v for k, v in missing.items() if v}
 
 
 def wanted(only: set[str] | None, labels) -> bool:
