@@ -116,3 +116,16 @@ def test_search_data_on_mnist_and_a_space_that_does_not_fit():
         search_data("mnist", replace(space, in_chans=3))
     with pytest.raises(ValueError, match="num_classes=5, but the digits labels run to 9"):
         search_data("digits", replace(load_space("digits"), num_classes=5))
+
+
+def test_train_supernet_on_mnist(tmp_path, capsys):
+    """``intvit nas train-supernet --space mnist --data mnist``: the MNIST space (28x28,
+    patches of 4) trains on the 4,000 MNIST train images and records its data."""
+    from intvit.nas.train import load_supernet
+
+    out = tmp_path / "supernet.pt"
+    argv = ["nas", "train-supernet", "--space", "mnist", "--data", "mnist", "--epochs", "1"]
+    assert main([*argv, "-o", str(out), "--quiet"]) == 0
+    net, body = load_supernet(out)
+    assert net.space.img_size == 28 and net.space.patch_size == 4
+    assert body["data"] == "mnist"
