@@ -25,7 +25,7 @@ probability Pm 0.4, 20 generations.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -397,7 +397,3 @@ def evolve(
             best = max(state.history.values(), key=lambda c: c.fitness)
             gens.set_postfix(best=f"{100 * best.val_top1:.1f}%", seen=len(state.history))
     return state
-
-
-def with_measurement(cand: Candidate, ms: float) -> Candidate:
-    return replace(cand, latency_ms=ms)

@@ -22,10 +22,6 @@ def is_low_rank(linear) -> bool:
     return hasattr(linear, "down") and hasattr(linear, "up")
 
 
-def linear_rank(linear) -> int | None:
-    return int(linear.down.out_features) if is_low_rank(linear) else None
-
-
 def vit_arch(model) -> VitArch:
     """The architecture of a float ViT, with a clear error for what the integer model lacks:
     the arch a heterogeneous ViT carries, or timm's (every block alike)."""

@@ -67,10 +67,6 @@ def _tables(params: RequantParams) -> list[relax.Constant]:
     ]
 
 
-def _with_tables(params: RequantParams):
-    return ChannelTables.create(params, "t") if params.channels > 1 else None
-
-
 def requantize(bb: relax.BlockBuilder, x: relax.Expr, params: RequantParams, name="rq"):
     if params.channels == 1:
         return emit_te(

@@ -42,11 +42,6 @@ def shift_right_round(x: np.ndarray, s: int | np.ndarray, acc_bits: int) -> np.n
     return (x + const(half, acc_bits)) >> const(s_arr, acc_bits)
 
 
-def shift_left_var(x: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``x << s`` for per-element shift amounts ``0 <= s < width``."""
-    return np.left_shift(x, s.astype(x.dtype))
-
-
 def clamp(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.minimum(np.maximum(x, np.asarray(lo, dtype=x.dtype)), np.asarray(hi, dtype=x.dtype))
 

@@ -45,12 +45,5 @@ class TrialProgress(PyMeasureCallback):
             # first, committed it); unwind the scheduler's loop from here.
             raise TuningStopped("tuning stopped at the user's request")
 
-    def seconds_left(self) -> float | None:
-        """Elapsed time per measured trial times the trials left (None before the first)."""
-        if self.measured == 0:
-            return None
-        per_trial = (time.monotonic() - self.started) / self.measured
-        return per_trial * max(self.total - self.measured, 0)
-
     def close(self) -> None:
         self.bar.close()
