@@ -100,3 +100,17 @@ def test_bad_manifests_are_named(tmp_path, edit, message):
     assert message in str(exc.value)
     manifest_path(lib).write_text(json.dumps(_manifest_dict()))
     assert read_manifest(lib).input_dtype == "int8"
+
+
+def test_a_device_that_went_away_is_said_so():
+    """TVM reports a server that shut down mid-call as a generic error whose text holds
+    ``kShutdown``; the bench says the device went away instead."""
+    from intvit.deploy.bench import DeviceError, call_with_timeout
+
+    def shut_down():
+        raise RuntimeError("Check failed: (code == RPCCode::kReturn) is false: code=kShutdown")
+
+    with pytest.raises(DeviceError, match=r"device 'x' running failed: the device went away"):
+        call_with_timeout(shut_down, 5, "device 'x' running")
+    with pytest.raises(DeviceError, match=r"failed: some other error$"):
+        call_with_timeout(lambda: (_ for _ in ()).throw(RuntimeError("some other error")), 5, "y")

@@ -190,6 +190,17 @@ class OpTime:
 _DEVICE_GONE = (tvm.error.RPCError, ConnectionError, EOFError, BrokenPipeError)
 
 
+#: What TVM's RPC says when the server on the other end shut down mid-call.
+_GONE_MARKERS = ("kShutdown", "connection reset", "Broken pipe", "socket closed")
+
+
+def device_gone(err: BaseException) -> bool:
+    """Whether ``err`` says the RPC server went away (its type, or TVM's ``Check failed ...
+    code=kShutdown`` text, which comes as a generic TVM error)."""
+    text = str(err)
+    return isinstance(err, _DEVICE_GONE) or any(m in text for m in _GONE_MARKERS)
+
+
 def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Any:
     """Run ``fn`` in a daemon thread; DeviceError if it does not finish within ``timeout``."""
     box: dict[str, Any] = {}
@@ -209,9 +220,12 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Any:
         err = box["error"]
         if isinstance(err, DeviceError | ValueError):
             raise err
+        if device_gone(err):
+            raise DeviceError(
+                f"{what} failed: the device went away (its server shut down: the library "
+                "crashed it, or it was stopped)"
+            ) from err
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if isinstance(err, _DEVICE_GONE):
-            first += " (the device went away: the library crashed it, or it was stopped)"
         raise DeviceError(f"{what} failed: {first}") from err
     return box.get("value")
 

@@ -270,11 +270,19 @@ def _export_library(executable, preset: TargetPreset, path: Path) -> Path:
     if not preset.linkable_here:
         path = path.with_suffix(".tar")
     fcompile = cross_compiler(preset) if preset.linkable_here else None
-    with atomic_output(path, executable=path.suffix == ".so") as tmp:
-        if fcompile is None:
-            executable.export_library(str(tmp))
-        else:
-            executable.export_library(str(tmp), fcompile=fcompile)
+    try:
+        with atomic_output(path, executable=path.suffix == ".so") as tmp:
+            if fcompile is None:
+                executable.export_library(str(tmp))
+            else:
+                executable.export_library(str(tmp), fcompile=fcompile)
+    except RuntimeError as err:  # the linker's failure (a full disk, a broken toolchain)
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        reason = next((line for line in lines if "No space left" in line), None)
+        raise ValueError(
+            f"cannot write the library {str(path)!r}: "
+            + (reason.strip() if reason else f"the linker failed: {lines[-1] if lines else err}")
+        ) from None
     return path
 
 
