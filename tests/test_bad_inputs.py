@@ -546,3 +546,39 @@ def test_a_search_folder_in_use_is_refused_with_its_holder(inputs: Inputs, capsy
     assert f"the search folder {str(out)!r} is in use by process {os.getpid()}" in err
     with exclusive(out, "search folder"):  # released when the holder is done
         pass
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 100 KiB tmpfs: a real full disk (needs root and mount; skipped elsewhere)."""
+    import shutil
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_leaves_nothing(inputs: Inputs, full_disk, capsys):
+    """quantize (safetensors) and compile (the linker) on a full disk: one line naming the
+    file and the OS's reason, exit 2, and no file, partial or temporary, left there."""
+    argv = ["quantize", "digits_vit", "--calib", "8", "--quiet", "-o"]
+    assert main([*argv, str(full_disk / "m.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the integer model" in err and "No space left on device" in err, err
+    assert main(["compile", str(inputs.artifact), "-o", str(full_disk / "m.so")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the library" in err and "No space left on device" in err, err
+    assert "Traceback" not in err
+    assert not list(full_disk.iterdir())
