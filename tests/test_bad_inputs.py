@@ -582,3 +582,18 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(inputs: Inputs, full_disk, c
     assert "cannot write the library" in err and "No space left on device" in err, err
     assert "Traceback" not in err
     assert not list(full_disk.iterdir())
+
+
+def test_outputs_get_the_usual_mode(inputs: Inputs, tmp_path):
+    """An integer model is written with the usual mode (0666 less the umask), not the 0600
+    of a temporary file: the user's group can read what the user can."""
+    import os
+
+    from intvit.quant.artifact import load_int_model, save_int_model
+
+    mask = os.umask(0o022)
+    try:
+        path = save_int_model(load_int_model(inputs.artifact), tmp_path / "m.safetensors")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
