@@ -373,9 +373,9 @@ def _cmd_nas(args: argparse.Namespace) -> int:
             load_space(args.space), args.data, args.output, cfg, not args.quiet
         )
         print(
-            f"supernet {result['checkpoint']} ({result['seconds']:.0f} s): validation top-1 "
-            f"{100 * result['largest_val_top1']:.1f}% (largest subnet), "
-            f"{100 * result['smallest_val_top1']:.1f}% (smallest), inherited weights"
+            f"supernet {result.checkpoint} ({result.seconds:.0f} s): validation top-1 "
+            f"{100 * result.largest_val_top1:.1f}% (largest subnet), "
+            f"{100 * result.smallest_val_top1:.1f}% (smallest), inherited weights"
         )
         return 0
     if args.nas_command == "evolve-space":

@@ -65,7 +65,21 @@ def read_choice(space: SearchSpace, path: str | Path) -> SubnetChoice:
     return choice_of_arch(space, arch)
 
 
-def run_train_supernet(space, data: str, out: Path, cfg: SupernetConfig, progress=True) -> dict:
+@dataclass(frozen=True)
+class SupernetResult:
+    """A trained supernet: where it is, how long it took, and the validation top-1 of its
+    largest and smallest subnets with inherited weights (fractions)."""
+
+    checkpoint: Path
+    seconds: float
+    largest_val_top1: float
+    smallest_val_top1: float
+
+
+def run_train_supernet(
+    space, data: str, out: Path, cfg: SupernetConfig, progress: bool = True
+) -> SupernetResult:
+    """Train (or resume) the supernet of ``space`` on ``data``'s train split into ``out``."""
     from intvit.nas.data import search_data
     from intvit.nas.train import load_supernet, train_supernet
 
@@ -80,12 +94,9 @@ def run_train_supernet(space, data: str, out: Path, cfg: SupernetConfig, progres
             pred = net(torch.from_numpy(splits.val.images), choice).argmax(-1).numpy()
         return float((pred == splits.val.labels).mean())
 
-    return {
-        "checkpoint": str(path),
-        "seconds": time.time() - t0,
-        "largest_val_top1": top1(space.largest()),
-        "smallest_val_top1": top1(space.smallest()),
-    }
+    return SupernetResult(
+        Path(path), time.time() - t0, top1(space.largest()), top1(space.smallest())
+    )
 
 
 def run_extract(
