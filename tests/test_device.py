@@ -425,8 +425,16 @@ def test_x86_library_is_refused_by_the_arm_device(vit_model, arm_devices, tmp_pa
             session.load(lib)
 
 
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT", "SIGKILL"])
-@pytest.mark.parametrize("action", ["tracker", "serve"])
+@pytest.mark.parametrize(
+    ("action", "sig"),
+    [
+        ("tracker", "SIGTERM"),
+        ("tracker", "SIGKILL"),
+        ("serve", "SIGHUP"),
+        ("serve", "SIGINT"),
+        ("serve", "SIGKILL"),
+    ],
+)
 def test_a_signal_stops_the_service_it_started(action, sig, tmp_path, job_marker):
     """SIGTERM, SIGHUP (a closed terminal) or Ctrl-C to ``intvit device tracker|serve``
     stops its rpc_tracker / rpc_server child (its own process group): nothing is left
