@@ -65,7 +65,7 @@ def int_kernel(
         q = te.placeholder(shape, "int8", name="q")
         params = v.make_params(0.05, 0.05, in_bits=7)
         x = rng.integers(-128, 128, shape).astype(np.int8)
-        if variant == "lut":  # its table an input, as in the model (relax_ops.ops.gelu)
+        if v.table_input:  # its table an input, as in the model (relax_ops.ops.gelu)
             table = te.placeholder((256,), params.out_dtype, name="table")
             out = gelu_te.gelu(q, params, table=table)
             arrays = [x, params.table_array(), np.zeros(shape, "int8")]

@@ -11,6 +11,7 @@ from intvit.quant.family import family_of_model
 from intvit.quant.int_model import IntModel
 from intvit.quant.observers import make_observer
 from intvit.quant.weights import _np, quantize_weight
+from intvit.topi.registry import get_variant
 from intvit.topi.softmax_mstar import select_m_star
 
 __all__ = ["calibrate", "quantize_weight"]
@@ -35,7 +36,8 @@ def calibrate(
     arch, forward = family.arch_of(model), family.shadow_forward
     from intvit.quant.activation import mlp_activation
 
-    if mlp_activation(model) == "relu" and config.gelu != "relu":
+    gelu, softmax = get_variant("gelu", config.gelu), get_variant("softmax", config.softmax)
+    if mlp_activation(model) == "relu" and not gelu.fused_relu:
         raise ValueError(
             f"the model is GELU-less (ReLU MLPs); its integer model needs gelu='relu', "
             f"not {config.gelu!r}"
@@ -69,7 +71,7 @@ def calibrate(
 
     res_qmax = 2 ** (config.residual_bits - 1) - 1
     # GELU-less models feed fc2 uint8 (the ReLU output is never negative).
-    act_qmax = 255 if config.gelu == "relu" else 127
+    act_qmax = 255 if gelu.fused_relu else 127
     scales = {}
     for name, obs in observers.items():
         last = name.split(".")[-1]
@@ -79,7 +81,7 @@ def calibrate(
 
     tensors = family.quantize_weights(model, arch, scales, config.weight_bits)
     m_star = []
-    if config.softmax == "edge":
+    if softmax.calibrated_m_star:
         for i in range(arch.num_blocks):
             name = f"b{i}.scores"
             s = scales[name]

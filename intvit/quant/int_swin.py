@@ -20,6 +20,7 @@ from intvit.quant.ref_common import mlp_hidden, nonlinear
 from intvit.topi.dyadic import bit_length
 from intvit.topi.layernorm_ref import layernorm_ref
 from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
+from intvit.topi.registry import get_variant
 from intvit.topi.requantize_params import RequantParams
 from intvit.topi.requantize_ref import requantize_ref
 from intvit.topi.residual_ref import (
@@ -55,7 +56,8 @@ class SwinPlan:
     def build(cls, model) -> SwinPlan:
         a, sc, t = model.arch, model.scales, model.tensors
         pb = PlanBuilder(model)
-        if model.config.softmax == "edge" and len(model.m_star) != a.num_blocks:
+        calibrated = get_variant("softmax", model.config.softmax).calibrated_m_star
+        if calibrated and len(model.m_star) != a.num_blocks:
             raise ValueError(
                 f"m_star has {len(model.m_star)} entries for a model of {a.num_blocks} blocks"
             )

@@ -15,6 +15,7 @@ from intvit.quant.plan_common import BlockPlan, PlanBuilder
 from intvit.quant.ref_common import Tracer, block_linear, linear, mlp_hidden, nonlinear
 from intvit.topi.layernorm_ref import layernorm_ref
 from intvit.topi.matmul_ref import batch_matmul_ref
+from intvit.topi.registry import get_variant
 from intvit.topi.requantize_params import RequantParams
 from intvit.topi.requantize_ref import requantize_ref
 from intvit.topi.residual_ref import add_tokens_ref, im2col_ref, residual_add_ref
@@ -37,7 +38,8 @@ class ModelPlan:
     def build(cls, model: IntModel) -> ModelPlan:
         a, sc = model.arch, model.scales
         if len(model.m_star) not in (0, a.depth) or (
-            model.config.softmax == "edge" and len(model.m_star) != a.depth
+            get_variant("softmax", model.config.softmax).calibrated_m_star
+            and len(model.m_star) != a.depth
         ):
             raise ValueError(
                 f"m_star has {len(model.m_star)} entries for a model of depth {a.depth}"

@@ -133,7 +133,7 @@ class PlanBuilder:
         if rel_bias is not None:
             bias = np.round(rel_bias.astype(np.float64) / acc_scale)
             score_bias = np.clip(bias, -(2**30), 2**30).astype(np.int32)
-        kw = {"m_star": self.model.m_star[i]} if self.softmax.name == "edge" else {}
+        kw = {"m_star": self.model.m_star[i]} if self.softmax.calibrated_m_star else {}
         softmax = named(
             f"the softmax of block {i} (scale {p}scores)",
             self.softmax.make_params,
@@ -142,7 +142,7 @@ class PlanBuilder:
             self.model.config.softmax_bits,
             **kw,
         )
-        relu = self.gelu.name == "relu"  # GELU-less: ReLU is the uint8 saturation of rq_fc1
+        relu = self.gelu.fused_relu  # GELU-less: ReLU is the uint8 saturation of rq_fc1
         low_rank: dict[str, RequantParams] = {}
 
         def second(layer: str, in_point: str, k: int, a_max: int = 128) -> tuple[float, int, int]:

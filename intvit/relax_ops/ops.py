@@ -33,6 +33,7 @@ from intvit.topi.kinds import (
     SCORES,
     SOFTMAX,
 )
+from intvit.topi.registry import get_variant
 from intvit.topi.requantize import ChannelTables
 from intvit.topi.requantize import requantize as requantize_te
 from intvit.topi.requantize_params import RequantParams
@@ -308,7 +309,7 @@ def softmax(bb, x, params, name="softmax"):
 
 
 def gelu(bb, x, params, name="gelu"):
-    if params.variant == "lut":  # the table as a constant input, not rebuilt per call
+    if get_variant("gelu", params.variant).table_input:  # a constant input, not rebuilt
         table = relax.const(params.table_array())
         return emit_te(
             bb,

@@ -34,6 +34,14 @@ class KernelVariant:
     #: Schedule hint: TVM's explicit vectorization beats LLVM's auto-vectorizer (measured
     #: for the kernels with a per-element integer division).
     explicit_vectorize: bool = False
+    #: Softmax: its exponentials' width depends on a per-block ``m_star`` found at
+    #: calibration (the model carries one per block).
+    calibrated_m_star: bool = False
+    #: GELU: a compile-time table the graph passes as a constant input, not rebuilt per call.
+    table_input: bool = False
+    #: GELU: no kernel at all; ReLU is the uint8 saturation of fc1's requantization (its
+    #: output range is [0, 255], so calibration observes fc1's output with 255 levels).
+    fused_relu: bool = False
 
 
 _REGISTRY: dict[tuple[str, str], KernelVariant] = {}
@@ -61,7 +69,7 @@ def list_variants(op: str | None = None) -> list[KernelVariant]:
     return [v for (o, _), v in sorted(_REGISTRY.items()) if op is None or o == op]
 
 
-def _softmax(name: str, safe: bool, source: str) -> None:
+def _softmax(name: str, safe: bool, source: str, **flags: bool) -> None:
     register(
         KernelVariant(
             "softmax",
@@ -73,11 +81,12 @@ def _softmax(name: str, safe: bool, source: str) -> None:
             softmax.softmax,
             safe,
             source,
+            **flags,
         )
     )
 
 
-def _gelu(name: str, safe: bool, source: str, explicit_vectorize: bool = False) -> None:
+def _gelu(name: str, safe: bool, source: str, **flags: bool) -> None:
     register(
         KernelVariant(
             "gelu",
@@ -89,7 +98,7 @@ def _gelu(name: str, safe: bool, source: str, explicit_vectorize: bool = False) 
             gelu.gelu,
             safe,
             source,
-            explicit_vectorize,
+            **flags,
         )
     )
 
@@ -112,12 +121,32 @@ def _layernorm(name: str, safe: bool, source: str) -> None:
 
 _softmax("ibert", False, "I-BERT (authors' code), polynomial exp, n=30, 16-bit exps")
 _softmax("shiftmax", False, "I-ViT Shiftmax (authors' PyTorch IntSoftmax), n=15")
-_softmax("edge", True, "Edge kernels (MLSys'23): int32-safe, exps requantized to 31-M* bits")
+_softmax(
+    "edge",
+    True,
+    "Edge kernels (MLSys'23): int32-safe, exps requantized to 31-M* bits",
+    calibrated_m_star=True,
+)
 _gelu("ibert", False, "I-BERT i-GELU (authors' IntGELU)")
-_gelu("shiftgelu", False, "I-ViT ShiftGELU (authors' PyTorch IntGELU), n=23", True)
-_gelu("sigmoid1702", False, "MCUFormer x*sigmoid(1.702x), elementwise ShiftExp sigmoid", True)
+_gelu(
+    "shiftgelu",
+    False,
+    "I-ViT ShiftGELU (authors' PyTorch IntGELU), n=23",
+    explicit_vectorize=True,
+)
+_gelu(
+    "sigmoid1702",
+    False,
+    "MCUFormer x*sigmoid(1.702x), elementwise ShiftExp sigmoid",
+    explicit_vectorize=True,
+)
 _gelu("edge", True, "Edge kernels (MLSys'23): input requantized to 9 bits, i-GELU in int32")
-_gelu("lut", True, "intvit: exact-rounding GELU of int8 inputs, a 256-entry compile-time table")
-_gelu("relu", True, "GELU-less Swin (2024): GELU replaced by ReLU")
+_gelu(
+    "lut",
+    True,
+    "intvit: exact-rounding GELU of int8 inputs, a 256-entry compile-time table",
+    table_input=True,
+)
+_gelu("relu", True, "GELU-less Swin (2024): GELU replaced by ReLU", fused_relu=True)
 _layernorm("ilayernorm", False, "I-ViT I-LayerNorm (authors' IntLayerNorm)")
 _layernorm("edge", True, "Edge kernels (MLSys'23): M=15, int32 with a per-row shift and reciprocal")
