@@ -61,12 +61,41 @@ def goals(results: list[EvalResult]) -> list[str]:
     return lines
 
 
+def markdown(results: list[EvalResult]) -> str:
+    """The README's table: per model, FP32 and the default integer variant's top-1, their
+    agreement, and the range of integer top-1 over the other variants (ReLU excluded: it is
+    another model, not another kernel)."""
+    lines = [
+        "| model | data | FP32 top-1 | integer top-1 (default) | agreement | other variants |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in dict.fromkeys(r.model for r in results):
+        rows = [r for r in results if r.model == name]
+        default = next((r for r in rows if r.variant == "default"), None)
+        if default is None:
+            continue
+        others = [
+            r.int_top1 for r in rows if r.variant != "default" and "gelu=relu" not in r.variant
+        ]
+        spread = f"{100 * min(others):.1f}-{100 * max(others):.1f}%" if others else "-"
+        data = SMALL_CONFIGS[name].data if name in SMALL_CONFIGS else "?"
+        lines.append(
+            f"| {name} | {data} | {100 * default.fp32_top1:.1f}% | {100 * default.int_top1:.1f}% "
+            f"| {100 * default.agreement:.1f}% | {spread} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from intvit.deploy.threads import use_physical_cores
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--markdown", action="store_true", help="only print the README table")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown([EvalResult(**r) for r in json.loads(RESULTS.read_text())]))
+        return 0
     models = [m for m in args.models.split(",") if m]
     use_physical_cores()
     results = _kept(models)
