@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     from intvit.nas.data import search_data
     from intvit.nas.measure import LatencyMeter
     from intvit.nas.ranking import ranking_check
+    from intvit.nas.search import Constraints, EvolutionConfig
     from intvit.nas.space import load_space
     from intvit.nas.train import SupernetConfig, load_supernet, train_supernet
     from intvit.quant.shadow import vit_arch
@@ -215,13 +216,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * baseline_top1:.2f}% (mean), {baseline_ms:.3f} ms on the device",
                 flush=True,
             )
-            config = {"population": args.population, "generations": args.generations}
+            config = EvolutionConfig(population=args.population, generations=args.generations)
             t1 = time.time()
             request = SearchRequest(
                 supernet_path,
                 work / "latency",
                 data,
-                {"max_latency_ms": baseline_ms},
+                Constraints(max_latency_ms=baseline_ms),
                 config,
                 address,
                 "host-bench",
@@ -299,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             supernet_path,
             work / "memory",
             data,
-            {"max_memory_bytes": budget},
-            {"population": args.population, "generations": args.generations},
+            Constraints(max_memory_bytes=budget),
+            EvolutionConfig(population=args.population, generations=args.generations),
             cache_dir=work / "memory-cache",
             finetune=finetune_config(0, recipe),
         )

@@ -430,25 +430,25 @@ def _cmd_nas(args: argparse.Namespace) -> int:
             f"(quantize it: intvit quantize {path} -o subnet.safetensors)"
         )
         return 0
-    limits = {
-        "max_params": args.max_params,
-        "max_macs": args.max_macs,
-        "max_memory_bytes": None
-        if args.max_memory_kib is None
-        else int(args.max_memory_kib * 1024),
-        "max_latency_ms": args.max_latency_ms,
-    }
-    config = {
-        "population": args.population,
-        "generations": args.generations,
-        "parents": args.parents,
-        "crossover": args.crossover,
-        "mutation": args.mutation,
-        "seed_measurements": args.seed_measurements,
-        "final_measurements": args.final_measurements,
-        "int_fitness": args.int_fitness,
-        "seed": args.seed,
-    }
+    from intvit.nas.search import Constraints, EvolutionConfig
+
+    limits = Constraints(
+        max_params=args.max_params,
+        max_macs=args.max_macs,
+        max_memory_bytes=None if args.max_memory_kib is None else int(args.max_memory_kib * 1024),
+        max_latency_ms=args.max_latency_ms,
+    )
+    config = EvolutionConfig(
+        population=args.population,
+        generations=args.generations,
+        parents=args.parents,
+        crossover=args.crossover,
+        mutation=args.mutation,
+        seed_measurements=args.seed_measurements,
+        final_measurements=args.final_measurements,
+        int_fitness=args.int_fitness,
+        seed=args.seed,
+    )
     request = nas.SearchRequest(
         args.supernet,
         args.out,

@@ -255,20 +255,20 @@ def test_whole_search_on_a_local_rpc_device(tiny_supernet, tmp_path):
     with start_tracker(log_dir=tmp_path) as tracker:
         with start_host_server(tracker.port, "nas-host", log_dir=tmp_path):
             wait_for_device(connect_tracker("127.0.0.1", tracker.port), "nas-host", 60)
-            config = {
-                "population": 4,
-                "generations": 2,
-                "parents": 2,
-                "crossover": 2,
-                "mutation": 2,
-                "seed_measurements": 4,
-                "final_measurements": 2,
-            }
+            config = EvolutionConfig(
+                population=4,
+                generations=2,
+                parents=2,
+                crossover=2,
+                mutation=2,
+                seed_measurements=4,
+                final_measurements=2,
+            )
             request = SearchRequest(
                 tiny_supernet,
                 tmp_path / "out",
                 "digits",
-                {"max_latency_ms": 50.0},
+                Constraints(max_latency_ms=50.0),
                 config,
                 f"127.0.0.1:{tracker.port}",
                 "nas-host",

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from intvit.nas.finetune import FinetuneConfig
+from intvit.nas.search import Constraints, EvolutionConfig
 from intvit.nas.space import SearchSpace, SubnetChoice, hidden_width
 from intvit.nas.train import SupernetConfig
 from intvit.paths import write_text_atomic
@@ -138,22 +140,26 @@ def _save_best(
     return save_hetero_checkpoint(model, out, subnet=choice.key(), data=data, **meta)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SearchRequest:
+    """A search: the supernet, the output folder, the data, the constraints and the
+    evolution's settings, and where latency is measured (a tracker and key; None: no device,
+    so no latency constraint)."""
+
     supernet: Path
     out: Path
     data: str = "digits"
-    constraints: dict = field(default_factory=dict)
-    config: dict = field(default_factory=dict)
+    constraints: Constraints = field(default_factory=Constraints)
+    config: EvolutionConfig = field(default_factory=EvolutionConfig)
     tracker: str | None = None
     key: str | None = None
     target: str = "host"
     progress: bool = True
     #: where measurements are cached (default ``~/.cache/intvit/nas``)
     cache_dir: Path | None = None
-    #: fine-tune the best subnet before it is quantized and exported
-    #: (:class:`~intvit.nas.finetune.FinetuneConfig`); None deploys the inherited weights
-    finetune: object | None = None
+    #: fine-tune the best subnet before it is quantized and exported; None deploys the
+    #: inherited weights
+    finetune: FinetuneConfig | None = None
 
 
 def run_search(req: SearchRequest) -> dict:
@@ -164,9 +170,7 @@ def run_search(req: SearchRequest) -> dict:
     from intvit.nas.measure import LatencyMeter, MemoryMeter
     from intvit.nas.predictor import LatencyPredictor, mape
     from intvit.nas.search import (
-        Constraints,
         Evaluator,
-        EvolutionConfig,
         SearchState,
         evolve,
         pareto_front,
@@ -174,8 +178,7 @@ def run_search(req: SearchRequest) -> dict:
     from intvit.nas.train import load_supernet
 
     t0 = time.time()
-    limits = Constraints(**req.constraints)
-    cfg = EvolutionConfig(**req.config)
+    limits, cfg = req.constraints, req.config
     if limits.max_latency_ms is not None and req.tracker is None:
         raise ValueError("a latency constraint needs a device: give --tracker and --key")
     if (req.tracker is None) != (req.key is None):
