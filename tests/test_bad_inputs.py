@@ -597,3 +597,18 @@ def test_outputs_get_the_usual_mode(inputs: Inputs, tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_legal_long_name_is_written(tmp_path):
+    """A 250-byte file name is legal (the limit is 255): the checks and the temporary file
+    beside it keep it legal, where a temporary name of the full name plus a suffix would
+    not be."""
+    from intvit.paths import atomic_output, check_writable
+
+    path = tmp_path / ("n" * 240 + ".safetensors")
+    assert len(path.name.encode()) == 252
+    check_writable(path, "integer model")
+    with atomic_output(path) as tmp:
+        tmp.write_text("whole")
+    assert path.read_text() == "whole"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
