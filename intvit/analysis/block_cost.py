@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-LLVM_VERSION = 19
+from intvit.analysis.llvm import find_llvm_tool
+
 ITERATIONS = 100
 MODEL_CAVEAT = (
     "modelled cycles: llvm-mca per executed block x its exact count; assumes every load hits "
@@ -58,12 +58,8 @@ class McaCore:
 
 
 def llvm_tool(name: str) -> str:
-    tool = f"{name}-{LLVM_VERSION}"
-    if shutil.which(tool) is None:
-        raise CostError(
-            f"{tool} is missing: install Debian's llvm-{LLVM_VERSION} (make system-deps)"
-        )
-    return tool
+    """The LLVM tool ``name`` (:func:`~intvit.analysis.llvm.find_llvm_tool`), or CostError."""
+    return find_llvm_tool(name, CostError)
 
 
 def _mc_bytes(encoding: bytes) -> str:

@@ -19,7 +19,6 @@ the same instructions (LLVM's Apple model has 3 SIMD units where M1 has 4).
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 
@@ -29,7 +28,6 @@ from intvit.analysis.cores import CoreModel, core_model
 from intvit.deploy.targets import TargetPreset
 from intvit.topi.gemm_kernel import GemmKernel
 
-MCA = "llvm-mca-19"
 MCA_ITERATIONS = 300
 
 
@@ -75,13 +73,10 @@ class LoopAnalysis:
 
 
 def require_mca() -> str:
-    """The llvm-mca executable, or a clear error saying how to get it."""
-    path = shutil.which(MCA)
-    if path is None:
-        raise StaticAnalysisError(
-            f"{MCA} not found: install Debian's llvm-19 (`make system-deps` does, as root)"
-        )
-    return path
+    """The llvm-mca executable, or a StaticAnalysisError saying how to get it."""
+    from intvit.analysis.llvm import find_llvm_tool
+
+    return find_llvm_tool("llvm-mca", StaticAnalysisError)
 
 
 def analysis_triple(preset: TargetPreset) -> str:
