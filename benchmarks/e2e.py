@@ -184,10 +184,10 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
     ours7 = runs.pop(label7)
     extra = dict(extra, trials=trials, interleaved=True)
     tuning = {
-        "ours_tune_s": int_tune["seconds"],
-        "baseline_tune_s": fp32_tune["seconds"],
-        "ours_trials": int_tune["already_done"] + int_tune["measured"],
-        "baseline_trials": fp32_tune["already_done"] + fp32_tune["measured"],
+        "ours_tune_s": int_tune.seconds,
+        "baseline_tune_s": fp32_tune.seconds,
+        "ours_trials": int_tune.already_done + int_tune.measured,
+        "baseline_trials": fp32_tune.already_done + fp32_tune.measured,
     }
     print(f"  intvit integer-only ({label}): {ours.median_ms:.2f} ms", flush=True)
     print(f"  {label7}: {ours7.median_ms:.2f} ms", flush=True)

@@ -315,19 +315,19 @@ def test_tuning_database_written_resumed_and_applied(vit, tmp_path):
     cfg = TuneConfig(trials=8, db=db, trials_per_iter=4, ops=("softmax",), progress=False)
     summary = tune(vit, cfg, log=lambda *_: None)
     first = count_records(db)
-    assert summary["records_after"] == first > 0
+    assert summary.records_after == first > 0
     # intvit's row schedule of each softmax (4 blocks) is measured first, then MetaSchedule's
     # candidates (the progress callback sees every one of those)
-    assert summary["seeded"] == 4 and summary["measured"] > 0
+    assert summary.seeded == 4 and summary.measured > 0
     # every record within the budget, even where MetaSchedule measured a batch past it
-    assert summary["seeded"] + summary["measured"] - summary["dropped_over_budget"] == first
+    assert summary.seeded + summary.measured - summary.dropped_over_budget == first
     assert first == 8
-    assert summary["failed"] == 0, summary["last_error"]  # candidates build and run
+    assert summary.failed == 0, summary.last_error  # candidates build and run
     check_database(db)
     # The budget is the database's: the same job again measures nothing.
     again = tune(vit, cfg, log=lambda *_: None)
-    assert again["already_done"] >= 8 - summary["failed"] and again["measured"] == 0
-    assert again["seeded"] == 0
+    assert again.already_done >= 8 - summary.failed and again.measured == 0
+    assert again.seeded == 0
     assert count_records(db) == first
     # An interrupted job (killed mid-run) loses nothing already recorded.
     art = save_int_model(vit, tmp_path / "vit.int.safetensors")
@@ -351,8 +351,8 @@ def test_tuning_database_written_resumed_and_applied(vit, tmp_path):
     before = count_records(db)
     bigger = TuneConfig(trials=before + 4, db=db, trials_per_iter=4, ops=("softmax",))
     extended = tune(vit, bigger, log=lambda *_: None)
-    todo = before + 4 - extended["already_done"]
-    assert extended["measured"] > 0
+    todo = before + 4 - extended.already_done
+    assert extended.measured > 0
     assert before < count_records(db) <= before + todo  # never past the budget
     compiled = compile_int_model(vit, "host", db=db)
     x = np.random.default_rng(1).integers(-128, 128, (1, 1, 32, 32), dtype=np.int8)
@@ -391,8 +391,8 @@ def test_tuning_over_the_tracker_measures_on_every_server_of_the_key(vit, tmp_pa
         with pytest.raises(ValueError, match="no server for key 'nobody'"):
             tune(vit, replace(cfg, key="nobody", trials=100), log=lambda *_: None)
     assert all(n > 0 for n in served), f"sessions served per server: {served}"
-    assert summary["failed"] == 0, summary["last_error"]
-    assert count_records(db) == summary["records_after"] <= 12
+    assert summary.failed == 0, summary.last_error
+    assert count_records(db) == summary.records_after <= 12
     compiled = compile_int_model(vit, "host", db=db)
     x = np.random.default_rng(2).integers(-128, 128, (1, 1, 32, 32), dtype=np.int8)
     vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
@@ -457,8 +457,8 @@ def test_fp32_baseline_is_tuned_by_the_same_job(tmp_path):
     cfg = TuneConfig(trials=4, db=tmp_path / "fp32-db", trials_per_iter=4, progress=False)
     cfg = replace(cfg, ops=("fused_matmul",))
     summary = tune_float_model(model, image.shape, cfg, log=lambda *_: None)
-    assert summary["measured"] > 0 and summary["failed"] == 0, summary["last_error"]
-    assert tune_float_model(model, image.shape, cfg, log=lambda *_: None)["measured"] == 0
+    assert summary.measured > 0 and summary.failed == 0, summary.last_error
+    assert tune_float_model(model, image.shape, cfg, log=lambda *_: None).measured == 0
     compiled = compile_float_model(model, image.shape, "host", "digits_vit", db=cfg.db)
     vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
     out = vm["main"](tvm.runtime.tensor(image))
@@ -512,8 +512,8 @@ def test_ctrl_c_stops_tune_after_its_batch_and_keeps_the_records(vit, tmp_path, 
     before = count_records(db)
     cfg = TuneConfig(trials=before + 4, db=db, trials_per_iter=4, ops=("softmax",))
     again = tune(vit, replace(cfg, progress=False), log=lambda *_: None)
-    assert again["already_done"] >= 1 and again["measured"] > 0
-    assert before < count_records(db) <= before + 4 + (before - again["already_done"])
+    assert again.already_done >= 1 and again.measured > 0
+    assert before < count_records(db) <= before + 4 + (before - again.already_done)
     check_database(db)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from intvit.deploy.bench import BenchConfig
+from intvit.paths import write_text_atomic
 
 
 @dataclass
@@ -46,7 +47,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     float_model, int_model = quantize(spec, QuantConfig(), progress=cfg.progress)
     artifact = save_int_model(int_model, cfg.out / f"{cfg.model}.int.safetensors")
 
-    _say(2, steps, "accuracy on the digits test split: FP32 vs integer-only")
+    _say(2, steps, "accuracy on the test split: FP32 vs integer-only")
     test = spec.split("test", int_model.arch.img_size)
     accuracy = evaluate(float_model, int_model, test, cfg.model)
 
@@ -92,7 +93,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         "headline_baseline": strongest_peer(ratios),
         "reports": {k: str(v) for k, v in paths.items()},
     }
-    (cfg.out / "pipeline.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(cfg.out / "pipeline.json", json.dumps(summary, indent=2) + "\n")
     print(report.table())
     print()
     print(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from intvit.quant.int_model import IntModel
 from intvit.schedules.database import RECORDS, WORKLOADS, count_records, drop_torn_tail
-from intvit.tune.job import TuneConfig, tune
+from intvit.tune.job import TuneConfig, TuneSummary, tune
 
 
 def _child(model: IntModel, cfg: TuneConfig, conn) -> None:
@@ -36,7 +36,7 @@ def _child(model: IntModel, cfg: TuneConfig, conn) -> None:
         conn.close()
 
 
-def tune_interruptibly(model: IntModel, cfg: TuneConfig, log=print) -> dict:
+def tune_interruptibly(model: IntModel, cfg: TuneConfig, log=print) -> TuneSummary:
     """:func:`~intvit.tune.job.tune` in a child process. KeyboardInterrupt (Ctrl-C, or the
     SIGTERM/SIGHUP the command line turns into one) kills the job within a second and is
     re-raised after the database is left whole; a ValueError of the job is re-raised as

@@ -108,7 +108,28 @@ def _builder(preset: TargetPreset):
     return ms.builder.LocalBuilder(f_build=build_candidate, f_export=export)
 
 
-def tune(model: IntModel, cfg: TuneConfig, log=print) -> dict:
+@dataclass(frozen=True)
+class TuneSummary:
+    """What a tuning job did: the database's records before and after, the budget (in
+    successful trials, of the database), the trials already recorded when it started, those
+    it seeded with intvit's row schedules and those MetaSchedule measured (some dropped past
+    the budget), the failed candidates and the last error, and its wall time."""
+
+    preset: str
+    db: str
+    records_before: int
+    records_after: int
+    budget: int
+    already_done: int
+    seeded: int
+    measured: int
+    dropped_over_budget: int
+    failed: int
+    last_error: str | None
+    seconds: float
+
+
+def tune(model: IntModel, cfg: TuneConfig, log=print) -> TuneSummary:
     """Run (or resume) a tuning job over the integer model's kernels; returns a summary with
     the record counts."""
     preset = get_preset(cfg.preset)
@@ -124,7 +145,9 @@ def tune_float_model(torch_model, image_shape: tuple[int, ...], cfg: TuneConfig,
     return tune_module(fused_float_module(torch_model, image_shape, cfg.preset), cfg, log)
 
 
-def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print, seed_rows: bool = False) -> dict:
+def tune_module(
+    mod: tvm.IRModule, cfg: TuneConfig, log=print, seed_rows: bool = False
+) -> TuneSummary:
     """Run (or resume) a tuning job over the kernels of any Relax module (the integer model's,
     or the FP32 baseline's: the same job, so both get the same budget). ``seed_rows``: row
     kernels first get a measured record of intvit's row schedule (:mod:`intvit.tune.seed`),
@@ -195,21 +218,21 @@ def tune_module(mod: tvm.IRModule, cfg: TuneConfig, log=print, seed_rows: bool =
             log(f"interrupted: {count_records(db) - before} new records kept in {db}")
             raise KeyboardInterrupt
     after = count_records(db)
-    summary = {
-        "preset": preset.name,
-        "db": str(db),
-        "records_before": before,
-        "records_after": after,
-        "budget": cfg.trials,
-        "already_done": done,
-        "seeded": seeded,
-        "measured": progress.measured,
-        "dropped_over_budget": commit.dropped if todo > 0 else 0,
-        "failed": progress.failed,
-        "last_error": progress.last_error,
-        "seconds": time.monotonic() - start,
-    }
-    log(f"{after - before} new records in {summary['seconds']:.0f}s; database holds {after}")
+    summary = TuneSummary(
+        preset=preset.name,
+        db=str(db),
+        records_before=before,
+        records_after=after,
+        budget=cfg.trials,
+        already_done=done,
+        seeded=seeded,
+        measured=progress.measured,
+        dropped_over_budget=commit.dropped if todo > 0 else 0,
+        failed=progress.failed,
+        last_error=progress.last_error,
+        seconds=time.monotonic() - start,
+    )
+    log(f"{after - before} new records in {summary.seconds:.0f}s; database holds {after}")
     if progress.failed:
         first_line = (progress.last_error or "").strip().splitlines()[-1:] or [""]
         log(f"{progress.failed} of {progress.measured} candidates failed; last: {first_line[0]}")
