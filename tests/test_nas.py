@@ -5,6 +5,7 @@ on a local RPC device with a tiny space and budget."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import asdict
@@ -432,3 +433,25 @@ def test_ranking_check_retrains_each_subnet_per_seed(tiny_supernet, tiny_splits)
     assert again["subnets"] == first["subnets"]  # seeded: the same figures
     with pytest.raises(ValueError, match="seeds=0"):
         ranking_check(net, splits, count=3, epochs=1, seeds=0)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"population": ["nope"]}, "population entry 'nope' is not in its history"),
+        ({"history": {"k": {"bogus": 1}}}, "history entry 'k' is malformed"),
+        ({"history": []}, "history is a list, not a dict"),
+        ({"generation": -1}, "generation -1 is not an integer >= 0"),
+        ({"measured": {"k": 0}}, "measured latency 0 of 'k' is not > 0"),
+    ],
+)
+def test_a_search_state_with_bad_entries_is_named(tmp_path, edit, message):
+    """A state file of the same space, settings and constraints whose entries are bad: the
+    field and the entry are named, not an AttributeError or KeyError later."""
+    space = load_space("digits")
+    config, limits = {"seed": 0}, {"max_params": 1}
+    body = json.loads(SearchState(config, limits).to_json(space))
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({**body, **edit}))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SearchState.load(path, space, config, limits)
