@@ -391,7 +391,9 @@ def test_bench_on_emulated_arm(vit_model, arm_devices, tmp_path):
     report, paths = run_bench(request)
     data = json.loads(paths["json"].read_text())
     assert data["status"] == "complete" and data["emulated"] is True
+    golden = data["device_info"].pop("golden")
     assert data["device_info"] == {"arch": "aarch64", "cpu": None, "bit_exact": True}
+    assert golden and all(golden.values()), golden
     assert "meaningless" in data["latency_note"] and "emulated" in report.table()
 
 

