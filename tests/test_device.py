@@ -206,6 +206,66 @@ def _load_on_emulated_arm(funcs: dict, target, path, arm_device):
     return remote.load_module(path.name), remote.cpu()
 
 
+#: (rows as x's leading shape, K, N) of the knob sweep: DeiT-tiny's qkv and fc2, a narrow
+#: GEMM (row chunks), the digits models' and a padded width
+ARM_KNOB_SHAPES = [((197,), 192, 576), ((197,), 768, 192), ((197,), 192, 48), ((17,), 64, 72)]
+
+
+@pytest.mark.parametrize(
+    ("preset", "kernel_name"),
+    [("rpi4", "arm-neon"), ("aarch64-dotprod", "arm-sdot-lane"), ("graviton3", "arm-smmla")],
+)
+def test_gemm_knob_points_bit_exact_on_emulated_arm(preset, kernel_name, arm_device, tmp_path):
+    """A seeded sweep of the tuned space on each ARM micro-kernel: 10 (shape, activation
+    dtype, knob point) cases drawn at random from every shape's space (register tile,
+    parallel split, epilogue), plus each shape's largest tile, in one library run on the
+    emulated device, each equal to the reference."""
+    from tvm import te
+
+    from intvit.schedules.gemm import knob_space, schedule_packed_gemm
+    from intvit.topi.dense_packed import dense_packed, padded_shape
+
+    target = get_preset(preset)
+    kernel = KERNELS[kernel_name]
+    rng = np.random.default_rng(23)
+    cases, funcs = {}, {}
+    for i in range(10 + len(ARM_KNOB_SHAPES)):
+        lead, k, n = ARM_KNOB_SHAPES[i % len(ARM_KNOB_SHAPES)]
+        dtype = ("int8", "uint8")[int(rng.integers(2))]
+        n_pad, k_pad = padded_shape(n, k, kernel)
+        x_t = te.placeholder((*lead, k), dtype, name="x")
+        wp = te.placeholder(
+            (n_pad // kernel.lanes, k_pad // kernel.kpack, kernel.lanes, kernel.kpack), "int8"
+        )
+        bias = te.placeholder((n_pad,), "int32", name="bias")
+        func = te.create_prim_func([x_t, wp, bias, dense_packed(x_t, wp, bias, kernel, n_out=n)])
+        space = knob_space(func, kernel)
+        if i < len(ARM_KNOB_SHAPES):
+            knobs = max(space, key=lambda p: (p.m_tile * p.n_vectors, p.m_tile))
+        else:
+            knobs = space[int(rng.integers(len(space)))]
+        info = np.iinfo(dtype)
+        x = rng.integers(info.min, info.max, (*lead, k), endpoint=True).astype(dtype)
+        w = rng.integers(-128, 127, (n, k), endpoint=True).astype(np.int8)
+        b = rng.integers(-(2**20), 2**20, n).astype(np.int32)
+        name = f"case{i}"
+        cases[name] = (x, w, b, knobs)
+        scheduled = schedule_packed_gemm(func, kernel, True, knobs)
+        funcs[name] = scheduled.with_attr("global_symbol", name)
+    rlib, dev = _load_on_emulated_arm(funcs, target, tmp_path / "knobs.so", arm_device)
+    outputs = {}
+    for name, (x, w, b, _) in cases.items():
+        args = [x, pack_weights(w, kernel), pack_bias(w, b, str(x.dtype), kernel)]
+        out = tvm.runtime.tensor(np.zeros((*x.shape[:-1], w.shape[0]), np.int32), dev)
+        rlib[name](*(tvm.runtime.tensor(a, dev) for a in args), out)
+        outputs[name] = out.numpy()
+    release_sessions()
+    for name, (x, w, b, knobs) in cases.items():
+        np.testing.assert_array_equal(
+            outputs[name], dense_ref(x, w, b), err_msg=f"{name}: {x.shape} x {w.shape} {knobs}"
+        )
+
+
 #: (groups, M, N, K): attention's q @ k^T at DeiT-tiny's and the digits ViT's sizes, odd
 #: sizes padded to every tile, and one group of one.
 ARM_BMM_SHAPES = [(3, 197, 197, 64), (4, 17, 17, 16), (2, 7, 5, 3), (1, 1, 1, 1)]

@@ -280,31 +280,35 @@ def test_7bit_weight_model_uses_the_first_kernel_and_is_bit_exact(batch):
     assert attention == ({"avx-vnni"} if vnni else {"avx2-pmaddwd"}), used
 
 
-def test_every_row_kernel_hand_schedule_is_seeded(vit, tmp_path):
-    """A tuning job's first step measures intvit's row schedule of each row kernel on the
-    runner's random data (full-range int32 inputs, out of the kernels' contract): no kernel
-    may trap on it (a LayerNorm whose sum of squares wrapped once divided by zero, SIGFPE)."""
+def test_every_hand_schedule_is_seeded(vit, tmp_path):
+    """A tuning job's first step measures intvit's own schedule of each packed GEMM (its
+    default knobs) and row kernel on the runner's random data (full-range inputs, out of the
+    kernels' contract): no kernel may trap on it (a LayerNorm whose sum of squares wrapped
+    once divided by zero, SIGFPE)."""
     from tvm.s_tir import meta_schedule as ms
 
     from intvit.deploy.compile import scheduled_module
-    from intvit.topi.kinds import ROW_KINDS, kernel_kind
+    from intvit.topi.kinds import PACKED_GEMM, ROW_KINDS, kernel_kind
     from intvit.tune.job import _builder, _runner
-    from intvit.tune.seed import seed_row_schedules
+    from intvit.tune.seed import seed_hand_schedules
 
     preset = get_preset("host")
     target = preset.tvm_target()
     with target:
-        mod = relax.transform.LegalizeOps()(scheduled_module(vit, preset, 1))
+        mod = relax.transform.LegalizeOps()(scheduled_module(vit, preset, 1, tunable=True))
     tasks = [
         (task.task_name, kernel_kind(task.dispatched[0]["main"]))
         for task in ms.relax_integration.extract_tasks(mod, target)
     ]
-    assert set(ROW_KINDS) - {"requantize"} <= {kind for _, kind in tasks}  # each kind is covered
-    names = [name for name, kind in tasks if kind in ROW_KINDS]
+    kinds = {kind for _, kind in tasks}
+    assert set(ROW_KINDS) - {"requantize"} <= kinds  # each kind is covered
+    assert PACKED_GEMM in kinds or KERNEL is None
+    names = [name for name, kind in tasks if kind in (*ROW_KINDS, PACKED_GEMM)]
     errors: list[str] = []
     cfg = TuneConfig(trials=len(names), db=tmp_path, progress=False)
-    seeded = seed_row_schedules(
-        mod, target, tmp_path, names, _builder(preset), _runner(cfg), len(names), errors.append
+    builder, runner = _builder(preset), _runner(cfg)
+    seeded = seed_hand_schedules(
+        mod, preset, tmp_path, names, builder, runner, len(names), True, errors.append
     )
     assert not errors and seeded == len(set(names)) == count_records(tmp_path), errors
 

@@ -113,15 +113,17 @@ def plan_memory(model: IntModel, preset: TargetPreset | str = "host", batch: int
     return memory_report(*lowered_module(model, preset, batch))
 
 
-def scheduled_module(model: IntModel, preset: TargetPreset, batch: int) -> tvm.IRModule:
-    """The model's Relax module with its packed GEMMs scheduled: what is tuned, and (with a
-    database's schedules and then the row schedule) compiled."""
+def scheduled_module(
+    model: IntModel, preset: TargetPreset, batch: int, tunable: bool = False
+) -> tvm.IRModule:
+    """The model's Relax module with its GEMMs scheduled; with ``tunable``, the packed GEMMs
+    are left for a tuning job (which searches their knobs) or a database to schedule."""
     from intvit.schedules.intrinsics import gemm_kernels_for
     from intvit.schedules.model import schedule_gemms
 
     kernels = gemm_kernels_for(preset.target)
     module = build_module(model, batch, kernels, preset.cores)
-    return schedule_gemms(module, kernels, preset.cores)
+    return schedule_gemms(module, kernels, preset.cores, leave_packed=tunable)
 
 
 def compile_int_model(
@@ -144,11 +146,14 @@ def compile_int_model(
         return with_reference(compiled, model)
     from intvit.schedules.model import schedule_rows
 
-    mod = scheduled_module(model, preset, batch)
-    if db is not None:  # tuned schedules first
+    mod = scheduled_module(model, preset, batch, tunable=db is not None)
+    if db is not None:  # tuned schedules first, then the GEMMs' default knobs
         from intvit.schedules.database import apply_database
+        from intvit.schedules.intrinsics import gemm_kernels_for
+        from intvit.schedules.model import schedule_gemms
 
         mod = apply_database(mod, db, preset.tvm_target())
+        mod = schedule_gemms(mod, gemm_kernels_for(preset.target), preset.cores)
     # the row schedule for the row kernels without a tuned one
     compiled = compile_relax(schedule_rows(mod, preset.cores), preset, "int", name, profile)
     return with_reference(compiled, model)

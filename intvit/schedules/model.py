@@ -1,7 +1,8 @@
 """Apply intvit's schedules to the kernels of a model's Relax module before lowering: packed
-GEMMs (and fused low-rank linears) get the tensorized register-blocked schedule, row kernels
-(softmax, GELU, LayerNorm) the row schedule, unless a tuning database has a schedule for
-them. Everything else keeps TVM's default lowering (or a tuning database's)."""
+GEMMs (and fused low-rank linears) get the tensorized register-blocked schedule with its
+default knobs, row kernels (softmax, GELU, LayerNorm) the row schedule, unless a tuning
+database has a schedule for them. Everything else keeps TVM's default lowering (or a tuning
+database's)."""
 
 from __future__ import annotations
 
@@ -26,16 +27,24 @@ from intvit.topi.kinds import (
 )
 
 
-def schedule_gemms(mod: tvm.IRModule, kernels: tuple[GemmKernel, ...], cores: int) -> tvm.IRModule:
-    """A copy of ``mod`` with the packed GEMMs scheduled, each for the one of ``kernels`` it
-    was packed for (the rest is what a tuning job tunes; :func:`schedule_rows` schedules the
-    row kernels a database leaves)."""
+def schedule_gemms(
+    mod: tvm.IRModule,
+    kernels: tuple[GemmKernel, ...],
+    cores: int,
+    leave_packed: bool = False,
+) -> tvm.IRModule:
+    """A copy of ``mod`` with the packed GEMMs not scheduled yet (by a tuning database)
+    scheduled with their default knobs, each for the one of ``kernels`` it was packed for.
+    ``leave_packed``: the packed GEMMs stay unscheduled, for a tuning job to search (the
+    fused low-rank linears are scheduled either way: they have no tuned space)."""
     out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
     for gv, func in mod.functions_items():
         if not isinstance(func, tirx.PrimFunc) or not kernels:
             continue
+        if func.attrs is not None and func.attrs.get("tirx.is_scheduled", False):
+            continue
         kind = kernel_kind(func)
-        if kind == PACKED_GEMM:
+        if kind == PACKED_GEMM and not leave_packed:
             kernel = kernel_of_func(func, kernels)
             out[gv] = schedule_packed_gemm(func, kernel, parallel=cores > 1)
         elif kind == LOW_RANK_GEMM:

@@ -2,10 +2,13 @@
 
 The database (``DIR/database_workload.json``, ``DIR/database_tuning_record.json``) is
 MetaSchedule's JSON database: records are appended as candidates are measured, so an
-interrupted job keeps them, and a rerun with the same ``DIR`` starts from them. Kernels intvit
-always schedules itself (packed GEMMs) are marked ``tirx.is_scheduled`` and skipped; row
-kernels (softmax, GELU, LayerNorm) are tuned, and keep intvit's row schedule where the
-database has no record. ``intvit compile --db DIR`` applies the database.
+interrupted job keeps them, and a rerun with the same ``DIR`` starts from them. Packed GEMMs
+(dense and attention's) are searched over their knobs (register tile, parallel split,
+epilogue: :mod:`intvit.schedules.gemm_knobs`), row kernels (softmax, GELU, LayerNorm,
+requantize) and the rest over MetaSchedule's generic space; each kernel first gets a measured
+record of intvit's own schedule, so the database's best is never the slower. Fused low-rank
+linears keep their fixed schedule. ``intvit compile --db DIR`` applies the database, and
+gives every kernel without a record intvit's own schedule.
 
 ``trials`` is the budget of the database, not of one run: a rerun counts the successful
 trials already recorded for the same kernels and runs only the rest (with the same budget,
@@ -133,7 +136,7 @@ def tune(model: IntModel, cfg: TuneConfig, log=print) -> TuneSummary:
     """Run (or resume) a tuning job over the integer model's kernels; returns a summary with
     the record counts."""
     preset = get_preset(cfg.preset)
-    mod = scheduled_module(model, preset, cfg.batch)
+    mod = scheduled_module(model, preset, cfg.batch, tunable=True)
     return tune_module(mod, cfg, log, seed_rows=preset.cores > 1)
 
 
@@ -149,9 +152,10 @@ def tune_module(
     mod: tvm.IRModule, cfg: TuneConfig, log=print, seed_rows: bool = False
 ) -> TuneSummary:
     """Run (or resume) a tuning job over the kernels of any Relax module (the integer model's,
-    or the FP32 baseline's: the same job, so both get the same budget). ``seed_rows``: row
-    kernels first get a measured record of intvit's row schedule (:mod:`intvit.tune.seed`),
-    which counts against the budget like any other trial."""
+    or the FP32 baseline's: the same job, so both get the same budget). Packed GEMMs first
+    get a measured record of their default knobs, and with ``seed_rows`` row kernels one of
+    intvit's row schedule (:mod:`intvit.tune.seed`); those count against the budget like any
+    other trial."""
     from tvm.s_tir import meta_schedule as ms
 
     preset = get_preset(cfg.preset)
@@ -184,15 +188,15 @@ def tune_module(
         + (f", {todo} to run" if todo > 0 else ": nothing to run")
     )
     seeded = 0
-    if todo > 0 and seed_rows:
-        from intvit.tune.seed import seed_row_schedules
+    if todo > 0:
+        from intvit.tune.seed import seed_hand_schedules
 
-        seeded = seed_row_schedules(
-            mod, target, db, op_names, _builder(preset), _runner(cfg), todo, log
+        seeded = seed_hand_schedules(
+            mod, preset, db, op_names, _builder(preset), _runner(cfg), todo, seed_rows, log
         )
         todo -= seeded
         if seeded:
-            log(f"measured intvit's row schedule of {seeded} kernels (counted in the budget)")
+            log(f"measured intvit's own schedule of {seeded} kernels (counted in the budget)")
     progress = TrialProgress(max(todo, 0), enabled=cfg.progress and todo > 0)
     if todo > 0:
         import_tvm_tensor_intrinsics()  # TuneContext imports it: minutes, unless done this way
@@ -285,9 +289,13 @@ def recorded_trials(mod: tvm.IRModule, target, db: Path, op_names: list[str]) ->
 def _tune_relax(
     mod, target, db: Path, trials: int, cfg: TuneConfig, op_names, preset, callbacks
 ) -> None:
+    """MetaSchedule's ``tune_relax``, with each task's design space chosen by
+    :func:`intvit.tune.spaces.task_space` (the packed GEMMs' knobs)."""
     import logging
 
     from tvm.s_tir import meta_schedule as ms
+
+    from intvit.tune.spaces import tune_contexts
 
     # TVM rebuilds its logging config from the names of the handlers on its logger and fails
     # on a handler without a name ("'NoneType' object has no attribute 'format'"), which test
@@ -296,17 +304,20 @@ def _tune_relax(
     for handler in list(logger.handlers):
         if handler.get_name() is None:
             logger.removeHandler(handler)
-    ms.relax_integration.tune_relax(
-        mod,
-        params={},
-        target=target,
+    tasks = [
+        task
+        for task in ms.relax_integration.extract_tasks(mod, target)
+        if any(name in task.task_name for name in op_names)
+    ]
+    contexts, weights = tune_contexts(tasks, preset.target, str(db), cfg.seed, preset.cores)
+    ms.tune.tune_tasks(
+        tasks=contexts,
+        task_weights=weights,
         work_dir=str(db),
         max_trials_global=trials,
         max_trials_per_task=cfg.trials_per_task,
-        op_names=op_names,
         num_trials_per_iter=min(cfg.trials_per_iter, trials),
         builder=_builder(preset),
         runner=_runner(cfg),
         measure_callbacks=callbacks,
-        seed=cfg.seed,
     )

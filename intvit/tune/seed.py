@@ -1,12 +1,14 @@
-"""intvit's own row schedule as a measured record in the tuning database.
+"""intvit's own schedules as measured records in the tuning database.
 
-A tuning job gives every row kernel (softmax, GELU, LayerNorm, requantize) a record with
-intvit's hand schedule (:func:`intvit.schedules.rowwise.rowwise_schedule`, replayable from its
-trace) before MetaSchedule searches, measured by the same builder and runner as its
-candidates. The database's best is then never slower than the untuned build: with a small
-budget per kernel MetaSchedule's candidates were (DeiT-tiny, 300 trials over 191 kernels:
-27.5 ms untuned, 29.6 ms tuned), and its evolutionary search starts from the hand schedule
-(it samples its first population from the database's measured records).
+A tuning job gives every packed GEMM a record of its default knobs
+(:func:`intvit.schedules.gemm.default_gemm_schedule`) and, on more than one core, every row
+kernel (softmax, GELU, LayerNorm, requantize) one of intvit's row schedule
+(:func:`intvit.schedules.rowwise.rowwise_schedule`), before MetaSchedule searches; both are
+replayable from their traces and measured by the same builder and runner as its candidates.
+The database's best is then never slower than the untuned build: with a small budget per
+kernel MetaSchedule's candidates were (DeiT-tiny, 300 trials over 191 kernels: 27.5 ms
+untuned, 29.6 ms tuned), and its evolutionary search starts from the hand schedule (it
+samples its first population from the database's measured records).
 """
 
 from __future__ import annotations
@@ -15,33 +17,45 @@ from pathlib import Path
 
 import tvm
 
-from intvit.schedules.rowwise import rowwise_schedule
-from intvit.topi.kinds import ROW_KINDS, kernel_kind
+from intvit.deploy.targets import TargetPreset
 
 
-def seed_row_schedules(
-    mod: tvm.IRModule, target, db: Path, op_names, builder, runner, limit: int, log=print
+def seed_hand_schedules(
+    mod: tvm.IRModule,
+    preset: TargetPreset,
+    db: Path,
+    op_names,
+    builder,
+    runner,
+    limit: int,
+    rows: bool = True,
+    log=print,
 ) -> int:
-    """Commit a measured hand-schedule record for each row kernel of ``mod`` (Relax, legalized)
-    among ``op_names`` that the database does not know yet, at most ``limit``; how many."""
+    """Commit a measured record of intvit's own schedule (:func:`intvit.tune.spaces.
+    hand_schedule`; row kernels only with ``rows``) for each kernel of ``mod`` (Relax,
+    legalized for ``preset``'s target) among ``op_names`` that the database does not know
+    yet, at most ``limit``; how many."""
     from tvm.s_tir import meta_schedule as ms
 
+    from intvit.tune.spaces import hand_schedule
+
+    target = preset.tvm_target()
     database = ms.database.JSONDatabase(work_dir=str(db))
     todo = []
     for task in ms.relax_integration.extract_tasks(mod, target):
         name = task.task_name
         kernel = task.dispatched[0]
-        if kernel_kind(kernel["main"]) not in ROW_KINDS or not any(op in name for op in op_names):
+        if not any(op in name for op in op_names) or database.has_workload(kernel):
             continue
-        if not database.has_workload(kernel):
-            todo.append((name, kernel))
+        sch = hand_schedule(kernel["main"], preset.target, preset.cores, rows)
+        if sch is not None:
+            todo.append((name, kernel, sch))
     todo = todo[: max(limit, 0)]
     if not todo:
         return 0
-    schedules = [rowwise_schedule(kernel["main"]) for _, kernel in todo]
-    built = builder.build([ms.builder.BuilderInput(s.mod, target) for s in schedules])
+    built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, _, sch in todo])
     inputs, measured = [], []
-    for (name, kernel), sch, result in zip(todo, schedules, built, strict=True):
+    for (name, kernel, sch), result in zip(todo, built, strict=True):
         if result.error_msg:
             log(f"hand schedule of {name} failed to build: {result.error_msg.splitlines()[-1]}")
             continue

@@ -1,0 +1,208 @@
+"""The packed GEMM's tuned knobs (register tile, parallel split, epilogue placement): every
+point of the space bit-exact against the reference on this host (a derandomized hypothesis
+sweep over knobs x shapes; the ARM micro-kernels' sweep runs on the emulated device, in
+``tests/test_device.py``), the defaults unchanged, and tuning records read back as knobs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tvm import te
+
+from intvit.deploy.targets import get_preset
+from intvit.schedules.gemm import (
+    default_gemm_schedule,
+    default_knobs,
+    gemm_facts,
+    knob_space,
+    schedule_packed_gemm,
+)
+from intvit.schedules.gemm_knobs import (
+    Epilogue,
+    GemmKnobs,
+    GemmLayout,
+    Split,
+    knobs_of_trace,
+    legal_layouts,
+)
+from intvit.schedules.intrinsics import KERNELS, gemm_kernel_for, vnni_kernel
+from intvit.topi.dense_packed import batch_matmul_packed, dense_packed, pack_bias, pack_weights
+from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
+
+HOST = get_preset("host")
+KERNEL = gemm_kernel_for(HOST.target)
+needs_kernel = pytest.mark.skipif(KERNEL is None, reason="no dot-product micro-kernel here")
+
+#: (rows as x's leading shape, K, N): DeiT's GEMM shapes at one block's width, the digits
+#: models', narrow ones (row chunks), padded widths, and several row axes
+SHAPES = [
+    ((197,), 192, 576),
+    ((197,), 768, 192),
+    ((197,), 192, 48),
+    ((17,), 64, 192),
+    ((2, 197), 64, 256),
+    ((3, 17), 30, 50),
+    ((5,), 6, 3),
+    ((64,), 40, 72),
+]
+
+
+def _unscheduled(lead, k, n, x_dtype, kernel):
+    from intvit.topi.dense_packed import padded_shape
+
+    n_pad, k_pad = padded_shape(n, k, kernel)
+    x = te.placeholder((*lead, k), x_dtype, name="x")
+    wp = te.placeholder(
+        (n_pad // kernel.lanes, k_pad // kernel.kpack, kernel.lanes, kernel.kpack), "int8"
+    )
+    bias = te.placeholder((n_pad,), "int32", name="bias")
+    return te.create_prim_func([x, wp, bias, dense_packed(x, wp, bias, kernel, n_out=n)])
+
+
+def _run_dense(func, x, w, b, kernel) -> np.ndarray:
+    mod = tvm.compile(tvm.IRModule({"main": func}), target=HOST.tvm_target()).jit()
+    out = tvm.runtime.tensor(np.zeros((*x.shape[:-1], w.shape[0]), np.int32))
+    bias = pack_bias(w, b, str(x.dtype), kernel)
+    mod["main"](*(tvm.runtime.tensor(a) for a in (x, pack_weights(w, kernel), bias)), out)
+    return out.numpy()
+
+
+def _operands(lead, k, n, x_dtype, kernel, seed: int):
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(x_dtype)
+    x = rng.integers(info.min, info.max, (*lead, k), endpoint=True).astype(x_dtype)
+    w_lo, w_hi = max(-128, -kernel.weight_max), min(127, kernel.weight_max)
+    w = rng.integers(w_lo, w_hi, (n, k), endpoint=True).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, n).astype(np.int32)
+    return x, w, b
+
+
+@st.composite
+def dense_cases(draw, kernel):
+    """A shape, an activation dtype and a point of that GEMM's knob space."""
+    lead, k, n = draw(st.sampled_from(SHAPES))
+    x_dtype = draw(st.sampled_from(["int8", "uint8"]))
+    space = knob_space(_unscheduled(lead, k, n, x_dtype, kernel), kernel)
+    return lead, k, n, x_dtype, draw(st.sampled_from(space))
+
+
+@needs_kernel
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(case=dense_cases(KERNEL or KERNELS["avx-vnni"]))
+def test_every_knob_point_is_bit_exact(case):
+    """Any register tile, split and epilogue a tuning job may pick computes the reference's
+    integers (the host's micro-kernel; weights over its whole exact range)."""
+    lead, k, n, x_dtype, knobs = case
+    x, w, b = _operands(lead, k, n, x_dtype, KERNEL, k + n)
+    func = schedule_packed_gemm(_unscheduled(lead, k, n, x_dtype, KERNEL), KERNEL, True, knobs)
+    np.testing.assert_array_equal(_run_dense(func, x, w, b, KERNEL), dense_ref(x, w, b))
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "layout", ["columns/register", "columns/column", "rowsx2/top", "bothx2/register"]
+)
+def test_each_layout_on_a_deit_shape_is_bit_exact(layout):
+    """Every layout at DeiT-tiny's qkv width (197 x 192 -> 576), with the largest tile."""
+    lead, k, n = (197,), 192, 576
+    func = _unscheduled(lead, k, n, "int8", KERNEL)
+    chosen = GemmLayout.parse(layout)
+    points = [p for p in knob_space(func, KERNEL) if p.layout == chosen]
+    assert points, f"{layout} is not legal here"
+    knobs = max(points, key=lambda p: (p.m_tile * p.n_vectors, p.m_tile))
+    x, w, b = _operands(lead, k, n, "int8", KERNEL, 3)
+    out = _run_dense(schedule_packed_gemm(func, KERNEL, True, knobs), x, w, b, KERNEL)
+    np.testing.assert_array_equal(out, dense_ref(x, w, b))
+
+
+@needs_kernel
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(
+    shape=st.sampled_from([(3, 197, 197, 64), (4, 17, 17, 16), (2, 7, 5, 3), (3, 197, 64, 197)]),
+    data=st.data(),
+)
+def test_every_batch_matmul_knob_point_is_bit_exact(shape, data):
+    """Attention's grouped GEMMs (runtime operands, packed in the kernel): any tile."""
+    g, m, n, k = shape
+    a = te.placeholder((g, m, k), "int8", name="a")
+    bt = te.placeholder((g, n, k), "int8", name="b")
+    func = te.create_prim_func([a, bt, batch_matmul_packed(a, bt, KERNEL)])
+    knobs = data.draw(st.sampled_from(knob_space(func, KERNEL)))
+    assert knobs.layout.split is Split.COLUMNS  # groups index the parallel loop
+    mod = tvm.compile(
+        tvm.IRModule({"main": schedule_packed_gemm(func, KERNEL, True, knobs)}),
+        target=HOST.tvm_target(),
+    ).jit()
+    rng = np.random.default_rng(m + n)
+    x = rng.integers(-128, 128, (g, m, k), dtype=np.int8)
+    y = rng.integers(-128, 128, (g, n, k), dtype=np.int8)
+    out = tvm.runtime.tensor(np.zeros((g, m, n), np.int32))
+    mod["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(y), out)
+    np.testing.assert_array_equal(out.numpy(), batch_matmul_ref(x, y))
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        KERNELS["avx2-pmaddwd"],
+        vnni_kernel(("avx512vl",)),
+        KERNELS["arm-sdot-lane"],
+        KERNELS["arm-smmla"],
+        KERNELS["arm-neon"],
+    ],
+    ids=lambda k: f"{k.name}-{k.m_tile}x{k.n_vectors}",
+)
+def test_defaults_are_a_point_of_the_space_and_replay_from_their_trace(kernel):
+    """The hand-chosen knobs are in the searched space, their schedule's trace names them
+    (what the benchmark reports per shape), and replaying the trace gives the same kernel
+    (what a tuning database applies)."""
+    for lead, k, n in SHAPES:
+        func = _unscheduled(lead, k, n, "int8", kernel)
+        facts = gemm_facts(tvm.s_tir.Schedule(func), kernel, True)
+        knobs = default_knobs(facts, kernel)
+        assert knobs in knob_space(func, kernel)
+        assert knobs.layout in legal_layouts(facts)
+        sch = default_gemm_schedule(func, kernel)
+        assert knobs_of_trace(sch.trace, kernel.rows) == knobs
+        replayed = tvm.s_tir.Schedule(func)
+        sch.trace.apply_to_schedule(replayed, remove_postproc=False)
+        tvm.ir.assert_structural_equal(replayed.mod["main"], sch.mod["main"])
+        direct = schedule_packed_gemm(func, kernel, True)
+        tvm.ir.assert_structural_equal(direct.without_attr("tirx.is_scheduled"), sch.mod["main"])
+
+
+def test_layouts_follow_what_tvm_computes_exactly():
+    """No tiled epilogue where the padded columns exceed the output's or the rows span two
+    axes (TVM 0.27 infers a wrong row range there), no column-tile epilogue under row
+    chunks, no row chunks for attention's grouped GEMMs or a GEMM run on one thread."""
+    kernel = vnni_kernel(("avx512vl",))
+    padded = legal_layouts(
+        gemm_facts(tvm.s_tir.Schedule(_unscheduled((17,), 64, 100, "int8", kernel)), kernel, True)
+    )
+    assert {lay.epilogue for lay in padded} == {Epilogue.TOP}
+    two_axes = gemm_facts(
+        tvm.s_tir.Schedule(_unscheduled((2, 197), 64, 256, "int8", kernel)), kernel, True
+    )
+    assert not two_axes.tileable
+    deit = legal_layouts(
+        gemm_facts(tvm.s_tir.Schedule(_unscheduled((197,), 192, 576, "int8", kernel)), kernel, True)
+    )
+    assert GemmLayout(Split.ROWS, Epilogue.COLUMN, 2) not in deit
+    assert GemmLayout(Split.ROWS, Epilogue.REGISTER, 2) in deit
+    small = gemm_facts(
+        tvm.s_tir.Schedule(_unscheduled((17,), 64, 64, "int8", kernel)), kernel, True
+    )
+    assert {lay.split for lay in legal_layouts(small)} == {Split.COLUMNS}
+    for text in ("columns/register", "rowsx2/top", "bothx2/column"):
+        assert str(GemmLayout.parse(text)) == text
+    with pytest.raises(ValueError, match="not a GEMM layout: 'diagonal/top'"):
+        GemmLayout.parse("diagonal/top")
+    assert str(GemmKnobs(GemmLayout(), 4, 4)) == "4x4 columns/top"
