@@ -18,13 +18,14 @@ drifting does not pass for a tuning effect or a ratio (records with ``interleave
 Every integer library is checked bit-exact against the reference forward before it is timed.
 Writes
 benchmarks/results/e2e-<cpu>-<threads>t.json (one record per peer: case, ours, baseline,
-ours_ms, baseline_ms,
-speedup), as it goes.
+ours_ms, baseline_ms, speedup), as it goes, and with ``--trials`` the knobs the tuning chose per
+GEMM shape against the default knobs to benchmarks/results/e2e-knobs-<cpu>-<threads>t.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ from intvit.bench.peers import (
     torch_eager,
     torch_runner,
 )
-from intvit.bench.records import BenchRecord, RecordLog
+from intvit.bench.records import BenchRecord, RecordLog, host_named
 from intvit.deploy.bench import BenchConfig, Latency
 from intvit.deploy.compile import compile_float_model, compile_int_model
 from intvit.deploy.targets import host_cpu
@@ -105,7 +106,34 @@ def _interleaved(runners: dict[str, Callable[[], object]], rounds: int = 7) -> d
     return {label: Latency(label, "host", ms) for label, ms in samples.items()}
 
 
-def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
+def write_knobs(path: Path, name: str, db: Path) -> None:
+    """Print and record (``path``, one entry per model) the knobs the tuning database at
+    ``db`` chose per GEMM shape against the default knobs (both measured by the job)."""
+    from intvit.deploy.targets import get_preset
+    from intvit.tune.knobs_report import tuned_gemms
+
+    gemms = tuned_gemms(db, get_preset("host"))
+    print(f"{name}: knobs per GEMM (shape, kernel, default, tuned):")
+    for gemm in gemms:
+        print(f"  {gemm.row()}")
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[name] = [
+        {
+            "shape": g.shape,
+            "kernel": g.kernel,
+            "default": str(g.default),
+            "default_us": g.default_us,
+            "tuned": str(g.best),
+            "tuned_us": g.best_us,
+            "measured": g.records,
+        }
+        for g in gemms
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def bench_model(name: str, trials: int, db_root: Path, keep, knobs_path: Path) -> None:
     from intvit.tune.job import TuneConfig, tune, tune_float_model
 
     torch.manual_seed(0)
@@ -163,6 +191,7 @@ def bench_model(name: str, trials: int, db_root: Path, keep) -> None:
     int_tune = tune(int_model, replace(cfg, db=int_db))
     print(f"{name}: tuning TVM FP32 ({trials} trials) ...", flush=True)
     fp32_tune = tune_float_model(model, image.shape, replace(cfg, db=fp32_db))
+    write_knobs(knobs_path, name, int_db)
     tuned_int = integer_build(int_db, label)
     tuned_fp32 = fp32_build(fp32_db, label)
     # Every build that runs in well under a second, timed in the same alternating rounds: the
@@ -223,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
 
+    knobs_path = host_named(args.out.with_name("e2e-knobs.json"), log.machine)
     for name in args.models.split(","):
-        bench_model(name, args.trials, args.db_root, log.add)
+        bench_model(name, args.trials, args.db_root, log.add, knobs_path)
     print(log.summary())
     return 0
 

@@ -126,6 +126,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     if (cfg.tracker is None) != (cfg.key is None):
         raise ValueError("--tracker and --device go together (measure on that RPC device)")
     tune_interruptibly(load_int_model(args.artifact), cfg)
+    from intvit.deploy.targets import get_preset
+    from intvit.tune.knobs_report import tuned_gemms
+
+    gemms = tuned_gemms(args.db, get_preset(args.target))
+    if gemms:
+        print("GEMM knobs (shape, micro-kernel, default, best measured):")
+        for gemm in gemms:
+            print(f"  {gemm.row()}")
     print(f"apply it with: intvit compile {args.artifact} --target {args.target} --db {args.db}")
     return 0
 
@@ -797,7 +805,12 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--db", type=Path, default=Path("tune-db"), help="database folder")
     tun.add_argument("--tracker", default=None, help="measure on an RPC device: HOST:PORT")
     tun.add_argument("--device", dest="key", default=None, help="its key")
-    tun.add_argument("--ops", default=None, help="only kernels with these name prefixes (a,b)")
+    tun.add_argument(
+        "--ops",
+        default=None,
+        help="only kernels of these kinds (packed_gemm, softmax, gelu, layernorm, ...) or with "
+        "these name prefixes (a,b)",
+    )
     tun.add_argument("--batch", type=positive_int, default=1)
     tun.add_argument("--quiet", action="store_true", help="no progress bar")
     tun.set_defaults(func=_cmd_tune)

@@ -437,6 +437,39 @@ def vit_model():
     return calibrate(create_float_model("digits_vit"), digits("calib").images[:24])
 
 
+def test_tuning_on_the_emulated_arm_device_applies_bit_exactly(vit_model, arm_devices, tmp_path):
+    """``intvit tune --target aarch64-dotprod --tracker --key emu-a76``: the first block's
+    GEMMs (sdot-lane, their knobs) and softmax tuned with candidates cross-compiled here and
+    run on the emulated device; the build with the database is bit-exact there. (Emulated
+    timings say nothing of a real core: this checks the flow, not the choice.)"""
+    from intvit.tune.job import TuneConfig, count_records, tune
+    from intvit.tune.knobs_report import tuned_gemms
+
+    preset = "aarch64-dotprod"
+    db = tmp_path / "db"
+    cfg = TuneConfig(
+        preset=preset,
+        trials=8,
+        db=db,
+        trials_per_iter=2,
+        ops=("b0_",),
+        tracker=f"127.0.0.1:{arm_devices.port}",
+        key="emu-a76",
+        progress=False,
+    )
+    summary = tune(vit_model, cfg, log=lambda *_: None)
+    release_sessions()
+    assert summary.failed == 0, summary.last_error
+    assert summary.seeded > 0 and count_records(db) == summary.records_after <= 8
+    assert tuned_gemms(db, get_preset(preset)), "no GEMM record for the device"
+    lib = export(
+        compile_int_model(vit_model, preset, db=db), get_preset(preset), tmp_path / "tuned.so"
+    )
+    q = quantize_input(vit_model, digits("test").images[:1])
+    result = run_remote(arm_devices.session, "emu-a76", lib, q)
+    np.testing.assert_array_equal(result.outputs, reference_forward(vit_model, q))
+
+
 def test_bench_on_emulated_arm(vit_model, arm_devices, tmp_path):
     art = save_int_model(vit_model, tmp_path / "vit.int.safetensors")
     request = BenchRequest(

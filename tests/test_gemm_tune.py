@@ -367,6 +367,34 @@ def test_tuning_database_written_resumed_and_applied(vit, tmp_path):
 
 
 @pytest.mark.slow
+@needs_kernel
+def test_tuning_searches_the_gemm_knobs_and_applies_them_bit_exactly(vit, tmp_path):
+    """``intvit tune --ops packed_gemm``: each GEMM's default knobs are measured first, the
+    search then measures other points of the space (another tile or layout), every record
+    reads back as knobs, and the applied build equals the reference."""
+    from intvit.tune.knobs_report import tuned_gemms
+
+    db = tmp_path / "db"
+    cfg = TuneConfig(trials=40, db=db, trials_per_iter=8, ops=("packed_gemm",), progress=False)
+    summary = tune(vit, cfg, log=lambda *_: None)
+    assert summary.failed == 0, summary.last_error
+    assert summary.seeded >= 8 and summary.measured > 0
+    gemms = tuned_gemms(db, HOST)
+    assert len(gemms) == summary.seeded  # one default record per GEMM workload
+    assert all(g.default_us is not None and g.best_us <= g.default_us for g in gemms)
+    assert sum(g.records for g in gemms) == count_records(db)  # every record is a GEMM's
+    explored = [g for g in gemms if g.records > 1]
+    assert explored, "the search measured no point besides the defaults"
+    compiled = compile_int_model(vit, "host", db=db)
+    x = np.random.default_rng(4).integers(-128, 128, (2, 1, 32, 32), dtype=np.int8)
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    for image in x:
+        np.testing.assert_array_equal(
+            vm["main"](tvm.runtime.tensor(image[None])).numpy(), reference_forward(vit, image[None])
+        )
+
+
+@pytest.mark.slow
 def test_tuning_over_the_tracker_measures_on_every_server_of_the_key(vit, tmp_path):
     """``intvit tune --tracker --device``: MetaSchedule's RPC runner gets one worker per server
     registered under the key, and both local servers measure candidates; the records stay
@@ -386,8 +414,9 @@ def test_tuning_over_the_tracker_measures_on_every_server_of_the_key(vit, tmp_pa
             while rpc.servers_for_key(client.summary(), "pair") < 2:
                 assert time.monotonic() < deadline, client.summary()
                 time.sleep(0.5)
+            # the softmaxes and the first block's GEMMs (their knobs) over the tracker
             cfg = TuneConfig(
-                trials=12, db=db, trials_per_iter=6, ops=("softmax",), tracker=address,
+                trials=16, db=db, trials_per_iter=6, ops=("softmax", "b0_"), tracker=address,
                 key="pair", progress=False,
             )  # fmt: skip
             summary = tune(vit, cfg, log=lambda *_: None)
@@ -396,7 +425,11 @@ def test_tuning_over_the_tracker_measures_on_every_server_of_the_key(vit, tmp_pa
             tune(vit, replace(cfg, key="nobody", trials=100), log=lambda *_: None)
     assert all(n > 0 for n in served), f"sessions served per server: {served}"
     assert summary.failed == 0, summary.last_error
-    assert count_records(db) == summary.records_after <= 12
+    assert count_records(db) == summary.records_after <= 16
+    if KERNEL is not None:
+        from intvit.tune.knobs_report import tuned_gemms
+
+        assert tuned_gemms(db, HOST), "no GEMM was tuned over the tracker"
     compiled = compile_int_model(vit, "host", db=db)
     x = np.random.default_rng(2).integers(-128, 128, (1, 1, 32, 32), dtype=np.int8)
     vm = relax.VirtualMachine(compiled.executable, tvm.cpu())

@@ -84,7 +84,9 @@ def _runner(cfg: TuneConfig):
     rpc = ms.runner.RPCConfig(
         tracker_host=host, tracker_port=port, tracker_key=cfg.key, session_timeout_sec=120
     )
-    return ms.runner.RPCRunner(rpc, max_workers=servers)
+    from intvit.tune.build import alloc_random_arguments
+
+    return ms.runner.RPCRunner(rpc, f_alloc_argument=alloc_random_arguments, max_workers=servers)
 
 
 def _builder(preset: TargetPreset):
