@@ -8,9 +8,14 @@ from intvit.topi.contract import check_dtype, check_rank
 from intvit.topi.gelu_params import (
     LUT_OFFSET,
     LUT_SIZE,
+    EdgeGeluParams,
     GeluParams,
+    IBertGeluParams,
     IErfConsts,
     LutGeluParams,
+    ReluParams,
+    ShiftGeluParams,
+    Sigmoid1702Params,
 )
 from intvit.topi.intexp import shift_exp
 from intvit.topi.intops import acc_dtype, clamp, consts, dtype_of
@@ -28,19 +33,35 @@ def ierf_gelu_raw(x: tirx.PrimExpr, erf: IErfConsts) -> tirx.PrimExpr:
     return x * y
 
 
-def _elementwise_raw(x: tirx.PrimExpr, p: GeluParams) -> tirx.PrimExpr:
+def _ibert_raw(x: tirx.PrimExpr, p: IBertGeluParams) -> tirx.PrimExpr:
+    return ierf_gelu_raw(x, p.erf)
+
+
+def _sigmoid1702_raw(x: tirx.PrimExpr, p: Sigmoid1702Params) -> tirx.PrimExpr:
+    c = consts(dtype_of(x))
+    e = shift_exp(-tirx.abs(x), p.x0, p.n)
+    sig_pos = (c(p.e0) * tirx.floordiv(c(2**31 - 1), c(p.e0) + e)) >> c(31 - p.sig_bits)
+    return x * tirx.Select(x >= c(0), sig_pos, c(2**p.sig_bits) - sig_pos)
+
+
+def _edge_raw(x: tirx.PrimExpr, p: EdgeGeluParams) -> tirx.PrimExpr:
     dtype = dtype_of(x)
-    c = consts(dtype)
-    if p.variant == "ibert":
-        return ierf_gelu_raw(x, p.erf)
-    if p.variant == "sigmoid1702":
-        e = shift_exp(-tirx.abs(x), p.x0, p.n)
-        sig_pos = (c(p.e0) * tirx.floordiv(c(2**31 - 1), c(p.e0) + e)) >> c(31 - p.sig_bits)
-        return x * tirx.Select(x >= c(0), sig_pos, c(2**p.sig_bits) - sig_pos)
-    if p.variant == "edge":
-        pre = requantize_expr(x, c(0), p.pre).astype(dtype)
-        return ierf_gelu_raw(clamp(pre, -p.q_max, p.q_max), p.erf)
-    return tirx.max(x, c(0))  # relu
+    pre = requantize_expr(x, consts(dtype)(0), p.pre).astype(dtype)
+    return ierf_gelu_raw(clamp(pre, -p.q_max, p.q_max), p.erf)
+
+
+def _relu_raw(x: tirx.PrimExpr, p: ReluParams) -> tirx.PrimExpr:
+    return tirx.max(x, consts(dtype_of(x))(0))
+
+
+#: The elementwise variants' products before the output requantization, by their
+#: constants' class (spec: :mod:`intvit.topi.gelu_ref`).
+_ELEMENTWISE_RAW = {
+    IBertGeluParams: _ibert_raw,
+    Sigmoid1702Params: _sigmoid1702_raw,
+    EdgeGeluParams: _edge_raw,
+    ReluParams: _relu_raw,
+}
 
 
 #: Block annotation of a stage that only builds a constant table (computed once per call,
@@ -89,19 +110,22 @@ def gelu(
     elementwise; ``table``: the lut variant's table as an input (see :func:`lut_gelu`)."""
     check_dtype("q", q.dtype, INT_INPUTS)
     check_rank("q", tuple(int(d) for d in q.shape), 1, 4)
-    if params.variant == "lut":
+    if isinstance(params, LutGeluParams):
         return lut_gelu(q, params, table)
     dtype = acc_dtype(acc_bits or params.acc_bits)
-    name = f"gelu_{params.variant}"
-    if params.variant != "shiftgelu":
-        return te.compute(
-            q.shape,
-            lambda *i: requantize_expr(
-                _elementwise_raw(q(*i).astype(dtype), params), 0, params.out
-            ),
-            name=name,
-        )
-    p = params
+    if isinstance(params, ShiftGeluParams):
+        return _shift_gelu(q, params, dtype)
+    raw = _ELEMENTWISE_RAW[type(params)]
+    return te.compute(
+        q.shape,
+        lambda *i: requantize_expr(raw(q(*i).astype(dtype), params), 0, params.out),
+        name=f"gelu_{params.variant}",
+    )
+
+
+def _shift_gelu(q: te.Tensor, p: ShiftGeluParams, dtype: str) -> te.Tensor:
+    """I-ViT's ShiftGELU: ``x * sigmoid(1.702 x)``, its shift exponentials taken against
+    the row's maximum (a reduction over the last axis)."""
     c = consts(dtype)
     mx = row_reduce(q, "max", dtype, "gelu_max")
     e_max = te.compute(
@@ -117,4 +141,4 @@ def gelu(
         sig = (e * tirx.floordiv(c(2**31 - 1), total)) >> c(31 - p.sig_bits + 1)
         return requantize_expr(x * sig, 0, p.out)
 
-    return te.compute(q.shape, body, name=name)
+    return te.compute(q.shape, body, name=f"gelu_{p.variant}")

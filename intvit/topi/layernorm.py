@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from tvm import te, tirx
 
@@ -14,7 +17,13 @@ from intvit.topi.intops import (
     shift_right_round,
     shift_right_round_var,
 )
-from intvit.topi.layernorm_params import EDGE_LN_HEADROOM, EDGE_LN_M, LayerNormParams
+from intvit.topi.layernorm_params import (
+    EDGE_LN_HEADROOM,
+    EDGE_LN_M,
+    EdgeLayerNormParams,
+    ILayerNormParams,
+    LayerNormParams,
+)
 from intvit.topi.requantize import ChannelTables, requantize_expr
 from intvit.topi.rowwise import check_rowwise_input, row_reduce
 from intvit.topi.sqrt import isqrt
@@ -51,10 +60,9 @@ def layernorm(
     if int(q.shape[-1]) != params.channels:
         raise ValueError(f"q has {int(q.shape[-1])} channels, params expect {params.channels}")
     dtype = acc_dtype(acc_bits or params.acc_bits)
-    c = consts(dtype)
     p = params
     tables = tables or ChannelTables.create(p.out, "ln_out", layernorm_extra_tables(p))
-    pre = p.p if p.variant == "edge" else 0
+    pre = p.pre_shift
 
     def plus_fine(v, channel):
         """``v`` plus the channel's fine-scale beta, where the kernel has one."""
@@ -71,23 +79,51 @@ def layernorm(
     def centred(*i):
         return load(*i) - mean(*i[:-1])
 
-    if p.variant == "ilayernorm":
-        # the squares go straight into the sum: a per-row buffer of them (8 bytes a channel
-        # in int64) passed TVM's 1 KiB stack limit and cost a workspace allocation per row
-        var = row_reduce(q, "sum", dtype, "ln_var", fn=lambda v, i: centred(*i) * centred(*i))
-        std = isqrt(var, "ivit", acc_bits=int(dtype[3:]))
-        factor = te.compute(
-            var.shape,
-            lambda *i: tirx.floordiv(c(2**31 - 1), tirx.max(std(*i), c(1))),
-            name="ln_factor",
-        )
+    row = _Row(q, p, dtype, centred, plus_fine, tables)
+    return _NORMALIZE[type(p)](row), tables
 
-        def out_body(*i):
-            y = plus_fine((centred(*i) * factor(*i[:-1])) >> c(1), i[-1])
-            return requantize_expr(y, i[-1], p.out, tables)
 
-        return te.compute(q.shape, out_body, name="layernorm_ilayernorm"), tables
+@dataclass(frozen=True)
+class _Row:
+    """What both normalizations take: the input, the constants, the accumulator dtype, the
+    centred values ``q - mean`` (after the pre-shift) and the epilogue's fine beta and
+    requantization tables."""
 
+    q: te.Tensor
+    p: LayerNormParams
+    dtype: str
+    centred: Callable
+    plus_fine: Callable
+    tables: ChannelTables
+
+
+def _ilayernorm_out(row: _Row) -> te.Tensor:
+    """I-ViT's I-LayerNorm: the standard deviation by I-ViT's square root, one reciprocal
+    factor per row."""
+    q, p, dtype, centred = row.q, row.p, row.dtype, row.centred
+    c = consts(dtype)
+    # the squares go straight into the sum: a per-row buffer of them (8 bytes a channel
+    # in int64) passed TVM's 1 KiB stack limit and cost a workspace allocation per row
+    var = row_reduce(q, "sum", dtype, "ln_var", fn=lambda v, i: centred(*i) * centred(*i))
+    std = isqrt(var, "ivit", acc_bits=int(dtype[3:]))
+    factor = te.compute(
+        var.shape,
+        lambda *i: tirx.floordiv(c(2**31 - 1), tirx.max(std(*i), c(1))),
+        name="ln_factor",
+    )
+
+    def out_body(*i):
+        y = row.plus_fine((centred(*i) * factor(*i[:-1])) >> c(1), i[-1])
+        return requantize_expr(y, i[-1], p.out, row.tables)
+
+    return te.compute(q.shape, out_body, name="layernorm_ilayernorm")
+
+
+def _edge_out(row: _Row) -> te.Tensor:
+    """The edge LayerNorm: the centred values scaled down per row so their sum of squares
+    fits, the converging Newton square root, values clamped to two deviations."""
+    q, p, dtype, centred = row.q, row.p, row.dtype, row.centred
+    c = consts(dtype)
     def y0(*i):
         return shift_right_round(centred(*i), p.v, dtype)
 
@@ -118,7 +154,11 @@ def layernorm(
     def edge_body(*i):
         bound = den(*i[:-1]) * c(2)
         y = tirx.min(tirx.max(yr(*i), -bound), bound)
-        out = plus_fine(shift_right_round(y * factor(*i[:-1]), p.k - EDGE_LN_M, dtype), i[-1])
-        return requantize_expr(out, i[-1], p.out, tables)
+        out = shift_right_round(y * factor(*i[:-1]), p.k - EDGE_LN_M, dtype)
+        return requantize_expr(row.plus_fine(out, i[-1]), i[-1], p.out, row.tables)
 
-    return te.compute(q.shape, edge_body, name="layernorm_edge"), tables
+    return te.compute(q.shape, edge_body, name="layernorm_edge")
+
+
+#: Each variant's normalization, by its constants' class.
+_NORMALIZE = {ILayerNormParams: _ilayernorm_out, EdgeLayerNormParams: _edge_out}

@@ -99,6 +99,8 @@ class ILayerNormParams:
     acc_bits: int = 64
     fine_bias: tuple[int, ...] = ()
     variant = "ilayernorm"
+    #: right shift of the input before the statistics (none: I-ViT normalizes q itself)
+    pre_shift = 0
 
     @classmethod
     def from_scale(
@@ -150,6 +152,11 @@ class EdgeLayerNormParams:
 
     k = EDGE_LN_K
 
+    @property
+    def pre_shift(self) -> int:
+        """Right shift of the input before the statistics (``p``: the input's extra bits)."""
+        return self.p
+
     @classmethod
     def from_scale(
         cls,
@@ -183,5 +190,5 @@ LayerNormParams = ILayerNormParams | EdgeLayerNormParams
 def layernorm_params(variant: str, channels: int, gamma=1.0, beta=0.0, out_scale=1 / 32, **kw):
     """The one helper that turns float gamma/beta/scales into a variant's constants."""
     check_choice("variant", variant, LAYERNORM_VARIANTS)
-    cls = ILayerNormParams if variant == "ilayernorm" else EdgeLayerNormParams
+    cls = {c.variant: c for c in (ILayerNormParams, EdgeLayerNormParams)}[variant]
     return cls.from_scale(channels, gamma, beta, out_scale, **kw)

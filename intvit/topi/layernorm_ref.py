@@ -57,7 +57,8 @@ def edge_layernorm_ref(q: np.ndarray, p: EdgeLayerNormParams, acc_bits: int | No
 
 
 def layernorm_ref(q: np.ndarray, params: LayerNormParams, acc_bits: int | None = None):
-    """Dispatch on the params' variant."""
-    if params.variant == "ilayernorm":
-        return ilayernorm_ref(q, params, acc_bits)
-    return edge_layernorm_ref(q, params, acc_bits)
+    """The reference of the params' variant (by their class)."""
+    return _REFERENCES[type(params)](q, params, acc_bits)
+
+
+_REFERENCES = {ILayerNormParams: ilayernorm_ref, EdgeLayerNormParams: edge_layernorm_ref}

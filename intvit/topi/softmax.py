@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from tvm import te, tirx
 
@@ -14,21 +17,30 @@ from intvit.topi.intops import (
     shift_right_round,
 )
 from intvit.topi.rowwise import check_rowwise_input, row_reduce
-from intvit.topi.softmax_params import SoftmaxParams
+from intvit.topi.softmax_params import (
+    EdgeSoftmaxParams,
+    IBertSoftmaxParams,
+    ShiftmaxParams,
+    SoftmaxParams,
+)
 
 
-def _exp_expr(x: tirx.PrimExpr, p: SoftmaxParams, dtype: str, lo: int) -> tirx.PrimExpr:
-    """The exp of ``x = q - max(row)``, which lies in ``[lo, 0]``."""
+def _shiftmax_exp(x: tirx.PrimExpr, p: ShiftmaxParams, dtype: str, lo: int) -> tirx.PrimExpr:
+    return shift_exp(x, p.x0, p.n)
+
+
+def _ibert_exp(x: tirx.PrimExpr, p: IBertSoftmaxParams, dtype: str, lo: int) -> tirx.PrimExpr:
     c = consts(dtype)
-    if p.variant == "shiftmax":
-        return shift_exp(x, p.x0, p.n)
-    if p.variant == "ibert":
-        z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.n)
-        if dtype == "int64":  # exact: see softmax_ref.ibert_softmax_ref
-            num = tirx.max(z, c(0)) * c(2**15 - 1)
-            return div_round_half_even_var(num, c(p.c_int) << k)
-        e = tirx.max(z << (c(p.n) - k), c(0))
-        return shift_right_round(e * c(p.m16), p.s16, dtype)
+    z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.n)
+    if dtype == "int64":  # exact: see softmax_ref.ibert_softmax_ref
+        num = tirx.max(z, c(0)) * c(2**15 - 1)
+        return div_round_half_even_var(num, c(p.c_int) << k)
+    e = tirx.max(z << (c(p.n) - k), c(0))
+    return shift_right_round(e * c(p.m16), p.s16, dtype)
+
+
+def _edge_exp(x: tirx.PrimExpr, p: EdgeSoftmaxParams, dtype: str, lo: int) -> tirx.PrimExpr:
+    c = consts(dtype)
     if p.p >= 0:
         x, lo = x >> c(p.p), lo >> p.p
     else:
@@ -38,44 +50,73 @@ def _exp_expr(x: tirx.PrimExpr, p: SoftmaxParams, dtype: str, lo: int) -> tirx.P
     return e >> k
 
 
-def _out_expr(e: tirx.PrimExpr, factor: tirx.PrimExpr, p: SoftmaxParams, dtype: str):
+def _shiftmax_factor(total: tirx.PrimExpr, p: ShiftmaxParams, dtype: str) -> tirx.PrimExpr:
     c = consts(dtype)
-    if p.variant == "shiftmax":
-        out = (e * factor) >> c(31 - p.out_bits + 1)
-    elif p.variant == "ibert":
-        out = (e * factor) >> c(32 - p.out_bits)
-    else:
-        out = (((e * factor) >> c(30 - p.out_bits)) + c(1)) >> c(1)
-    return clamp(out, 0, p.out_max).astype(p.out_dtype)
+    return tirx.floordiv(c(2**31 - 1), tirx.min(total, c(2**31 - 1)))
 
 
-def _factor_expr(total: tirx.PrimExpr, p: SoftmaxParams, dtype: str) -> tirx.PrimExpr:
+def _ibert_factor(total: tirx.PrimExpr, p: IBertSoftmaxParams, dtype: str) -> tirx.PrimExpr:
     c = consts(dtype)
-    if p.variant == "shiftmax":
-        return tirx.floordiv(c(2**31 - 1), tirx.min(total, c(2**31 - 1)))
-    if p.variant == "ibert":
-        return tirx.floordiv(c(2**32 if dtype == "int64" else 0), tirx.max(total, c(1)))
-    return tirx.floordiv(c(2**31 - 1), total)
+    return tirx.floordiv(c(2**32 if dtype == "int64" else 0), tirx.max(total, c(1)))
+
+
+def _edge_factor(total: tirx.PrimExpr, p: EdgeSoftmaxParams, dtype: str) -> tirx.PrimExpr:
+    return tirx.floordiv(consts(dtype)(2**31 - 1), total)
+
+
+def _shiftmax_scale(e, factor, p: ShiftmaxParams, dtype: str) -> tirx.PrimExpr:
+    return (e * factor) >> consts(dtype)(31 - p.out_bits + 1)
+
+
+def _ibert_scale(e, factor, p: IBertSoftmaxParams, dtype: str) -> tirx.PrimExpr:
+    return (e * factor) >> consts(dtype)(32 - p.out_bits)
+
+
+def _edge_scale(e, factor, p: EdgeSoftmaxParams, dtype: str) -> tirx.PrimExpr:
+    c = consts(dtype)
+    return (((e * factor) >> c(30 - p.out_bits)) + c(1)) >> c(1)
+
+
+@dataclass(frozen=True)
+class _Stages:
+    """A softmax variant's three elementwise stages: the exp of ``x = q - max(row)`` (which
+    lies in ``[lo, 0]``), the reciprocal factor of the row's sum, and the scaled output
+    before its clamp to ``[0, out_max]``."""
+
+    exp: Callable
+    factor: Callable
+    scale: Callable
+
+
+#: Each variant's stages, by its constants' class (spec: :mod:`intvit.topi.softmax_ref`).
+_STAGES: dict[type, _Stages] = {
+    ShiftmaxParams: _Stages(_shiftmax_exp, _shiftmax_factor, _shiftmax_scale),
+    IBertSoftmaxParams: _Stages(_ibert_exp, _ibert_factor, _ibert_scale),
+    EdgeSoftmaxParams: _Stages(_edge_exp, _edge_factor, _edge_scale),
+}
 
 
 def softmax(q: te.Tensor, params: SoftmaxParams, acc_bits: int | None = None, axis: int = -1):
     """Integer softmax of ``q`` over the last axis; stages: max, exp, sum, reciprocal, scale."""
     check_rowwise_input(q, axis=axis)
     dtype = acc_dtype(acc_bits or params.acc_bits)
+    stages = _STAGES[type(params)]
     mx = row_reduce(q, "max", dtype, "sm_max")
     info = np.iinfo(str(q.dtype))
     lowest = int(info.min) - int(info.max)  # q - max(row) lies in [lowest, 0]
     exp = te.compute(
         q.shape,
-        lambda *i: _exp_expr(q(*i).astype(dtype) - mx(*i[:-1]), params, dtype, lowest),
+        lambda *i: stages.exp(q(*i).astype(dtype) - mx(*i[:-1]), params, dtype, lowest),
         name="sm_exp",
     )
     total = row_reduce(exp, "sum", dtype, "sm_sum")
     factor = te.compute(
-        total.shape, lambda *i: _factor_expr(total(*i), params, dtype), name="sm_rcp"
+        total.shape, lambda *i: stages.factor(total(*i), params, dtype), name="sm_rcp"
     )
     return te.compute(
         q.shape,
-        lambda *i: _out_expr(exp(*i), factor(*i[:-1]), params, dtype),
+        lambda *i: clamp(
+            stages.scale(exp(*i), factor(*i[:-1]), params, dtype), 0, params.out_max
+        ).astype(params.out_dtype),
         name=f"softmax_{params.variant}",
     )

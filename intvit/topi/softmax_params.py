@@ -218,8 +218,16 @@ SoftmaxParams = ShiftmaxParams | IBertSoftmaxParams | EdgeSoftmaxParams
 def softmax_params(variant: str, scale: float, row_len: int, out_bits: int = 8, **kwargs):
     """The one helper that turns a float input scale into a variant's constants."""
     check_choice("variant", variant, SOFTMAX_VARIANTS)
-    if variant == "shiftmax":
-        return ShiftmaxParams.from_scale(scale, out_bits, **kwargs)
-    if variant == "ibert":
-        return IBertSoftmaxParams.from_scale(scale, out_bits, **kwargs)
-    return EdgeSoftmaxParams.from_scale(scale, row_len, out_bits, **kwargs)
+    return _FROM_SCALE[variant](scale, row_len, out_bits, **kwargs)
+
+
+#: Each variant's constants from the input scale, the row length and the output bits.
+_FROM_SCALE = {
+    ShiftmaxParams.variant: lambda scale, _n, bits, **kw: ShiftmaxParams.from_scale(
+        scale, bits, **kw
+    ),
+    IBertSoftmaxParams.variant: lambda scale, _n, bits, **kw: IBertSoftmaxParams.from_scale(
+        scale, bits, **kw
+    ),
+    EdgeSoftmaxParams.variant: EdgeSoftmaxParams.from_scale,
+}
