@@ -124,6 +124,7 @@ def _edge_out(row: _Row) -> te.Tensor:
     fits, the converging Newton square root, values clamped to two deviations."""
     q, p, dtype, centred = row.q, row.p, row.dtype, row.centred
     c = consts(dtype)
+
     def y0(*i):
         return shift_right_round(centred(*i), p.v, dtype)
 
