@@ -206,3 +206,49 @@ def test_layouts_follow_what_tvm_computes_exactly():
     with pytest.raises(ValueError, match="not a GEMM layout: 'diagonal/top'"):
         GemmLayout.parse("diagonal/top")
     assert str(GemmKnobs(GemmLayout(), 4, 4)) == "4x4 columns/top"
+
+
+@needs_kernel
+@pytest.mark.parametrize("epilogue", list(Epilogue), ids=lambda e: e.value)
+@pytest.mark.parametrize("name", ["digits_vit", "digits_swin"])
+def test_every_epilogue_of_a_models_gemms_is_bit_exact(name, epilogue):
+    """Each epilogue placement on every packed GEMM of a whole model, with the widest tile
+    of that layout, wherever it is legal: the requantization epilogues (per-channel tables,
+    a residual input, Swin's windows) on the register tile, per column tile or after the
+    accumulation all give the reference forward's logits."""
+    import torch
+    from tvm import relax
+
+    from intvit.deploy.compile import compile_relax, scheduled_module
+    from intvit.models.datasets import digits
+    from intvit.models.zoo import create_float_model
+    from intvit.quant.calibrate import calibrate
+    from intvit.quant.reference import reference_forward
+    from intvit.schedules.intrinsics import gemm_kernels_for, kernel_of_func
+    from intvit.schedules.model import schedule_rows
+    from intvit.topi.kinds import PACKED_GEMM, kernel_kind
+
+    torch.manual_seed(3)
+    model = calibrate(create_float_model(name), digits("calib").images[:24])
+    kernels = gemm_kernels_for(HOST.target)
+    mod = scheduled_module(model, HOST, 1, tunable=True)  # batch 1: the rows are one axis
+    scheduled = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+    placed = 0
+    for gv, func in mod.functions_items():
+        if not isinstance(func, tvm.tirx.PrimFunc) or kernel_kind(func) != PACKED_GEMM:
+            continue
+        kernel = kernel_of_func(func, kernels)
+        space = [p for p in knob_space(func, kernel) if p.layout.epilogue is epilogue]
+        if not space:
+            space = [default_knobs(gemm_facts(tvm.s_tir.Schedule(func), kernel, True), kernel)]
+        else:
+            placed += 1
+        knobs = max(space, key=lambda p: (p.m_tile * p.n_vectors, p.m_tile))
+        scheduled[gv] = schedule_packed_gemm(func, kernel, True, knobs)
+    assert placed > 0, f"no GEMM of {name} takes the {epilogue.value} epilogue"
+    compiled = compile_relax(schedule_rows(scheduled, HOST.cores), HOST, "int", name, False)
+    x = np.random.default_rng(5).integers(-128, 128, (1, 1, 32, 32), dtype=np.int8)
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    np.testing.assert_array_equal(
+        vm["main"](tvm.runtime.tensor(x)).numpy(), reference_forward(model, x)
+    )

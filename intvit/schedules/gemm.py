@@ -52,7 +52,6 @@ def gemm_facts(sch: s_tir.Schedule, kernel: GemmKernel, parallel: bool) -> GemmF
         grouped=bool(batch),
         column_sums=any(name.endswith(COLUMN_SUMS) for name in names),
         tileable=tileable,
-        few_inputs=len(epilogue_inputs(sch, names, acc)) <= 1,
         row_blocks=m,
         column_blocks=n,
         # Small GEMMs (the digits models: ~70k MACs) lose more to the thread pool than they

@@ -84,13 +84,12 @@ class GemmFacts:
     PrimFunc: ``grouped`` (a batch matmul: groups index the parallel loop), ``column_sums``
     (an offset operand's compensation, computed at the top level, so the epilogue stays
     there too), whether the epilogue is tileable (its columns the whole padded width and its
-    rows one axis) and reads at most one input besides the accumulators, the row-block
-    extent and whether the GEMM is big enough to run in parallel."""
+    rows one axis), the row- and column-block extents and whether the GEMM is big enough to
+    run in parallel."""
 
     grouped: bool
     column_sums: bool
     tileable: bool
-    few_inputs: bool
     row_blocks: int
     column_blocks: int
     parallel: bool
@@ -120,8 +119,7 @@ def legal_layouts(facts: GemmFacts) -> list[GemmLayout]:
         chunks = 1 if split is Split.COLUMNS else ROW_CHUNKS
         epilogues = [Epilogue.TOP]
         if facts.tileable and not facts.column_sums:
-            if facts.few_inputs:
-                epilogues.insert(0, Epilogue.REGISTER)
+            epilogues.insert(0, Epilogue.REGISTER)
             if split is Split.COLUMNS:
                 epilogues.insert(len(epilogues) - 1, Epilogue.COLUMN)
         layouts += [GemmLayout(split, e, chunks) for e in epilogues]
