@@ -127,7 +127,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from intvit.api.nas import SearchRequest, choice_of_arch, run_search
     from intvit.bench.records import machine_info
-    from intvit.deploy.memory import MemoryReport
     from intvit.deploy.rpc import connect_tracker, start_host_server, start_tracker, wait_for_device
     from intvit.models.datasets import builtin_data
     from intvit.models.hetero_vit import load_hetero_checkpoint
@@ -232,10 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             )  # a fresh cache: every figure is this run's
             summary = run_search(request)
             search_s = supernet_s + (time.time() - t1)
-    inherited_top1 = int_top1(_extracted(net, summary["best_arch"]), splits)
+    inherited_top1 = int_top1(_extracted(net, summary.best_arch), splits)
     exported = load_hetero_checkpoint(work / "latency" / "best.pt")
     best_runs = finetuned_top1s(
-        net, summary["best_arch"], splits, args.seeds, first=exported, recipe=recipe
+        net, summary.best_arch, splits, args.seeds, first=exported, recipe=recipe
     )
     print(
         f"best subnet: inherited {100 * inherited_top1:.1f}%, fine-tuned "
@@ -268,18 +267,18 @@ def main(argv: list[str] | None = None) -> int:
             "best_top1": float(np.mean(best_runs)),
             "best_top1_runs": best_runs,
             "best_inherited_top1": inherited_top1,
-            "finetune": summary["finetune"],
-            "best_latency_ms": summary["best_latency_ms"],
-            "best_arch": summary["best_arch"],
-            "predictor_mape": summary["predictor_mape"],
+            "finetune": (None if summary.finetune is None else asdict(summary.finetune)),
+            "best_latency_ms": summary.best_latency_ms,
+            "best_arch": summary.best_arch,
+            "predictor_mape": summary.predictor_mape,
             "kendall_tau": ranking["kendall_tau"],
             "search_s": search_s,
             "resumed_from": resumed,
             "supernet_s": supernet_s,
             "ranking_s": ranking_s,
-            "best_val_top1": summary["best_val_top1"],
-            "best_bit_exact": summary["bit_exact"],
-            "evaluated": summary["evaluated"],
+            "best_val_top1": summary.best_val_top1,
+            "best_bit_exact": summary.bit_exact,
+            "evaluated": summary.evaluated,
             "ranking": ranking["subnets"],
             "ranking_images": ranking["images"],
             "ranking_seeds": ranking["seeds"],
@@ -307,10 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     mem_search_s = time.time() - t3
-    lib_mem = MemoryReport(**mem_summary["library_memory"])
+    lib_mem = mem_summary.library_memory
     mem_exported = load_hetero_checkpoint(work / "memory" / "best.pt")
     mem_runs = finetuned_top1s(
-        net, mem_summary["best_arch"], splits, args.seeds, first=mem_exported, recipe=recipe
+        net, mem_summary.best_arch, splits, args.seeds, first=mem_exported, recipe=recipe
     )
     write(
         {
@@ -322,12 +321,12 @@ def main(argv: list[str] | None = None) -> int:
             "memory_budget_bytes": budget,
             "best_top1": float(np.mean(mem_runs)),
             "best_top1_runs": mem_runs,
-            "best_inherited_top1": int_top1(_extracted(net, mem_summary["best_arch"]), splits),
-            "best_arch": mem_summary["best_arch"],
+            "best_inherited_top1": int_top1(_extracted(net, mem_summary.best_arch), splits),
+            "best_arch": mem_summary.best_arch,
             "best_memory_bytes": lib_mem.activation_bytes + lib_mem.weight_bytes,
             "within_budget": lib_mem.activation_bytes + lib_mem.weight_bytes <= budget,
             "search_s": mem_search_s,
-            "best_bit_exact": mem_summary["bit_exact"],
+            "best_bit_exact": mem_summary.bit_exact,
         }
     )
     print(json.dumps(records[-1], indent=1))

@@ -470,21 +470,21 @@ def _cmd_nas(args: argparse.Namespace) -> int:
         finetune=_finetune_config(args),
     )
     summary = nas.run_search(request)
-    lat = summary["best_latency_ms"]
+    lat = summary.best_latency_ms
     print(
-        f"best subnet {summary['best_arch']}: validation top-1 "
-        f"{100 * summary['best_val_top1']:.1f}%"
+        f"best subnet {summary.best_arch}: validation top-1 "
+        f"{100 * summary.best_val_top1:.1f}%"
         + (f", {lat:.3f} ms measured on {args.key!r}" if lat is not None else "")
-        + f", {summary['best_params']:,} parameters"
-        + (", inherited weights" if summary["finetune"] is None else "; then fine-tuned")
+        + f", {summary.best_params:,} parameters"
+        + (", inherited weights" if summary.finetune is None else "; then fine-tuned")
     )
-    if summary["predictor_mape"] is not None:
+    if summary.predictor_mape is not None:
         print(
             f"latency predictor error on the re-measured candidates: "
-            f"{100 * summary['predictor_mape']:.1f}% (MAPE)"
+            f"{100 * summary.predictor_mape:.1f}% (MAPE)"
         )
     print(
-        f"library {summary['library']} (bit-exact: {summary['bit_exact']}); "
+        f"library {summary.library} (bit-exact: {summary.bit_exact}); "
         f"every evaluated subnet, the Pareto fronts and the plot in {args.out}"
     )
     return 0

@@ -279,10 +279,12 @@ def test_whole_search_on_a_local_rpc_device(tiny_supernet, tmp_path):
                 finetune=FinetuneConfig(epochs=1),
             )
             summary = run_search(request)
-    assert summary["finetune"]["epochs"] == 1
-    assert summary["bit_exact"] is True
-    assert summary["best_latency_ms"] is not None and summary["best_latency_ms"] <= 50.0
-    assert summary["predictor_mape"] is not None
+    assert summary.finetune.epochs == 1
+    assert summary.bit_exact is True
+    assert summary.best_latency_ms is not None and summary.best_latency_ms <= 50.0
+    assert summary.predictor_mape is not None
+    written = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert written["finetune"]["epochs"] == 1 and written["library_memory"]["weight_bytes"] > 0
     out = tmp_path / "out"
     for name in ("evaluated.json", "pareto.json", "pareto.png", "best.so", "best.so.json"):
         assert (out / name).is_file(), name

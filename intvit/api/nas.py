@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from intvit.deploy.memory import MemoryReport
 from intvit.nas.finetune import FinetuneConfig
 from intvit.nas.search import Constraints, EvolutionConfig
 from intvit.nas.space import SearchSpace, SubnetChoice, hidden_width
@@ -162,7 +163,40 @@ class SearchRequest:
     finetune: FinetuneConfig | None = None
 
 
-def run_search(req: SearchRequest) -> dict:
+@dataclass
+class SearchSummary:
+    """What a search found: the best subnet (its choice as ``SubnetChoice.to_dict``), its
+    validation top-1 and loss, measured and predicted latency (ms; None without a device),
+    parameters, MACs and activation memory (bytes), the exported library and its memory
+    plan, whether the library matched the reference forward on the host, the fine-tuning
+    it got (None: inherited weights), the latency predictor's error on the re-measured
+    candidates (MAPE, a fraction), how many subnets were evaluated over how many
+    generations, and the search's wall time (s). ``summary.json`` holds :meth:`as_dict`."""
+
+    best_arch: dict
+    best_val_top1: float
+    best_val_loss: float
+    best_latency_ms: float | None
+    best_latency_pred_ms: float | None
+    best_params: int
+    best_macs: int
+    best_memory_bytes: int
+    library: str
+    library_memory: MemoryReport
+    bit_exact: bool
+    finetune: FinetuneConfig | None
+    predictor_mape: float | None
+    evaluated: int
+    generations: int
+    search_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["library_memory"] = self.library_memory.as_dict()
+        return data
+
+
+def run_search(req: SearchRequest) -> SearchSummary:
     """The whole search: seed measurements and the predictor (with a device), the
     generations, the final measurements, the outputs in ``req.out``, and the best subnet
     extracted, quantized, compiled and exported there."""
@@ -271,8 +305,8 @@ def run_search(req: SearchRequest) -> dict:
         raise ValueError("no candidate meets the constraints on the device; relax them")
     best = max(under, key=lambda c: (c.fitness, -(c.latency_ms or c.macs)))
     summary = _write_outputs(out, space, net, state, best, splits, req, predictor_mape)
-    summary["search_s"] = time.time() - t0
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    summary.search_s = time.time() - t0
+    (out / "summary.json").write_text(json.dumps(summary.as_dict(), indent=1) + "\n")
     return summary
 
 
@@ -282,9 +316,8 @@ def _meets_measured(c, limits) -> bool:
     return True
 
 
-def _write_outputs(out, space, net, state, best, splits, req, predictor_mape) -> dict:
+def _write_outputs(out, space, net, state, best, splits, req, predictor_mape) -> SearchSummary:
     from intvit.deploy.compile import compile_int_model, export
-    from intvit.deploy.memory import MemoryReport
     from intvit.nas.search import pareto_front
     from intvit.quant.artifact import save_int_model
     from intvit.quant.calibrate import calibrate
@@ -321,23 +354,23 @@ def _write_outputs(out, space, net, state, best, splits, req, predictor_mape) ->
             q = quantize_input(int_model, image[None])
             got = vm["main"](tvm.runtime.tensor(q)).numpy()
             exact = exact and bool(np.array_equal(got, reference_forward(int_model, q)))
-    return {
-        "best_arch": asdict(best.choice),
-        "best_val_top1": best.val_top1,
-        "best_val_loss": best.val_loss,
-        "best_latency_ms": best.latency_ms,
-        "best_latency_pred_ms": best.latency_pred_ms,
-        "best_params": best.params,
-        "best_macs": best.macs,
-        "best_memory_bytes": best.memory_bytes,
-        "library": str(lib),
-        "library_memory": MemoryReport.from_dict(compiled.manifest.memory).as_dict(),
-        "bit_exact": exact,
-        "finetune": None if req.finetune is None else asdict(req.finetune),
-        "predictor_mape": predictor_mape,
-        "evaluated": len(cands),
-        "generations": state.generation,
-    }
+    return SearchSummary(
+        best_arch=asdict(best.choice),
+        best_val_top1=best.val_top1,
+        best_val_loss=best.val_loss,
+        best_latency_ms=best.latency_ms,
+        best_latency_pred_ms=best.latency_pred_ms,
+        best_params=best.params,
+        best_macs=best.macs,
+        best_memory_bytes=best.memory_bytes,
+        library=str(lib),
+        library_memory=MemoryReport.from_dict(compiled.manifest.memory),
+        bit_exact=exact,
+        finetune=req.finetune,
+        predictor_mape=predictor_mape,
+        evaluated=len(cands),
+        generations=state.generation,
+    )
 
 
 def _plot(path: Path, cands, best) -> None:
