@@ -220,10 +220,7 @@ def test_gemm_knob_points_bit_exact_on_emulated_arm(preset, kernel_name, arm_dev
     dtype, knob point) cases drawn at random from every shape's space (register tile,
     parallel split, epilogue), plus each shape's largest tile, in one library run on the
     emulated device, each equal to the reference."""
-    from tvm import te
-
-    from intvit.schedules.gemm import knob_space, schedule_packed_gemm
-    from intvit.topi.dense_packed import dense_packed, padded_shape
+    from intvit.schedules.gemm import knob_space, packed_gemm_workload, schedule_packed_gemm
 
     target = get_preset(preset)
     kernel = KERNELS[kernel_name]
@@ -232,13 +229,7 @@ def test_gemm_knob_points_bit_exact_on_emulated_arm(preset, kernel_name, arm_dev
     for i in range(10 + len(ARM_KNOB_SHAPES)):
         lead, k, n = ARM_KNOB_SHAPES[i % len(ARM_KNOB_SHAPES)]
         dtype = ("int8", "uint8")[int(rng.integers(2))]
-        n_pad, k_pad = padded_shape(n, k, kernel)
-        x_t = te.placeholder((*lead, k), dtype, name="x")
-        wp = te.placeholder(
-            (n_pad // kernel.lanes, k_pad // kernel.kpack, kernel.lanes, kernel.kpack), "int8"
-        )
-        bias = te.placeholder((n_pad,), "int32", name="bias")
-        func = te.create_prim_func([x_t, wp, bias, dense_packed(x_t, wp, bias, kernel, n_out=n)])
+        func = packed_gemm_workload((*lead, k), dtype, n, kernel)
         space = knob_space(func, kernel)
         if i < len(ARM_KNOB_SHAPES):
             knobs = max(space, key=lambda p: (p.m_tile * p.n_vectors, p.m_tile))

@@ -18,6 +18,7 @@ from intvit.schedules.gemm import (
     default_knobs,
     gemm_facts,
     knob_space,
+    packed_gemm_workload,
     schedule_packed_gemm,
 )
 from intvit.schedules.gemm_knobs import (
@@ -29,7 +30,7 @@ from intvit.schedules.gemm_knobs import (
     legal_layouts,
 )
 from intvit.schedules.intrinsics import KERNELS, gemm_kernel_for, vnni_kernel
-from intvit.topi.dense_packed import batch_matmul_packed, dense_packed, pack_bias, pack_weights
+from intvit.topi.dense_packed import batch_matmul_packed, pack_bias, pack_weights
 from intvit.topi.matmul_ref import batch_matmul_ref, dense_ref
 
 HOST = get_preset("host")
@@ -51,15 +52,7 @@ SHAPES = [
 
 
 def _unscheduled(lead, k, n, x_dtype, kernel):
-    from intvit.topi.dense_packed import padded_shape
-
-    n_pad, k_pad = padded_shape(n, k, kernel)
-    x = te.placeholder((*lead, k), x_dtype, name="x")
-    wp = te.placeholder(
-        (n_pad // kernel.lanes, k_pad // kernel.kpack, kernel.lanes, kernel.kpack), "int8"
-    )
-    bias = te.placeholder((n_pad,), "int32", name="bias")
-    return te.create_prim_func([x, wp, bias, dense_packed(x, wp, bias, kernel, n_out=n)])
+    return packed_gemm_workload((*lead, k), x_dtype, n, kernel)
 
 
 def _run_dense(func, x, w, b, kernel) -> np.ndarray:

@@ -10,11 +10,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import tvm
-from tvm import te
 
-from intvit.schedules.gemm import default_knobs, gemm_facts, knob_space, schedule_packed_gemm
+from intvit.schedules.gemm import (
+    default_knobs,
+    gemm_facts,
+    knob_space,
+    packed_gemm_workload,
+    schedule_packed_gemm,
+)
 from intvit.schedules.gemm_knobs import GemmKnobs
-from intvit.topi.dense_packed import dense_packed, pack_bias, pack_weights, padded_shape
+from intvit.topi.dense_packed import pack_bias, pack_weights
 from intvit.topi.gemm_kernel import GemmKernel
 
 #: (M tokens, K, N) of every DeiT-tiny and DeiT-small linear at batch 1: qkv, proj, fc1, fc2.
@@ -53,16 +58,6 @@ class KnobSweep:
         return None if self.peak_gmacs is None else gmacs / self.peak_gmacs
 
 
-def _unscheduled(m: int, k: int, n: int, kernel: GemmKernel):
-    n_pad, k_pad = padded_shape(n, k, kernel)
-    x = te.placeholder((m, k), "int8", name="x")
-    wp = te.placeholder(
-        (n_pad // kernel.lanes, k_pad // kernel.kpack, kernel.lanes, kernel.kpack), "int8"
-    )
-    bias = te.placeholder((n_pad,), "int32", name="bias")
-    return te.create_prim_func([x, wp, bias, dense_packed(x, wp, bias, kernel, n_out=n)])
-
-
 def sweep_shape(
     m: int,
     k: int,
@@ -78,7 +73,7 @@ def sweep_shape(
     from intvit.bench.gemm import _time
 
     parallel = tvm.runtime.num_threads() > 1
-    func = _unscheduled(m, k, n, kernel)
+    func = packed_gemm_workload((m, k), "int8", n, kernel)
     default = default_knobs(gemm_facts(tvm.s_tir.Schedule(func), kernel, parallel), kernel)
     rng = np.random.default_rng(0)
     w_lo, w_hi = max(-128, -kernel.weight_max), min(127, kernel.weight_max)

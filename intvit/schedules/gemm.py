@@ -13,6 +13,8 @@ they go through memory every step.
 
 from __future__ import annotations
 
+import math
+
 from tvm import s_tir, tirx
 
 from intvit.schedules.gemm_knobs import (
@@ -40,10 +42,9 @@ def gemm_facts(sch: s_tir.Schedule, kernel: GemmKernel, parallel: bool) -> GemmF
     blocks = list(sch.get_child_blocks(sch.get_sblock("root")))
     names = [sch.get(b).name_hint for b in blocks]
     acc = next(i for i, n in enumerate(names) if n.endswith(PACKED_ACC))
-    *batch, m, n, _, _, _ = (int(sch.get(lp).extent) for lp in sch.get_loops(blocks[acc]))
-    macs = 1
-    for loop in sch.get_loops(blocks[acc]):
-        macs *= int(sch.get(loop).extent)
+    extents = [int(sch.get(lp).extent) for lp in sch.get_loops(blocks[acc])]
+    *batch, m, n, _, _, _ = extents
+    macs = math.prod(extents)
     tileable = False
     if acc + 1 < len(names):
         *rows, columns = (int(sch.get(lp).extent) for lp in sch.get_loops(blocks[-1]))
@@ -88,35 +89,39 @@ def max_tile(kernel: GemmKernel) -> tuple[int, int]:
     return 2 * (kernel.m_tile // kernel.rows), 2 * kernel.n_vectors
 
 
-def schedule_packed_gemm(
-    func: tirx.PrimFunc,
-    kernel: GemmKernel,
-    parallel: bool = True,
-    knobs: GemmKnobs | None = None,
-) -> tirx.PrimFunc:
-    """Schedule every packed GEMM block of ``func`` (from :func:`dense_packed`) with
-    ``knobs`` (default: :func:`default_knobs`), and with ``parallel`` spread the operand
-    packing and the epilogue over the cores too."""
+def knob_schedule(
+    func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool = True, knobs: GemmKnobs | None = None
+) -> s_tir.Schedule:
+    """The schedule, with its trace, of the packed GEMM ``func`` (from :func:`dense_packed`)
+    with ``knobs`` (default: :func:`default_knobs`): the same instructions as its design
+    space (:func:`packed_gemm_space`) with the sampled tile decided, so a tuning database can
+    replay it and the search mutate it. With ``parallel`` the operand packing and the
+    epilogue are spread over the cores too."""
     sch = s_tir.Schedule(func)
     facts = gemm_facts(sch, kernel, parallel)
     knobs = knobs or default_knobs(facts, kernel)
     if knobs.layout not in legal_layouts(facts):
         raise ValueError(f"{kernel.name}: layout {knobs.layout} is not legal for this GEMM")
     apply_packed_gemm(sch, kernel, facts, knobs.layout, (knobs.m_tile, knobs.n_vectors))
+    return sch
+
+
+def schedule_packed_gemm(
+    func: tirx.PrimFunc,
+    kernel: GemmKernel,
+    parallel: bool = True,
+    knobs: GemmKnobs | None = None,
+) -> tirx.PrimFunc:
+    """``func`` scheduled by :func:`knob_schedule`, marked scheduled."""
+    sch = knob_schedule(func, kernel, parallel, knobs)
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 
 def default_gemm_schedule(
     func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool = True
 ) -> s_tir.Schedule:
-    """The default-knob schedule of a packed GEMM with its trace: the same instructions as
-    its design space (:func:`packed_gemm_space`), the sampled tile decided, so a tuning
-    database can replay it and the search mutate it."""
-    sch = s_tir.Schedule(func)
-    facts = gemm_facts(sch, kernel, parallel)
-    knobs = default_knobs(facts, kernel)
-    apply_packed_gemm(sch, kernel, facts, knobs.layout, (knobs.m_tile, knobs.n_vectors))
-    return sch
+    """:func:`knob_schedule` with the default knobs (what a tuning job measures first)."""
+    return knob_schedule(func, kernel, parallel)
 
 
 def knob_space(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool = True) -> list[GemmKnobs]:
@@ -369,15 +374,11 @@ def parallel_epilogue(sch: s_tir.Schedule, names: list[str], acc: int, parallel=
         sch.parallel(outer)
 
 
-def packed_gemm_func(
-    x_shape: tuple[int, ...],
-    x_dtype: str,
-    n: int,
-    kernel: GemmKernel,
-    parallel: bool = True,
+def packed_gemm_workload(
+    x_shape: tuple[int, ...], x_dtype: str, n: int, kernel: GemmKernel
 ) -> tirx.PrimFunc:
-    """A standalone scheduled packed GEMM ``main(x, wp, bias, out)``: ``x [..., K]`` int8 or
-    uint8, ``wp`` from :func:`~intvit.topi.dense_packed.pack_weights`, ``bias`` from
+    """A standalone unscheduled packed GEMM ``main(x, wp, bias, out)``: ``x [..., K]`` int8
+    or uint8, ``wp`` from :func:`~intvit.topi.dense_packed.pack_weights`, ``bias`` from
     :func:`~intvit.topi.dense_packed.pack_bias` (int32, both padded to the tile), ``out [...,
     N]`` int32."""
     from tvm import te
@@ -392,5 +393,15 @@ def packed_gemm_func(
         name="wp",
     )
     bias = te.placeholder((n_pad,), "int32", name="bias")
-    func = te.create_prim_func([x, wp, bias, dense_packed(x, wp, bias, kernel, n_out=n)])
-    return schedule_packed_gemm(func, kernel, parallel=parallel)
+    return te.create_prim_func([x, wp, bias, dense_packed(x, wp, bias, kernel, n_out=n)])
+
+
+def packed_gemm_func(
+    x_shape: tuple[int, ...],
+    x_dtype: str,
+    n: int,
+    kernel: GemmKernel,
+    parallel: bool = True,
+) -> tirx.PrimFunc:
+    """:func:`packed_gemm_workload` scheduled with the default knobs."""
+    return schedule_packed_gemm(packed_gemm_workload(x_shape, x_dtype, n, kernel), kernel, parallel)
