@@ -288,6 +288,7 @@ def test_every_hand_schedule_is_seeded(vit, tmp_path):
     from tvm.s_tir import meta_schedule as ms
 
     from intvit.deploy.compile import scheduled_module
+    from intvit.schedules.database import MODULE_EQUALITY
     from intvit.topi.kinds import PACKED_GEMM, ROW_KINDS, kernel_kind
     from intvit.tune.job import _builder, _runner
     from intvit.tune.seed import seed_hand_schedules
@@ -298,7 +299,7 @@ def test_every_hand_schedule_is_seeded(vit, tmp_path):
         mod = relax.transform.LegalizeOps()(scheduled_module(vit, preset, 1, tunable=True))
     tasks = [
         (task.task_name, kernel_kind(task.dispatched[0]["main"]))
-        for task in ms.relax_integration.extract_tasks(mod, target)
+        for task in ms.relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY)
     ]
     kinds = {kind for _, kind in tasks}
     assert set(ROW_KINDS) - {"requantize"} <= kinds  # each kind is covered
@@ -311,6 +312,29 @@ def test_every_hand_schedule_is_seeded(vit, tmp_path):
         mod, preset, tmp_path, names, builder, runner, len(names), True, errors.append
     )
     assert not errors and seeded == len(set(names)) == count_records(tmp_path), errors
+    # Each record is tuned on one block's kernel and replayed on every block's own (other
+    # constants, other block names): every GEMM and row kernel of the model gets its record,
+    # and the build equals the reference.
+    from intvit.schedules.database import apply_database
+
+    not_replayed: list[str] = []
+    applied = apply_database(mod, tmp_path, target, not_replayed)
+    assert not not_replayed
+    tuned = [
+        gv.name_hint
+        for gv, f in applied.functions_items()
+        if isinstance(f, tvm.tirx.PrimFunc)
+        and kernel_kind(f) in (*ROW_KINDS, PACKED_GEMM)
+        and not mod[gv].attrs.get("tirx.is_scheduled", False)
+    ]
+    assert tuned and all(applied[name].attrs["tirx.is_scheduled"] for name in tuned), tuned
+    assert len(tuned) > len(names)  # one record serves several blocks' kernels
+    compiled = compile_int_model(vit, "host", db=tmp_path)
+    x = np.random.default_rng(5).integers(-128, 128, (1, 1, 32, 32), dtype=np.int8)
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    np.testing.assert_array_equal(
+        vm["main"](tvm.runtime.tensor(x)).numpy(), reference_forward(vit, x)
+    )
 
 
 @pytest.mark.slow
@@ -320,9 +344,10 @@ def test_tuning_database_written_resumed_and_applied(vit, tmp_path):
     summary = tune(vit, cfg, log=lambda *_: None)
     first = count_records(db)
     assert summary.records_after == first > 0
-    # intvit's row schedule of each softmax (4 blocks) is measured first, then MetaSchedule's
-    # candidates (the progress callback sees every one of those)
-    assert summary.seeded == 4 and summary.measured > 0
+    # the 4 blocks' softmaxes are one task (they differ only in constants): intvit's row
+    # schedule is measured first, then MetaSchedule's candidates (the progress callback sees
+    # every one of those)
+    assert summary.seeded == 1 and summary.measured > 0
     # every record within the budget, even where MetaSchedule measured a batch past it
     assert summary.seeded + summary.measured - summary.dropped_over_budget == first
     assert first == 8

@@ -32,12 +32,14 @@ from intvit.deploy.compile import scheduled_module
 from intvit.deploy.targets import TargetPreset, get_preset
 from intvit.quant.int_model import IntModel
 from intvit.schedules.database import (  # noqa: F401  (the tuner's API too)
+    MODULE_EQUALITY,
     RECORDS,
     WORKLOADS,
     apply_database,
     check_database,
     count_records,
     drop_torn_tail,
+    open_database,
 )
 from intvit.schedules.tvm_intrinsics import import_tvm_tensor_intrinsics
 from intvit.topi.kinds import kernel_kind
@@ -277,9 +279,9 @@ def recorded_trials(mod: tvm.IRModule, target, db: Path, op_names: list[str]) ->
 
     if count_records(db) == 0:
         return 0
-    database = ms.database.JSONDatabase(work_dir=str(db))
+    database = open_database(db)
     done = 0
-    for task in ms.relax_integration.extract_tasks(mod, target):
+    for task in ms.relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY):
         if not any(name in task.task_name for name in op_names):
             continue
         kernel = task.dispatched[0]
@@ -308,7 +310,7 @@ def _tune_relax(
             logger.removeHandler(handler)
     tasks = [
         task
-        for task in ms.relax_integration.extract_tasks(mod, target)
+        for task in ms.relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY)
         if any(name in task.task_name for name in op_names)
     ]
     contexts, weights = tune_contexts(tasks, preset.target, str(db), cfg.seed, preset.cores)
@@ -322,4 +324,5 @@ def _tune_relax(
         builder=_builder(preset),
         runner=_runner(cfg),
         measure_callbacks=callbacks,
+        module_equality=MODULE_EQUALITY,
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from intvit.deploy.targets import TargetPreset
+from intvit.schedules.database import open_database
 from intvit.schedules.gemm_knobs import GemmKnobs, knobs_of_trace
 from intvit.schedules.intrinsics import gemm_kernels_for, kernel_of_func
 from intvit.topi.kinds import PACKED_GEMM, kernel_kind
@@ -56,13 +57,12 @@ def tuned_gemms(db: str | Path, preset: TargetPreset) -> list[TunedGemm]:
     """Each packed GEMM workload of the database at ``db`` (tuned for ``preset``), with the
     knobs its best record applies and those of its default-knob record."""
     from tvm import s_tir
-    from tvm.s_tir import meta_schedule as ms
 
     import intvit.schedules.intrinsics  # noqa: F401  (the traces' tensor intrinsics)
     from intvit.schedules.gemm import default_knobs, gemm_facts
 
     kernels = gemm_kernels_for(preset.target)
-    database = ms.database.JSONDatabase(work_dir=str(db))
+    database = open_database(db)
     by_workload: dict[str, list] = {}
     for record in database.get_all_tuning_records():
         by_workload.setdefault(record.workload.mod.script(show_meta=False), []).append(record)

@@ -18,6 +18,7 @@ from pathlib import Path
 import tvm
 
 from intvit.deploy.targets import TargetPreset
+from intvit.schedules.database import MODULE_EQUALITY, open_database
 
 
 def seed_hand_schedules(
@@ -40,9 +41,9 @@ def seed_hand_schedules(
     from intvit.tune.spaces import hand_schedule
 
     target = preset.tvm_target()
-    database = ms.database.JSONDatabase(work_dir=str(db))
+    database = open_database(db)
     todo = []
-    for task in ms.relax_integration.extract_tasks(mod, target):
+    for task in ms.relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY):
         name = task.task_name
         kernel = task.dispatched[0]
         if not any(op in name for op in op_names) or database.has_workload(kernel):
