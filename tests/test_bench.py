@@ -361,3 +361,31 @@ def test_servers_are_counted_per_exact_key():
     assert rpc.servers_by_key(summary) == {"emu-aarch64": 1, "aarch64": 2}
     assert rpc.servers_for_key(summary, "aarch64") == 2
     assert rpc.servers_for_key(summary, "emu") == 0
+
+
+def test_a_benchmark_run_keeps_the_other_cases_of_its_host_file(tmp_path):
+    """A run over one model replaces that model's records in the host's results file and
+    keeps the other models' (a rerun of DeiT-tiny must not drop DeiT-small's figures); a file
+    that is not a list of records is refused, not overwritten."""
+    from intvit.bench.records import BenchRecord, RecordLog, host_named, machine_info
+
+    out = tmp_path / "e2e.json"
+    path = host_named(out, machine_info())
+    old = [
+        {"case": "deit_small", "ours": "a", "baseline": "b", "ours_ms": 2.0, "baseline_ms": 3.0},
+        {"case": "deit_tiny", "ours": "a", "baseline": "b", "ours_ms": 9.0, "baseline_ms": 9.0},
+    ]
+    path.write_text(json.dumps(old))
+    log = RecordLog.on_this_machine(out)
+    log.add(BenchRecord("deit_tiny", "a", "b", 1.0, 2.0))
+    log.add(BenchRecord("deit_tiny", "a", "c", 1.0, 4.0))
+    body = json.loads(path.read_text())
+    assert [(d["case"], d["baseline_ms"]) for d in body] == [
+        ("deit_small", 3.0),
+        ("deit_tiny", 2.0),
+        ("deit_tiny", 4.0),
+    ]
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not a JSON list of benchmark records"):
+        RecordLog.on_this_machine(out)
+    assert path.read_text() == "{not json"

@@ -338,7 +338,7 @@ def test_every_hand_schedule_is_seeded(vit, tmp_path):
 
 
 @pytest.mark.slow
-def test_tuning_database_written_resumed_and_applied(vit, tmp_path):
+def test_tuning_database_written_resumed_and_applied(vit, tmp_path, job_marker):
     db = tmp_path / "db"
     cfg = TuneConfig(trials=8, db=db, trials_per_iter=4, ops=("softmax",), progress=False)
     summary = tune(vit, cfg, log=lambda *_: None)
@@ -365,6 +365,7 @@ def test_tuning_database_written_resumed_and_applied(vit, tmp_path):
         [*cmd, "--trials", "64", "--ops", "softmax,layernorm"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=job_marker.env,
     )
     # Kill it once it has recorded something of its own (not at a fixed time).
     seen, deadline = first, time.monotonic() + 240
@@ -373,6 +374,11 @@ def test_tuning_database_written_resumed_and_applied(vit, tmp_path):
         seen = count_records(db)
     job.kill()
     job.wait(timeout=30)
+    # its tuning process dies with it (MetaSchedule's workers after their candidate)
+    deadline = time.monotonic() + 60
+    while job_marker.alive() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not job_marker.alive(), "the killed job's processes go on tuning"
     assert seen > first, "the tuning job recorded nothing before it was killed"
     assert seen <= count_records(db) <= 64, "the killed job wrote past its budget"
     check_database(db)

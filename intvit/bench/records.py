@@ -72,15 +72,34 @@ def write_records(path: str | Path, records: list[BenchRecord], machine: dict) -
     return write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
+def read_record_dicts(path: Path) -> list[dict]:
+    """The records a results file holds (none if it does not exist); ValueError naming the
+    file if it is not a JSON list of records (rather than overwrite it)."""
+    if not path.is_file():
+        return []
+    try:
+        body = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, list) or not all(isinstance(d, dict) and "case" in d for d in body):
+        raise ValueError(f"{str(path)!r} is not a JSON list of benchmark records; move it away")
+    return body
+
+
 @dataclass
 class RecordLog:
     """Benchmark records as they are measured, rewritten to ``path`` after each one (an
-    interrupted run keeps what it finished), each echoed as the line ``echo`` makes of it."""
+    interrupted run keeps what it finished), each echoed as the line ``echo`` makes of it.
+
+    The file keeps the records of earlier runs for the cases this run does not measure
+    (``earlier``, as read): a run over one model replaces that model's records and leaves
+    the others'."""
 
     path: Path
     machine: dict
     records: list[BenchRecord] = field(default_factory=list)
     echo: Callable[[BenchRecord], str] | None = None
+    earlier: list[dict] = field(default_factory=list)
 
     @classmethod
     def on_this_machine(
@@ -90,11 +109,15 @@ class RecordLog:
         file named by host (:func:`host_named`), so another host's run writes its own."""
         machine = machine_info()
         print(f"machine: {machine}", flush=True)
-        return cls(host_named(path, machine), machine, echo=echo)
+        path = host_named(path, machine)
+        return cls(path, machine, echo=echo, earlier=read_record_dicts(path))
 
     def add(self, record: BenchRecord) -> None:
         self.records.append(record)
-        write_records(self.path, self.records, self.machine)
+        measured = {r.case for r in self.records}
+        kept = [d for d in self.earlier if d.get("case") not in measured]
+        payload = kept + [r.as_dict(self.machine) for r in self.records]
+        write_text_atomic(self.path, json.dumps(payload, indent=2) + "\n")
         if self.echo is not None:
             print(self.echo(record), flush=True)
 

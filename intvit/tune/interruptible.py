@@ -12,6 +12,7 @@ recorded before it is kept.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -22,8 +23,21 @@ from intvit.schedules.database import RECORDS, WORKLOADS, count_records, drop_to
 from intvit.tune.job import TuneConfig, TuneSummary, tune
 
 
-def _child(model: IntModel, cfg: TuneConfig, conn) -> None:
+def _die_with(parent: int) -> None:
+    """End this process when ``parent`` dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``):
+    a killed ``intvit tune`` leaves no job tuning on. MetaSchedule's workers then exit after
+    their current candidate, when their pipe to this process closes."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+
+def _child(model: IntModel, cfg: TuneConfig, conn, parent: int) -> None:
     """The job, in its own process group; sends ``("ok", summary)`` or ``(kind, message)``."""
+    _die_with(parent)
     os.setsid()  # its own group: the parent's kill reaches MetaSchedule's workers too
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt does
     try:
@@ -43,7 +57,7 @@ def tune_interruptibly(model: IntModel, cfg: TuneConfig, log=print) -> TuneSumma
     one, any other failure as a RuntimeError."""
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(model, cfg, send), name="intvit-tune")
+    child = ctx.Process(target=_child, args=(model, cfg, send, os.getpid()), name="intvit-tune")
     child.start()
     send.close()
     try:
