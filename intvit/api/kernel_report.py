@@ -6,6 +6,7 @@ This is the project's main job on its embedded default: it needs no device, data
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +16,33 @@ from intvit.topi.accuracy import DISTRIBUTIONS, MEASURES
 from intvit.topi.registry import KernelVariant, list_variants
 from intvit.topi.truncation import TruncationReport, truncation_audit
 
-#: Audit inputs: each op's realistic *wide* integer input (seed 001 Table 1 runs the kernels
-#: on the int32 tensors a quantized DeiT feeds them).
+
+@dataclass(frozen=True)
+class AuditCase:
+    """An op's realistic *wide* integer input for the truncation audit (seed 001 Table 1 runs
+    the kernels on the int32 tensors a quantized DeiT feeds them): ``|q| < 2**bits`` in rows
+    of ``width``, and the variant's constants for it."""
+
+    desc: str
+    bits: int
+    width: int
+    params: Callable[[KernelVariant], object]
+
+
 AUDIT_CASES = {
-    "softmax": ("int32 attention logits, |q| < 2**14, S = 1e-3", 14, 1e-3),
-    "gelu": ("int32 GEMM output, |q| < 2**22, S = 6/2**22", 22, 6 / 2**22),
-    "layernorm": ("int32 residual stream, |q| < 2**24", 24, None),
-}
+    "softmax": AuditCase(
+        "int32 attention logits, |q| < 2**14, S = 1e-3", 14, 197,
+        lambda v: v.make_params(1e-3, 197),
+    ),
+    "gelu": AuditCase(
+        "int32 GEMM output, |q| < 2**22, S = 6/2**22", 22, 3072,
+        lambda v: v.make_params(6 / 2**22, 6 / 127, in_bits=22, acc_bits=64),
+    ),
+    "layernorm": AuditCase(
+        "int32 residual stream, |q| < 2**24", 24, 768,
+        lambda v: v.make_params(768, in_bits=24),
+    ),
+}  # fmt: skip
 
 
 @dataclass
@@ -44,20 +65,14 @@ class VariantReport:
 
 
 def audit_variant(v: KernelVariant, seed: int = 0) -> tuple[TruncationReport | None, str]:
-    desc, bits, scale = AUDIT_CASES[v.op]
+    case = AUDIT_CASES[v.op]
     rng = np.random.default_rng(seed)
-    width = {"softmax": 197, "gelu": 3072, "layernorm": 768}[v.op]
-    q = rng.integers(-(2**bits), 2**bits, (8, width)).astype(np.int32)
+    q = rng.integers(-(2**case.bits), 2**case.bits, (8, case.width)).astype(np.int32)
     try:
-        if v.op == "softmax":
-            params = v.make_params(scale, width)
-        elif v.op == "gelu":
-            params = v.make_params(scale, 6 / 127, in_bits=bits, acc_bits=64)
-        else:
-            params = v.make_params(width, in_bits=bits)
+        params = case.params(v)
     except ValueError as err:  # the variant cannot take this input at all: say so
-        return None, f"not applicable to {desc}: {err}"
-    return truncation_audit(v.op, v.name, v.reference, q, params), desc
+        return None, f"not applicable to {case.desc}: {err}"
+    return truncation_audit(v.op, v.name, v.reference, q, params), case.desc
 
 
 def build_report(progress: bool = True) -> list[VariantReport]:
