@@ -68,7 +68,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from intvit.api.pipeline import PipelineConfig, run_pipeline
 
     summary = run_pipeline(PipelineConfig(out=args.out, progress=not args.quiet))
-    return 0 if summary["bit_exact"] else 1
+    return 0 if summary.bit_exact else 1
 
 
 def _cmd_kernels(args: argparse.Namespace) -> int:
@@ -516,11 +516,11 @@ def _cmd_relu_distill(args: argparse.Namespace) -> int:
         not args.quiet,
     )
     report = run_relu_distill(request)
-    if report["results"]:
+    if report.results:
         print(format_report(report))
     print(
         f"GELU-less checkpoint: {out} (quantize it: intvit quantize {args.model} "
-        f"--checkpoint {out} -o model.safetensors); report: {report['report']}"
+        f"--checkpoint {out} -o model.safetensors); report: {report.report}"
     )
     return 0
 

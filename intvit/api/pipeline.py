@@ -5,7 +5,7 @@ and benchmarked integer-only vs FP32 through a local RPC tracker and server."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +23,34 @@ class PipelineConfig:
     progress: bool = True
 
 
+@dataclass(frozen=True, kw_only=True)
+class PipelineSummary:
+    """What the main job produced: the artifact and library, whether the library equals the
+    reference forward on ``bit_exact_images`` test images (0 where it does not), top-1
+    accuracy, the integer-only library's median latency, its speed-up over each baseline
+    (baseline ms / ours) and the strongest of them, and the report files by kind."""
+
+    model: str
+    artifact: str
+    library: str
+    bit_exact: bool
+    bit_exact_images: int
+    accuracy: dict
+    int_ms: float
+    speedup_vs: dict[str, float]
+    headline_baseline: str | None
+    reports: dict[str, str]
+
+    def as_dict(self) -> dict:
+        """The JSON written as ``pipeline.json``."""
+        return asdict(self)
+
+
 def _say(step: int, total: int, text: str) -> None:
     print(f"[{step}/{total}] {text}", flush=True)
 
 
-def run_pipeline(cfg: PipelineConfig) -> dict:
+def run_pipeline(cfg: PipelineConfig) -> PipelineSummary:
     """Run every stage; returns the summary that is printed and written as JSON."""
     import json
 
@@ -81,19 +104,19 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
     _say(5, steps, "report")
     ratios = report.ratios()
-    summary = {
-        "model": cfg.model,
-        "artifact": str(artifact),
-        "library": str(library),
-        "bit_exact_images": len(q) if bit_exact else 0,
-        "bit_exact": bit_exact,
-        "accuracy": accuracy.as_dict(),
-        "int_ms": report.reference.median_ms,
-        "speedup_vs": ratios,
-        "headline_baseline": strongest_peer(ratios),
-        "reports": {k: str(v) for k, v in paths.items()},
-    }
-    write_text_atomic(cfg.out / "pipeline.json", json.dumps(summary, indent=2) + "\n")
+    summary = PipelineSummary(
+        model=cfg.model,
+        artifact=str(artifact),
+        library=str(library),
+        bit_exact=bit_exact,
+        bit_exact_images=len(q) if bit_exact else 0,
+        accuracy=accuracy.as_dict(),
+        int_ms=report.reference.median_ms,
+        speedup_vs=ratios,
+        headline_baseline=strongest_peer(ratios),
+        reports={k: str(v) for k, v in paths.items()},
+    )
+    write_text_atomic(cfg.out / "pipeline.json", json.dumps(summary.as_dict(), indent=2) + "\n")
     print(report.table())
     print()
     print(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from intvit.api.model_eval import ModelSpec, evaluate, fit_config, float_logits
@@ -18,6 +18,7 @@ from intvit.models.gelu_less import (
     relu_distill,
     swap_all,
 )
+from intvit.paths import write_text_atomic
 from intvit.quant.calibrate import calibrate
 from intvit.quant.config import QuantConfig
 
@@ -73,7 +74,43 @@ def _accuracy(name: str, model, original_logits, spec: ModelSpec, calib, test) -
     return VariantAccuracy(name, result.fp32_top1, result.int_top1, config.gelu, agree, kl)
 
 
-def run_relu_distill(req: DistillRequest) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class DistillReport:
+    """A distillation run: the checkpoint written, the recipe, its wall time, and (when
+    evaluated) each model's accuracy on ``test_images`` test images, the original first and
+    the GELU-less student second; ``report`` is the JSON file it was written to."""
+
+    model: str
+    checkpoint: str
+    distill: DistillConfig
+    distill_s: float
+    results: tuple[VariantAccuracy, ...] = ()
+    test_images: int | None = None
+    report: str = ""
+
+    @property
+    def gelu_less_minus_float_points(self) -> float | None:
+        """The GELU-less integer-only top-1 minus the original's float top-1, in points."""
+        if len(self.results) < 2:
+            return None
+        return round(100 * (self.results[1].int_top1 - self.results[0].float_top1), 2)
+
+    def as_dict(self) -> dict:
+        """The JSON written beside the checkpoint."""
+        body = {
+            "model": self.model,
+            "checkpoint": self.checkpoint,
+            "distill": asdict(self.distill),
+            "distill_s": self.distill_s,
+            "results": [asdict(r) for r in self.results],
+        }
+        if self.results:
+            body["test_images"] = self.test_images
+            body["int_gelu_less_minus_float_gelu_points"] = self.gelu_less_minus_float_points
+        return body
+
+
+def run_relu_distill(req: DistillRequest) -> DistillReport:
     """Distil (resuming ``req.out`` if it holds a partial run), evaluate, write the report
     ``<out>.json``; returns it."""
     teacher = req.spec.load_float(req.progress)
@@ -83,13 +120,12 @@ def run_relu_distill(req: DistillRequest) -> dict:
     student = relu_distill(
         teacher, data, req.distill, req.out, req.spec.name, progress=req.progress
     )
-    report = {
-        "model": req.spec.name,
-        "checkpoint": str(req.out),
-        "distill": asdict(req.distill),
-        "distill_s": round(time.perf_counter() - started, 1),
-        "results": [],
-    }
+    report = DistillReport(
+        model=req.spec.name,
+        checkpoint=str(req.out),
+        distill=req.distill,
+        distill_s=round(time.perf_counter() - started, 1),
+    )
     if req.evaluate:
         calib, test = req.spec.split("calib", img), req.spec.split("test", img)
         models = [("original (GELU)", teacher), ("GELU-less, block by block + KD", student)]
@@ -99,34 +135,28 @@ def run_relu_distill(req: DistillRequest) -> dict:
                 ("ablation: all at once + KD", distill_all_at_once(teacher, data, req.distill))
             )
         reference = float_logits(teacher, test)
-        results = [_accuracy(n, m, reference, req.spec, calib, test) for n, m in models]
-        report["results"] = [asdict(r) for r in results]
-        report["test_images"] = len(test)
-        gelu_less = results[1].int_top1
-        report["int_gelu_less_minus_float_gelu_points"] = round(
-            100 * (gelu_less - results[0].float_top1), 2
-        )
+        results = tuple(_accuracy(n, m, reference, req.spec, calib, test) for n, m in models)
+        report = replace(report, results=results, test_images=len(test))
     path = Path(f"{req.out}.json")
-    path.write_text(json.dumps(report, indent=1))
-    report["report"] = str(path)
-    return report
+    write_text_atomic(path, json.dumps(report.as_dict(), indent=1))
+    return replace(report, report=str(path))
 
 
-def format_report(report: dict) -> str:
+def format_report(report: DistillReport) -> str:
     lines = [
         f"{'model':<34}{'float top-1':>12}{'int top-1':>11}{'int GELU':>10}"
         f"{'agree w/ orig':>15}{'KL to orig':>12}",
     ]
-    for r in report["results"]:
+    for r in report.results:
         lines.append(
-            f"{r['name']:<34}{100 * r['float_top1']:>11.1f}%{100 * r['int_top1']:>10.1f}%"
-            f"{r['int_variant']:>10}{100 * r['agreement_with_original']:>14.1f}%"
-            f"{r['kl_to_original']:>12.4f}"
+            f"{r.name:<34}{100 * r.float_top1:>11.1f}%{100 * r.int_top1:>10.1f}%"
+            f"{r.int_variant:>10}{100 * r.agreement_with_original:>14.1f}%"
+            f"{r.kl_to_original:>12.4f}"
         )
-    if "int_gelu_less_minus_float_gelu_points" in report:
+    if report.gelu_less_minus_float_points is not None:
         lines.append(
             f"GELU-less integer-only vs original float: "
-            f"{report['int_gelu_less_minus_float_gelu_points']:+.2f} points "
-            f"({report['test_images']} test images)"
+            f"{report.gelu_less_minus_float_points:+.2f} points "
+            f"({report.test_images} test images)"
         )
     return "\n".join(lines)
