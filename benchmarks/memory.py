@@ -27,7 +27,7 @@ from tvm import relax
 
 from intvit.bench.records import machine_info
 from intvit.deploy.compile import compile_int_model, export, fused_float_module
-from intvit.deploy.memory import MemoryReport, kib, memory_report, peak_live_bytes
+from intvit.deploy.memory import kib, memory_report, peak_live_bytes
 from intvit.deploy.targets import get_preset
 from intvit.models.hetero_vit import HeteroViT, resolve_arch
 from intvit.models.zoo import create_float_model
@@ -61,7 +61,7 @@ def measure(name: str, folder: Path) -> dict:
     int_model = calibrate(model, calib)
     compiled = compile_int_model(int_model, preset)
     lib = export(compiled, preset, folder / f"{name}.so")
-    memory = MemoryReport.from_dict(compiled.manifest.memory)
+    memory = compiled.manifest.memory
     from intvit.deploy.compile import lowered_module
 
     unplanned, _ = lowered_module(int_model, preset)

@@ -97,9 +97,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     )
     path = export(compiled, preset, args.output)
     print(f"library written to {path}")
-    from intvit.deploy.memory import MemoryReport
-
-    print(MemoryReport.from_dict(compiled.manifest.memory).summary())
+    if compiled.manifest.memory is not None:
+        print(compiled.manifest.memory.summary())
     if not preset.linkable_here:
         print(f"link it on a Mac with: {apple_link_command(path, path.with_suffix('.dylib'))}")
     return 0
@@ -413,17 +412,17 @@ def _cmd_nas(args: argparse.Namespace) -> int:
             )
         )
         print(
-            f"optimal sub-space {summary['optimal']} (best in {summary['selected']} of "
-            f"{summary['iterations']} iterations): mean top-1 {100 * summary['accuracy']:.1f}%, "
-            f"{100 * summary['ratio']:.0f}% of its subnets within "
-            f"{args.max_memory_kib:g} KiB ({summary['seconds']:.0f} s)"
+            f"optimal sub-space {summary.optimal} (best in {summary.selected} of "
+            f"{summary.iterations} iterations): mean top-1 {100 * summary.accuracy:.1f}%, "
+            f"{100 * summary.ratio:.0f}% of its subnets within "
+            f"{args.max_memory_kib:g} KiB ({summary.seconds:.0f} s)"
         )
-        print(f"space: {summary['optimal_space']}; plot: {summary['plot']}")
-        if "optimal_supernet" in summary:
-            print(f"its supernet: {summary['optimal_supernet']}")
+        print(f"space: {summary.optimal_space}; plot: {summary.plot}")
+        if summary.optimal_supernet is not None:
+            print(f"its supernet: {summary.optimal_supernet}")
         else:
             print(
-                f"next: intvit nas train-supernet --space {summary['optimal_space']} "
+                f"next: intvit nas train-supernet --space {summary.optimal_space} "
                 f"--data {args.data} -o supernet.pt"
             )
         return 0

@@ -17,7 +17,7 @@ from tvm import relax
 
 from intvit.deploy.compile import compile_int_model, export, lowered_module, scheduled_module
 from intvit.deploy.manifest import read_manifest
-from intvit.deploy.memory import MemoryReport, memory_report, peak_live_bytes
+from intvit.deploy.memory import memory_report, peak_live_bytes
 from intvit.deploy.targets import get_preset
 from intvit.models.datasets import digits
 from intvit.models.hetero_vit import (
@@ -355,7 +355,7 @@ def test_memory_plan_against_live_tensors(name, tmp_path):
     assert report.weight_bytes >= weights  # plus requantization / LayerNorm tables
     compiled = compile_int_model(model, "host")
     lib = export(compiled, "host", tmp_path / "m.so")
-    memory = MemoryReport.from_dict(read_manifest(lib).memory)
+    memory = read_manifest(lib).memory
     assert memory.library_bytes == lib.stat().st_size
     assert memory.activation_bytes == report.activation_bytes
 

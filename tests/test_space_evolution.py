@@ -143,7 +143,7 @@ def test_evolution_resumes_to_the_same_result_and_its_space_trains(tmp_path):
         return 4000 * arch.dim * len(arch.blocks) // 8
 
     whole = run_evolution(parent, splits, tmp_path / "whole", cfg, memory_of, progress=False)
-    assert len(whole["results"]) == 2 * 3
+    assert len(whole.results) == 2 * 3
     seen = []
 
     def stop_after_four(result):
@@ -157,8 +157,8 @@ def test_evolution_resumes_to_the_same_result_and_its_space_trains(tmp_path):
             stop_after_four,
         )  # fmt: skip
     resumed = run_evolution(parent, splits, tmp_path / "cut", cfg, memory_of, progress=False)
-    assert resumed["results"] == whole["results"]
-    assert resumed["optimal"] == whole["optimal"]
+    assert resumed.results == whole.results
+    assert resumed.optimal == whole.optimal
     with pytest.raises(ValueError, match="resume with the same settings"):
         run_evolution(
             parent, splits, tmp_path / "cut", replace(cfg, n_acc=3), memory_of, progress=False
@@ -184,7 +184,7 @@ def test_evolution_resumes_to_the_same_result_and_its_space_trains(tmp_path):
     assert (tmp_path / "cli" / "space_evolution.png").stat().st_size > 10_000
     # the ratio counts subnets whose compiled plan fits: the cached plans say the same
     cache = json.loads((tmp_path / "cache" / "memory-host.json").read_text())
-    for r in summary["results"]:
-        assert r["ratio"] == sum(m <= 150 * 1024 for m in r["memory_bytes"]) / 2
-        for m in r["memory_bytes"]:
+    for r in summary.results:
+        assert r.ratio == sum(m <= 150 * 1024 for m in r.memory_bytes) / 2
+        for m in r.memory_bytes:
             assert m in {v["activation_bytes"] + v["weight_bytes"] for v in cache.values()}

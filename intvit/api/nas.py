@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,8 @@ from intvit.deploy.memory import MemoryReport
 from intvit.nas.finetune import FinetuneConfig
 from intvit.nas.search import Constraints, EvolutionConfig
 from intvit.nas.space import SearchSpace, SubnetChoice, hidden_width
+from intvit.nas.space_evolution import EvolutionConfig as SpaceEvolutionConfig
+from intvit.nas.space_evolution import EvolutionSummary
 from intvit.nas.train import SupernetConfig
 from intvit.paths import write_text_atomic
 from intvit.quant.arch import VitArch
@@ -364,7 +366,7 @@ def _write_outputs(out, space, net, state, best, splits, req, predictor_mape) ->
         best_macs=best.macs,
         best_memory_bytes=best.memory_bytes,
         library=str(lib),
-        library_memory=MemoryReport.from_dict(compiled.manifest.memory),
+        library_memory=compiled.manifest.memory,
         bit_exact=exact,
         finetune=req.finetune,
         predictor_mape=predictor_mape,
@@ -437,7 +439,7 @@ class EvolveSpaceRequest:
 
     space: SearchSpace
     out: Path
-    config: object  # intvit.nas.space_evolution.EvolutionConfig
+    config: SpaceEvolutionConfig
     data: str = "digits"
     target: str = "host"  # the preset whose compiled memory plan is the budget's measure
     final_epochs: int = 0  # then train the optimal space's supernet this long
@@ -445,7 +447,7 @@ class EvolveSpaceRequest:
     cache_dir: Path | None = None
 
 
-def run_evolve_space(req: EvolveSpaceRequest) -> dict:
+def run_evolve_space(req: EvolveSpaceRequest) -> EvolutionSummary:
     """Algorithm 2 (:mod:`intvit.nas.space_evolution`), its plot, and with ``final_epochs``
     the optimal space's supernet (``out/optimal_supernet.pt``)."""
     from intvit.nas.data import search_data
@@ -462,9 +464,9 @@ def run_evolve_space(req: EvolveSpaceRequest) -> dict:
 
     t0 = time.time()
     summary = run_evolution(space, splits, req.out, req.config, memory_of, progress=req.progress)
-    summary["seconds"] = time.time() - t0
-    _plot_evolution(Path(req.out) / "space_evolution.png", summary)
-    summary["plot"] = str(Path(req.out) / "space_evolution.png")
+    plot = Path(req.out) / "space_evolution.png"
+    _plot_evolution(plot, summary)
+    summary = replace(summary, seconds=time.time() - t0, plot=str(plot))
     if req.final_epochs:
         from intvit.nas.space_evolution import load_optimal_space
         from intvit.nas.train import train_supernet
@@ -479,12 +481,12 @@ def run_evolve_space(req: EvolveSpaceRequest) -> dict:
         path = Path(req.out) / "optimal_supernet.pt"
         optimal = load_optimal_space(req.out)
         train_supernet(optimal, splits.train, path, cfg, req.progress, data_name=splits.name)
-        summary["optimal_supernet"] = str(path)
-    (Path(req.out) / "summary.json").write_text(json.dumps(summary, indent=1))
+        summary = replace(summary, optimal_supernet=str(path))
+    write_text_atomic(Path(req.out) / "summary.json", json.dumps(summary.as_dict(), indent=1))
     return summary
 
 
-def _plot_evolution(path: Path, summary: dict) -> None:
+def _plot_evolution(path: Path, summary: EvolutionSummary) -> None:
     """Each candidate of each iteration: mean inherited top-1 against the fraction of its
     subnets within the budget, the optimal sub-space marked."""
     import matplotlib
@@ -492,30 +494,30 @@ def _plot_evolution(path: Path, summary: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = summary["results"]
-    iterations = sorted({r["iteration"] for r in results})
+    results = summary.results
+    iterations = sorted({r.iteration for r in results})
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     cmap = plt.get_cmap("viridis", max(len(iterations), 2))
     for it in iterations:
-        rs = [r for r in results if r["iteration"] == it]
+        rs = [r for r in results if r.iteration == it]
         ax.scatter(
-            [100 * r["ratio"] for r in rs],
-            [100 * r["accuracy"] for r in rs],
+            [100 * r.ratio for r in rs],
+            [100 * r.accuracy for r in rs],
             color=cmap(it),
             label=f"iteration {it + 1}",
             s=30,
         )
-    opt = [r for r in results if r["label"] == summary["optimal"]]
+    opt = [r for r in results if r.label == summary.optimal]
     ax.scatter(
-        [100 * r["ratio"] for r in opt],
-        [100 * r["accuracy"] for r in opt],
+        [100 * r.ratio for r in opt],
+        [100 * r.accuracy for r in opt],
         marker="*",
         s=180,
         facecolors="none",
         edgecolors="r",
-        label=f"optimal: {summary['optimal']}",
+        label=f"optimal: {summary.optimal}",
     )
-    ax.set_xlabel(f"subnets within {summary['max_memory_bytes'] / 1024:.0f} KiB compiled (%)")
+    ax.set_xlabel(f"subnets within {summary.max_memory_bytes / 1024:.0f} KiB compiled (%)")
     ax.set_ylabel("mean validation top-1 (%), inherited weights")
     ax.set_title("intvit nas evolve-space (MCUFormer Alg. 2)")
     ax.grid(alpha=0.3)

@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from intvit.deploy.bench import Latency, OpTime, category_totals
 from intvit.paths import write_text_atomic
+
+if TYPE_CHECKING:
+    from intvit.deploy.memory import MemoryReport
 
 
 @dataclass
@@ -27,7 +31,7 @@ class BenchReport:
     status: str = "running"
     error: str | None = None
     #: the integer library's memory per inference (its manifest's ``memory``)
-    memory: dict | None = None
+    memory: MemoryReport | None = None
 
     @property
     def reference(self) -> Latency | None:
@@ -53,7 +57,7 @@ class BenchReport:
             "device_info": self.device_info,
             "config": self.config,
             "libraries": self.libraries,
-            "memory": self.memory,
+            "memory": None if self.memory is None else self.memory.as_dict(),
             "status": self.status,
             "error": self.error,
             "latencies": [lat.as_dict() for lat in self.latencies],
@@ -85,9 +89,7 @@ class BenchReport:
         if self.emulated:
             lines.append("(emulated device: latency is meaningless; correctness is checked)")
         if self.memory is not None:
-            from intvit.deploy.memory import MemoryReport
-
-            lines.append("integer-only " + MemoryReport.from_dict(self.memory).summary())
+            lines.append("integer-only " + self.memory.summary())
         for label, ops in self.per_op.items():
             total = sum(o.total_ms for o in ops)
             ref = self.reference.median_ms if self.reference else float("nan")

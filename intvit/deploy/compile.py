@@ -17,7 +17,7 @@ import tvm
 from tvm import relax
 
 from intvit.deploy.manifest import KernelCall, LibraryManifest, write_manifest
-from intvit.deploy.memory import MemoryReport, memory_report
+from intvit.deploy.memory import memory_report
 from intvit.deploy.signature import with_input_signature
 from intvit.deploy.targets import TargetPreset, get_preset
 from intvit.paths import atomic_output
@@ -91,7 +91,7 @@ def compile_relax(
         kind=kind,
         model=model,
         calls=kernel_calls(lowered),
-        memory=memory_report(mod, lowered).as_dict(),
+        memory=memory_report(mod, lowered),
     )
     return CompiledModel(executable, manifest, kernels)
 
@@ -303,8 +303,8 @@ def export(
     path = _export_library(executable, preset, path)
     if isinstance(compiled, CompiledModel):
         if compiled.manifest.memory is not None:
-            memory = MemoryReport.from_dict(compiled.manifest.memory)
-            compiled.manifest.memory = memory.with_library(path.stat().st_size).as_dict()
+            memory = compiled.manifest.memory
+            compiled.manifest.memory = memory.with_library(path.stat().st_size)
         if compiled.kernels is not None:
             kernels = _export_library(compiled.kernels, preset, kernels_path(path))
             compiled.manifest.kernels_library = kernels.name

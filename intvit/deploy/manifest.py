@@ -13,9 +13,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from intvit.deploy.golden import GoldenVector
 from intvit.paths import atomic_output
+
+if TYPE_CHECKING:
+    from intvit.deploy.memory import MemoryReport
 
 MANIFEST_VERSION = 1
 #: Input dtypes a library's ``main`` can take (int8 images; FP32 builds take float32).
@@ -47,8 +51,8 @@ class LibraryManifest:
     calls: list[KernelCall] = field(default_factory=list)
     kernels_library: str | None = None  # file name beside the library, for per-op timing
     version: int = MANIFEST_VERSION
-    #: bytes per inference (:class:`intvit.deploy.memory.MemoryReport` as a dict)
-    memory: dict | None = None
+    #: bytes per inference
+    memory: MemoryReport | None = None
     #: inputs and their exact outputs (integer libraries; empty for FP32 ones)
     golden: list[GoldenVector] = field(default_factory=list)
     #: the model family (``vit``, ``swin``) of an integer library; None when not recorded
@@ -72,6 +76,8 @@ class LibraryManifest:
 
     @classmethod
     def from_dict(cls, d: dict) -> LibraryManifest:
+        from intvit.deploy.memory import MemoryReport  # imports TVM: only when read
+
         calls = [
             KernelCall(c["func"], tuple((tuple(s), dt) for s, dt in c["args"]), c.get("kind"))
             for c in d.get("calls", [])
@@ -87,7 +93,7 @@ class LibraryManifest:
             calls,
             d.get("kernels_library"),
             d.get("version", MANIFEST_VERSION),
-            d.get("memory"),
+            None if d.get("memory") is None else MemoryReport.from_dict(d["memory"]),
             [GoldenVector.from_dict(g) for g in d.get("golden", [])],
             d.get("family"),
         )

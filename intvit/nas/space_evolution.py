@@ -185,6 +185,33 @@ class CandidateResult:
     memory_bytes: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True)
+class EvolutionSummary:
+    """A finished evolution: the parent space's name, the optimal sub-space (its label, the
+    file it was written to, in how many of ``iterations`` it was the best candidate, its last
+    accuracy, ratio and score), the memory budget, and every candidate's result. The command
+    adds its wall time, its plot and, when asked for, the optimal space's supernet."""
+
+    parent: str
+    optimal_space: str
+    optimal: str
+    selected: int
+    iterations: int
+    accuracy: float
+    ratio: float
+    score: float
+    max_memory_bytes: int
+    results: tuple[CandidateResult, ...]
+    seconds: float | None = None
+    plot: str | None = None
+    optimal_supernet: str | None = None
+
+    def as_dict(self) -> dict:
+        """``summary.json``: every field, those not set left out."""
+        body = asdict(self)
+        return {k: v for k, v in body.items() if v is not None}
+
+
 def score(accuracy: float, ratio: float) -> float:
     """Equation 2 (intvit's): expected top-1 of a drawn subnet, 0 where it does not fit."""
     return accuracy * ratio
@@ -265,7 +292,7 @@ def run_evolution(
     progress: bool = True,
     log: Callable[[str], None] = print,
     after_candidate: Callable[[CandidateResult], None] | None = None,
-) -> dict:
+) -> EvolutionSummary:
     """Algorithm 2 on ``splits`` (``train``/``val`` ``ArraySplit``\\ s), the state in ``out``;
     ``memory_of(choice, supernet)`` is the compiled library's planned bytes of a subnet.
     Returns the summary (also ``out/summary.json``); the optimal space is written to
@@ -389,7 +416,9 @@ def optimal_subspace(results: list[CandidateResult]) -> tuple[str, int]:
     return key, wins[key]
 
 
-def _summarize(parent: SearchSpace, state: EvolutionState, out: Path, cfg) -> dict:
+def _summarize(
+    parent: SearchSpace, state: EvolutionState, out: Path, cfg: EvolutionConfig
+) -> EvolutionSummary:
     results = [CandidateResult(**r) for r in state.results]
     key, wins = optimal_subspace(results)
     sub = SubSpace.from_key(key, parent)
@@ -398,19 +427,19 @@ def _summarize(parent: SearchSpace, state: EvolutionState, out: Path, cfg) -> di
     space_path = out / "optimal_space.json"
     _save_json(space_path, optimal.to_dict())
     last = [r for r in results if r.subspace == key]
-    summary = {
-        "parent": parent.name,
-        "optimal_space": str(space_path),
-        "optimal": sub.label(parent),
-        "selected": wins,
-        "iterations": cfg.iterations,
-        "accuracy": last[-1].accuracy,
-        "ratio": last[-1].ratio,
-        "score": last[-1].score,
-        "max_memory_bytes": cfg.max_memory_bytes,
-        "results": [asdict(r) for r in results],
-    }
-    _save_json(out / "summary.json", summary)
+    summary = EvolutionSummary(
+        parent=parent.name,
+        optimal_space=str(space_path),
+        optimal=sub.label(parent),
+        selected=wins,
+        iterations=cfg.iterations,
+        accuracy=last[-1].accuracy,
+        ratio=last[-1].ratio,
+        score=last[-1].score,
+        max_memory_bytes=cfg.max_memory_bytes,
+        results=tuple(results),
+    )
+    _save_json(out / "summary.json", summary.as_dict())
     return summary
 
 
