@@ -21,7 +21,6 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from intvit.relax_ops import ops
 from intvit.topi.registry import get_variant
 
-OPS = ("softmax", "gelu", "layer_norm")
 #: Each replaced op takes and gives 16-bit integers (the graph around it stays float).
 Q16 = 2**15 - 1
 
@@ -83,6 +82,59 @@ def _dequantize(bb, q, scale: float):
     return relax.op.multiply(bb.emit(relax.op.astype(q, "float32")), relax.const(scale, "float32"))
 
 
+def _softmax(bb, call, site: Site, index: int):
+    """Softmax over the last axis: 16-bit logits in, 16-bit probabilities out (edge)."""
+    x = call.args[0]
+    shape = [int(d) for d in x.ty.shape]
+    if int(call.attrs.axis) not in (-1, len(shape) - 1):
+        raise ValueError(f"softmax #{index} is not over the last axis")
+    s = max(site.in_amax, 1e-6) / Q16
+    params = get_variant("softmax", "edge").make_params(s, shape[-1], out_bits=16)
+    q = _quantize(bb, x, s, -Q16, Q16, "int16")
+    return _dequantize(bb, ops.softmax(bb, q, params), params.out_scale)
+
+
+def _gelu(bb, call, site: Site, index: int):
+    """GELU at the calibrated input and output ranges, 16 bits each way (edge)."""
+    s, so = max(site.in_amax, 1e-6) / Q16, max(site.out_amax, 1e-6) / Q16
+    params = get_variant("gelu", "edge").make_params(s, so, in_bits=15, out_dtype="int16")
+    q = _quantize(bb, call.args[0], s, -Q16, Q16, "int16")
+    return _dequantize(bb, ops.gelu(bb, q, params), so)
+
+
+def _layer_norm(bb, call, site: Site, index: int):
+    """LayerNorm over the last axis with constant gamma/beta folded into the kernel's
+    per-channel requantization, 16-bit output (edge)."""
+    x = call.args[0]
+    shape = [int(d) for d in x.ty.shape]
+    axes = [int(a) for a in call.attrs.axes]
+    gamma, beta = call.args[1], call.args[2]
+    if axes not in ([-1], [len(shape) - 1]) or not all(
+        isinstance(c, tvm.ir.expr.GenericConst) for c in (gamma, beta)
+    ):
+        raise ValueError(
+            f"layer_norm #{index} needs the last axis and constant gamma/beta "
+            "(import with keep_params_as_input=False)"
+        )
+    s, so = max(site.in_amax, 1e-6) / Q16, max(site.out_amax, 1e-6) / Q16
+    params = get_variant("layernorm", "edge").make_params(
+        shape[-1],
+        gamma.value.numpy().astype(np.float64),
+        beta.value.numpy().astype(np.float64),
+        so,
+        in_bits=15,
+        out_dtype="int16",
+    )
+    q = _quantize(bb, x, s, -Q16, Q16, "int32")
+    return _dequantize(bb, ops.layernorm(bb, q, params), so)
+
+
+#: Each replaceable Relax op (``relax.nn.<name>``) and what replaces it:
+#: ``(builder, call, its calibrated site, its index) -> float output``.
+REWRITES = {"softmax": _softmax, "gelu": _gelu, "layer_norm": _layer_norm}
+OPS = tuple(REWRITES)
+
+
 @mutator
 class _Rewriter(PyExprMutator):
     def __init__(self, mod, sites: list[Site], only: tuple[str, ...]):
@@ -103,41 +155,7 @@ class _Rewriter(PyExprMutator):
         self.next += 1
         if name not in self.only:
             return call
-        bb = self.builder_
-        x = call.args[0]
-        shape = [int(d) for d in x.ty.shape]
-        if name == "softmax":
-            if int(call.attrs.axis) not in (-1, len(shape) - 1):
-                raise ValueError(f"softmax #{self.next - 1} is not over the last axis")
-            s = max(site.in_amax, 1e-6) / Q16
-            params = get_variant("softmax", "edge").make_params(s, shape[-1], out_bits=16)
-            q = _quantize(bb, x, s, -Q16, Q16, "int16")
-            return _dequantize(bb, ops.softmax(bb, q, params), params.out_scale)
-        if name == "gelu":
-            s, so = max(site.in_amax, 1e-6) / Q16, max(site.out_amax, 1e-6) / Q16
-            params = get_variant("gelu", "edge").make_params(s, so, in_bits=15, out_dtype="int16")
-            q = _quantize(bb, x, s, -Q16, Q16, "int16")
-            return _dequantize(bb, ops.gelu(bb, q, params), so)
-        axes = [int(a) for a in call.attrs.axes]
-        gamma, beta = call.args[1], call.args[2]
-        if axes not in ([-1], [len(shape) - 1]) or not all(
-            isinstance(c, tvm.ir.expr.GenericConst) for c in (gamma, beta)
-        ):
-            raise ValueError(
-                f"layer_norm #{self.next - 1} needs the last axis and constant gamma/beta "
-                "(import with keep_params_as_input=False)"
-            )
-        s, so = max(site.in_amax, 1e-6) / Q16, max(site.out_amax, 1e-6) / Q16
-        params = get_variant("layernorm", "edge").make_params(
-            shape[-1],
-            gamma.value.numpy().astype(np.float64),
-            beta.value.numpy().astype(np.float64),
-            so,
-            in_bits=15,
-            out_dtype="int16",
-        )
-        q = _quantize(bb, x, s, -Q16, Q16, "int32")
-        return _dequantize(bb, ops.layernorm(bb, q, params), so)
+        return REWRITES[name](self.builder_, call, site, self.next - 1)
 
 
 def integer_nonlinear(
