@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     tuned = apply_database(base, db, preset.tvm_target())
 
     def records_of(take) -> tvm.IRModule:
-        out = tvm.IRModule(dict(base.functions_items()), attrs=base.attrs)
+        out = base.clone()
         for gv, func in tuned.functions_items():
             if isinstance(func, tvm.tirx.PrimFunc) and take(kernel_kind(func)):
                 out[gv] = func

@@ -285,10 +285,8 @@ def test_every_hand_schedule_is_seeded(vit, tmp_path):
     default knobs) and row kernel on the runner's random data (full-range inputs, out of the
     kernels' contract): no kernel may trap on it (a LayerNorm whose sum of squares wrapped
     once divided by zero, SIGFPE)."""
-    from tvm.s_tir import meta_schedule as ms
-
     from intvit.deploy.compile import scheduled_module
-    from intvit.schedules.database import MODULE_EQUALITY
+    from intvit.schedules.database import extract_tasks
     from intvit.topi.kinds import PACKED_GEMM, ROW_KINDS, kernel_kind
     from intvit.tune.job import _builder, _runner
     from intvit.tune.seed import seed_hand_schedules
@@ -299,7 +297,7 @@ def test_every_hand_schedule_is_seeded(vit, tmp_path):
         mod = relax.transform.LegalizeOps()(scheduled_module(vit, preset, 1, tunable=True))
     tasks = [
         (task.task_name, kernel_kind(task.dispatched[0]["main"]))
-        for task in ms.relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY)
+        for task in extract_tasks(mod, target)
     ]
     kinds = {kind for _, kind in tasks}
     assert set(ROW_KINDS) - {"requantize"} <= kinds  # each kind is covered

@@ -308,7 +308,7 @@ def run_search(req: SearchRequest) -> SearchSummary:
     best = max(under, key=lambda c: (c.fitness, -(c.latency_ms or c.macs)))
     summary = _write_outputs(out, space, net, state, best, splits, req, predictor_mape)
     summary.search_s = time.time() - t0
-    (out / "summary.json").write_text(json.dumps(summary.as_dict(), indent=1) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(summary.as_dict(), indent=1) + "\n")
     return summary
 
 

@@ -66,9 +66,12 @@ class BenchRecord:
         return d
 
 
-def write_records(path: str | Path, records: list[BenchRecord], machine: dict) -> Path:
-    """Write the records as a JSON list (partial results are written as they come)."""
-    payload = [r.as_dict(machine) for r in records]
+def write_records(
+    path: str | Path, records: list[BenchRecord], machine: dict, earlier: list[dict] = ()
+) -> Path:
+    """Write the records as a JSON list after ``earlier`` (records already in the file's
+    form); partial results are written as they come."""
+    payload = [*earlier, *(r.as_dict(machine) for r in records)]
     return write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
@@ -116,8 +119,7 @@ class RecordLog:
         self.records.append(record)
         measured = {r.case for r in self.records}
         kept = [d for d in self.earlier if d.get("case") not in measured]
-        payload = kept + [r.as_dict(self.machine) for r in self.records]
-        write_text_atomic(self.path, json.dumps(payload, indent=2) + "\n")
+        write_records(self.path, self.records, self.machine, kept)
         if self.echo is not None:
             print(self.echo(record), flush=True)
 

@@ -28,6 +28,14 @@ def open_database(db: str | Path):
     return ms.database.JSONDatabase(work_dir=str(db), module_equality=MODULE_EQUALITY)
 
 
+def extract_tasks(mod: tvm.IRModule, target: tvm.target.Target) -> list:
+    """MetaSchedule's tuning tasks of the Relax module ``mod``, one per kernel as the
+    database matches them (:data:`MODULE_EQUALITY`)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return list(ms.relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY))
+
+
 def count_records(db: str | Path) -> int:
     path = Path(db) / RECORDS
     if not path.is_file():

@@ -39,6 +39,7 @@ from intvit.schedules.database import (  # noqa: F401  (the tuner's API too)
     check_database,
     count_records,
     drop_torn_tail,
+    extract_tasks,
     open_database,
 )
 from intvit.schedules.tvm_intrinsics import import_tvm_tensor_intrinsics
@@ -275,13 +276,11 @@ def stop_on_sigint(progress: TrialProgress):
 def recorded_trials(mod: tvm.IRModule, target, db: Path, op_names: list[str]) -> int:
     """How many successful trials the database already holds for the kernels of ``mod``
     that a job over ``op_names`` tunes (what a rerun's budget is counted against)."""
-    from tvm.s_tir import meta_schedule as ms
-
     if count_records(db) == 0:
         return 0
     database = open_database(db)
     done = 0
-    for task in ms.relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY):
+    for task in extract_tasks(mod, target):
         if not any(name in task.task_name for name in op_names):
             continue
         kernel = task.dispatched[0]
@@ -310,7 +309,7 @@ def _tune_relax(
             logger.removeHandler(handler)
     tasks = [
         task
-        for task in ms.relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY)
+        for task in extract_tasks(mod, target)
         if any(name in task.task_name for name in op_names)
     ]
     contexts, weights = tune_contexts(tasks, preset.target, str(db), cfg.seed, preset.cores)

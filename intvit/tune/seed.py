@@ -18,7 +18,7 @@ from pathlib import Path
 import tvm
 
 from intvit.deploy.targets import TargetPreset
-from intvit.schedules.database import MODULE_EQUALITY, open_database
+from intvit.schedules.database import extract_tasks, open_database
 
 
 def seed_hand_schedules(
@@ -43,7 +43,7 @@ def seed_hand_schedules(
     target = preset.tvm_target()
     database = open_database(db)
     todo = []
-    for task in ms.relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY):
+    for task in extract_tasks(mod, target):
         name = task.task_name
         kernel = task.dispatched[0]
         if not any(op in name for op in op_names) or database.has_workload(kernel):
