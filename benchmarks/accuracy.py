@@ -15,14 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-from intvit.api.model_eval import (
+from intvit.api.eval import (
     EvalResult,
-    ModelSpec,
     evaluate_variants,
     format_results,
     save_results,
     variant_configs,
 )
+from intvit.api.quantize import ModelSpec
 from intvit.models.zoo import SMALL_CONFIGS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "accuracy.json"
@@ -33,7 +33,9 @@ def _kept(models: list[str]) -> list[EvalResult]:
     """The earlier records of every model this run does not redo."""
     if not RESULTS.is_file():
         return []
-    return [EvalResult(**r) for r in json.loads(RESULTS.read_text()) if r["model"] not in models]
+    return [
+        EvalResult.from_dict(r) for r in json.loads(RESULTS.read_text()) if r["model"] not in models
+    ]
 
 
 def goals(results: list[EvalResult]) -> list[str]:
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="only print the README table")
     args = parser.parse_args(argv)
     if args.markdown:
-        print(markdown([EvalResult(**r) for r in json.loads(RESULTS.read_text())]))
+        print(markdown([EvalResult.from_dict(r) for r in json.loads(RESULTS.read_text())]))
         return 0
     models = [m for m in args.models.split(",") if m]
     use_physical_cores()

@@ -220,12 +220,12 @@ def main(argv: list[str] | None = None) -> int:
             request = SearchRequest(
                 supernet_path,
                 work / "latency",
-                data,
-                Constraints(max_latency_ms=baseline_ms),
-                config,
-                address,
-                "host-bench",
-                "host",
+                data=data,
+                constraints=Constraints(max_latency_ms=baseline_ms),
+                config=config,
+                tracker=address,
+                key="host-bench",
+                target="host",
                 cache_dir=Path(cache),
                 finetune=finetune_config(0, recipe),
             )  # a fresh cache: every figure is this run's
@@ -298,9 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         SearchRequest(
             supernet_path,
             work / "memory",
-            data,
-            Constraints(max_memory_bytes=budget),
-            EvolutionConfig(population=args.population, generations=args.generations),
+            data=data,
+            constraints=Constraints(max_memory_bytes=budget),
+            config=EvolutionConfig(population=args.population, generations=args.generations),
             cache_dir=work / "memory-cache",
             finetune=finetune_config(0, recipe),
         )

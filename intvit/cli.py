@@ -45,7 +45,7 @@ def _bounded_int(text: str, low: int) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from intvit.api.kernel_report import build_report, format_report, write_report
+    from intvit.api.report import build_report, format_report, write_report
 
     reports = build_report(progress=not args.quiet)
     print(format_report(reports))
@@ -65,75 +65,68 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: the whole pipeline, end to end."""
-    from intvit.api.pipeline import PipelineConfig, run_pipeline
+    from intvit.api.demo import PipelineConfig, run_pipeline
 
     summary = run_pipeline(PipelineConfig(out=args.out, progress=not args.quiet))
     return 0 if summary.bit_exact else 1
 
 
 def _cmd_kernels(args: argparse.Namespace) -> int:
-    from intvit.topi.registry import list_variants
+    from intvit.api.kernels import format_kernels
 
-    for v in list_variants(args.op):
-        safe = "int32-safe" if v.int32_safe else "int64"
-        print(f"{v.op:<10} {v.name:<12} {safe:<11} {v.source}")
+    print(format_kernels(args.op))
     return 0
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from intvit.deploy.compile import apple_link_command, compile_int_model, export
-    from intvit.deploy.targets import get_preset
-    from intvit.quant.artifact import load_int_model
+    from intvit.api.compile import CompileRequest, run_compile
 
-    preset = get_preset(args.target)
-    model = load_int_model(args.artifact)
-    if args.db is not None:  # a malformed database is named now, not after the lowering
-        from intvit.schedules.database import check_database
-
-        check_database(args.db)
-    print(f"compiling {args.artifact} for {preset.name} ({preset.description}) ...", flush=True)
-    compiled = compile_int_model(
-        model, preset, args.batch, profile=args.profile, schedules=args.schedules, db=args.db
+    request = CompileRequest(
+        artifact=Path(args.artifact),
+        output=args.output,
+        target=args.target,
+        batch=args.batch,
+        profile=args.profile,
+        schedules=args.schedules,
+        db=args.db,
     )
-    path = export(compiled, preset, args.output)
-    print(f"library written to {path}")
-    if compiled.manifest.memory is not None:
-        print(compiled.manifest.memory.summary())
-    if not preset.linkable_here:
-        print(f"link it on a Mac with: {apple_link_command(path, path.with_suffix('.dylib'))}")
+    result = run_compile(request)
+    print(f"library written to {result.library}")
+    if result.not_replayed:
+        print(
+            f"kept the default schedule of {len(result.not_replayed)} kernel(s) whose tuning "
+            f"record does not replay on them: {', '.join(result.not_replayed)}"
+        )
+    if result.memory is not None:
+        print(result.memory.summary())
+    if result.link_command is not None:
+        print(f"link it on a Mac with: {result.link_command}")
     return 0
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from intvit.quant.artifact import load_int_model
-    from intvit.tune.interruptible import tune_interruptibly
+    from intvit.api.tune import run_tune
     from intvit.tune.job import TuneConfig
 
     _interrupt_on_sigterm()
 
     cfg = TuneConfig(
-        args.target,
-        args.trials,
-        args.db,
-        args.tracker,
-        args.key,
-        args.trials_per_task,
+        preset=args.target,
+        trials=args.trials,
+        db=args.db,
+        tracker=args.tracker,
+        key=args.key,
+        trials_per_task=args.trials_per_task,
         batch=args.batch,
         ops=tuple(args.ops.split(",")) if args.ops else None,
         progress=not args.quiet,
     )
-    if (cfg.tracker is None) != (cfg.key is None):
-        raise ValueError("--tracker and --device go together (measure on that RPC device)")
-    tune_interruptibly(load_int_model(args.artifact), cfg)
-    from intvit.deploy.targets import get_preset
-    from intvit.tune.knobs_report import tuned_gemms
-
-    gemms = tuned_gemms(args.db, get_preset(args.target))
-    if gemms:
+    result = run_tune(Path(args.artifact), cfg)
+    if result.gemms:
         print("GEMM knobs (shape, micro-kernel, default, best measured):")
-        for gemm in gemms:
+        for gemm in result.gemms:
             print(f"  {gemm.row()}")
-    print(f"apply it with: intvit compile {args.artifact} --target {args.target} --db {args.db}")
+    print(f"apply it with: {result.apply_command}")
     return 0
 
 
@@ -152,13 +145,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         Path(args.source),
         args.tracker,
         args.key,
-        args.target,
-        args.compare,
-        args.per_op,
-        args.model,
-        args.checkpoint,
-        args.out,
-        config,
+        target=args.target,
+        compare=args.compare,
+        per_op=args.per_op,
+        float_model=args.model,
+        checkpoint=args.checkpoint,
+        out=args.out,
+        config=config,
         progress=not args.quiet,
     )
     if args.modelled is not None:
@@ -193,22 +186,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0 if report.device_info.get("bit_exact", True) else 1
 
 
-def _device_list(address: str) -> int:
-    from intvit.deploy import rpc
-
-    host, port = rpc.parse_address(address)
-    summary = rpc.connect_tracker(host, port).summary()
-    servers = rpc.servers_by_key(summary)
-    queues = summary.get("queue_info", {})
-    print(f"{'key':<20}{'free':>6}{'busy':>6}{'waiting jobs':>14}")
-    for key in sorted(set(queues) | set(servers)):
-        q = queues.get(key, {})
-        free = int(q.get("free", 0))
-        busy = max(servers.get(key, 0) - free, 0)
-        print(f"{key:<20}{free:>6}{busy:>6}{q.get('pending', 0):>14}")
-    return 0
-
-
 def _interrupt_on_sigterm() -> None:
     """SIGTERM and SIGHUP (a closed terminal) end a long-running command as Ctrl-C does, so
     its ``finally`` blocks run (a service's whole process group stops, nothing is left
@@ -220,73 +197,26 @@ def _interrupt_on_sigterm() -> None:
 
 
 def _cmd_device(args: argparse.Namespace) -> int:
-    import time
-
-    from intvit.deploy import rpc
+    from intvit.api import device
 
     _interrupt_on_sigterm()
-
     if args.action == "list":
-        return _device_list(args.tracker)
-    if args.action == "tracker":
-        service = rpc.start_tracker(args.port, host=args.host)
-        try:
-            print(f"RPC tracker on {args.host}:{service.port} (Ctrl-C stops it)", flush=True)
-            while service.alive():
-                time.sleep(1)
-            print(f"{service.name} exited:\n{service.log_tail()}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            return 0
-        finally:
-            service.stop()
-    host, port = rpc.parse_address(args.tracker)
-    rpc.connect_tracker(host, port)  # a clear error now if the tracker is not there
-    if args.action == "serve":
-
-        def start():
-            return rpc.start_host_server(port, args.key, tracker_host=host)
-
-    else:
-        from intvit.deploy.emulator import default_root, start_emulated_server
-
-        print("setting up the emulated aarch64 device (first run downloads ~530 MB) ...")
-
-        def start():
-            return start_emulated_server(port, args.key, default_root(), host, args.cpu)
-
-    def on_crash(report: rpc.CrashReport) -> None:
-        print(f"{report.message()} (now on port {supervisor.service.port})", flush=True)
-
-    supervisor = rpc.Supervisor(start)
-    try:
-        supervisor.watch(on_crash=on_crash)
-        service = supervisor.service
-        print(f"{service.name} on 127.0.0.1:{service.port}, key {args.key!r} (Ctrl-C stops it)")
-        sys.stdout.flush()
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
+        print(device.format_queues(device.device_queues(args.tracker)))
         return 0
-    finally:
-        supervisor.stop()
+    if args.action == "tracker":
+        return device.run_tracker(args.port, args.host)
+    return device.run_device(args.tracker, args.key, args.action == "emulate-arm", args.cpu)
 
 
 def _cmd_targets(args: argparse.Namespace) -> int:
-    from intvit.deploy.targets import get_preset, list_presets
-    from intvit.schedules.intrinsics import gemm_kernels_for
+    from intvit.api.targets import format_targets, target_rows
 
-    print(f"{'preset':<16} {'description':<40} {'int8 GEMM kernels':<28} target")
-    for name in list_presets():
-        p = get_preset(name)
-        kernels = gemm_kernels_for(p.target)
-        gemm = "/".join(k.name for k in kernels) if kernels else "TVM default"
-        print(f"{name:<16} {p.description:<40} {gemm:<28} {p.target}")
+    print(format_targets(target_rows()))
     return 0
 
 
 def _spec(args: argparse.Namespace):
-    from intvit.api.model_eval import ModelSpec
+    from intvit.api.quantize import ModelSpec
 
     return ModelSpec(
         args.model, args.checkpoint, args.pretrained, args.data, args.calib, args.limit
@@ -306,7 +236,7 @@ def _config(args: argparse.Namespace):
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from intvit.api.model_eval import quantize
+    from intvit.api.quantize import quantize
     from intvit.paths import check_writable
     from intvit.quant.artifact import save_int_model
 
@@ -329,7 +259,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         shift=args.shift,
     )
-    result = run_train(TrainRequest(args.arch, args.output, cfg, not args.quiet, args.data))
+    result = run_train(
+        TrainRequest(args.arch, args.output, config=cfg, progress=not args.quiet, data=args.data)
+    )
     print(
         f"{result.checkpoint}: {result.params:,} parameters, float top-1 "
         f"{100 * result.top1:.1f}% on the {result.data} test split "
@@ -459,13 +391,13 @@ def _cmd_nas(args: argparse.Namespace) -> int:
     request = nas.SearchRequest(
         args.supernet,
         args.out,
-        args.data,
-        limits,
-        config,
-        args.tracker,
-        args.key,
-        args.target,
-        not args.quiet,
+        data=args.data,
+        constraints=limits,
+        config=config,
+        tracker=args.tracker,
+        key=args.key,
+        target=args.target,
+        progress=not args.quiet,
         finetune=_finetune_config(args),
     )
     summary = nas.run_search(request)
@@ -525,7 +457,7 @@ def _cmd_relu_distill(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from intvit.api.model_eval import (
+    from intvit.api.eval import (
         evaluate,
         evaluate_variants,
         format_results,

@@ -108,7 +108,7 @@ def test_check_writable_and_atomic_output(tmp_path):
 def test_demo_headline_names_the_strongest_peer():
     """The demo's speed-up is over the fastest baseline measured; TVM FP32 is named as
     untuned, never the headline while a real peer was measured."""
-    from intvit.api.pipeline import headline, strongest_peer
+    from intvit.api.demo import headline, strongest_peer
 
     ratios = {"TVM FP32": 7.94, "PyTorch eager FP32": 3.1, "ONNX Runtime FP32": 1.29}
     assert strongest_peer(ratios) == "ONNX Runtime FP32"

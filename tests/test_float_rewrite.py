@@ -9,7 +9,7 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.torch import from_exported_program
 
-from intvit.api.model_eval import ModelSpec
+from intvit.api.quantize import ModelSpec
 from intvit.deploy.targets import get_preset
 from intvit.models.datasets import digits
 from intvit.models.zoo import create_float_model

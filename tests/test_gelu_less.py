@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tvm import relax
 
-from intvit.api.model_eval import fit_config
+from intvit.api.quantize import fit_config
 from intvit.deploy.compile import compile_int_model
 from intvit.models.datasets import digits
 from intvit.models.gelu_less import (
@@ -250,7 +250,8 @@ def test_gelu_less_integer_model_keeps_the_float_gelu_accuracy(name, tolerance, 
     distilled to 93.4%. With the 200-epoch recipe (float 98.2% on Zen 5) the swap without
     distillation costs 4.0 points (94.2%), the older model's over 5. 500 test images: one
     image is 0.2 points."""
-    from intvit.api.model_eval import ModelSpec, float_logits
+    from intvit.api.eval import float_logits
+    from intvit.api.quantize import ModelSpec
     from intvit.api.relu_distill import _accuracy
 
     spec = ModelSpec(name)

@@ -394,7 +394,8 @@ def test_trained_heterogeneous_models_keep_their_accuracy(arch, epochs, tmp_path
     """Trained by the built-in trainer (the low-rank one needs 150 epochs to converge), the
     integer-only model is at most 0.5 points below the float top-1 (one-sided, as in the digits
     acceptance test) with >= 98.5% agreement on the 500 digits test images."""
-    from intvit.api.model_eval import ModelSpec, evaluate, quantize
+    from intvit.api.eval import evaluate
+    from intvit.api.quantize import ModelSpec, quantize
     from intvit.models.train import TrainConfig, train_arch
 
     ckpt = train_arch(

@@ -68,7 +68,7 @@ def test_quantize_and_eval_mnist_from_the_command_line(mnist_checkpoint, tmp_pat
 
 
 def test_digits_calib_count_is_honoured(capsys, tmp_path):
-    from intvit.api.model_eval import ModelSpec
+    from intvit.api.quantize import ModelSpec
 
     spec = ModelSpec("digits_vit", calib_count=5)
     assert len(spec.split("calib", 32)) == 5

@@ -268,14 +268,14 @@ def test_whole_search_on_a_local_rpc_device(tiny_supernet, tmp_path):
             request = SearchRequest(
                 tiny_supernet,
                 tmp_path / "out",
-                "digits",
-                Constraints(max_latency_ms=50.0),
-                config,
-                f"127.0.0.1:{tracker.port}",
-                "nas-host",
-                "host",
-                False,
-                tmp_path / "cache",
+                data="digits",
+                constraints=Constraints(max_latency_ms=50.0),
+                config=config,
+                tracker=f"127.0.0.1:{tracker.port}",
+                key="nas-host",
+                target="host",
+                progress=False,
+                cache_dir=tmp_path / "cache",
                 finetune=FinetuneConfig(epochs=1),
             )
             summary = run_search(request)

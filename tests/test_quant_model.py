@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from intvit.api.model_eval import ModelSpec, evaluate
+from intvit.api.eval import evaluate
+from intvit.api.quantize import ModelSpec
 from intvit.models.datasets import digits
 from intvit.models.zoo import create_float_model
 from intvit.quant.artifact import load_int_model, save_int_model
@@ -389,7 +390,7 @@ def test_swin_reference_forward_equals_slow_per_op_check(random_models, calib_im
 
 def test_evaluate_refuses_an_integer_model_of_another_model(random_models, calib_images):
     """``intvit eval digits_swin --int-model vit.safetensors`` is an error, not a table."""
-    from intvit.api.model_eval import check_same_model
+    from intvit.api.eval import check_same_model
 
     vit = calibrate(random_models["digits_vit"], calib_images)
     check_same_model(random_models["digits_vit"], vit, "digits_vit")

@@ -7,7 +7,7 @@ nothing already measured.
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ class BenchRequest:
     source: Path
     tracker: str = "127.0.0.1:9190"
     key: str = "local"
+    _: KW_ONLY
     target: str | None = None  # preset; default: detected from the device
     compare: bool = False
     per_op: bool = False

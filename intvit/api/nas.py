@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import KW_ONLY, asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +151,7 @@ class SearchRequest:
 
     supernet: Path
     out: Path
+    _: KW_ONLY
     data: str = "digits"
     constraints: Constraints = field(default_factory=Constraints)
     config: EvolutionConfig = field(default_factory=EvolutionConfig)

@@ -9,7 +9,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from intvit.api.model_eval import ModelSpec, evaluate, fit_config, float_logits
+from intvit.api.eval import evaluate, float_logits
+from intvit.api.quantize import ModelSpec, fit_config
 from intvit.models.gelu_less import (
     ArrayImages,
     DistillConfig,

@@ -133,12 +133,17 @@ def compile_int_model(
     profile: bool = False,
     schedules: bool = True,
     db: str | Path | None = None,
+    not_replayed: list[str] | None = None,
 ) -> CompiledModel:
     """The integer-only model for ``preset``: int8 image in, int32 logit accumulators out.
 
     ``schedules``: intvit's schedules (GEMMs tensorized with the target's dot-product
     instructions, weights pre-packed, requantization in the GEMM epilogue; parallel row
-    kernels). Without them, TVM's default lowering of the same computation."""
+    kernels). Without them, TVM's default lowering of the same computation.
+
+    ``db``: a tuning database; each kernel it has a record for gets the tuned schedule, the
+    others their default one. Kernels whose record does not replay on them are appended to
+    ``not_replayed``."""
     preset = _as_preset(preset)
     name = model.source or "int model"
     if not schedules:
@@ -152,7 +157,7 @@ def compile_int_model(
         from intvit.schedules.intrinsics import gemm_kernels_for
         from intvit.schedules.model import schedule_gemms
 
-        mod = apply_database(mod, db, preset.tvm_target())
+        mod = apply_database(mod, db, preset.tvm_target(), not_replayed)
         mod = schedule_gemms(mod, gemm_kernels_for(preset.target), preset.cores)
     # the row schedule for the row kernels without a tuned one
     compiled = compile_relax(schedule_rows(mod, preset.cores), preset, "int", name, profile)

@@ -18,7 +18,7 @@ from intvit.quant.shadow_swin import shadow_forward_swin, swin_arch
 from intvit.quant.weights import quantize_swin_weights, quantize_vit_weights
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Family:
     """One model family. ``logit_point``: the activation point whose scale (times the head's
     weight scale) dequantizes the logit accumulators."""
@@ -86,28 +86,28 @@ FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family(
-            "vit",
-            VitArch,
-            _is_vit,
-            vit_arch,
-            shadow_forward,
-            quantize_vit_weights,
-            int_vit.ModelPlan.build,
-            int_vit.vit_reference_forward,
-            vit_shapes,
-            "lnf",
+            name="vit",
+            arch_type=VitArch,
+            accepts=_is_vit,
+            arch_of=vit_arch,
+            shadow_forward=shadow_forward,
+            quantize_weights=quantize_vit_weights,
+            build_plan=int_vit.ModelPlan.build,
+            reference=int_vit.vit_reference_forward,
+            expected_shapes=vit_shapes,
+            logit_point="lnf",
         ),
         Family(
-            "swin",
-            SwinArch,
-            _is_swin,
-            swin_arch,
-            shadow_forward_swin,
-            quantize_swin_weights,
-            int_swin.SwinPlan.build,
-            int_swin.swin_reference_forward,
-            swin_shapes,
-            "pool",
+            name="swin",
+            arch_type=SwinArch,
+            accepts=_is_swin,
+            arch_of=swin_arch,
+            shadow_forward=shadow_forward_swin,
+            quantize_weights=quantize_swin_weights,
+            build_plan=int_swin.SwinPlan.build,
+            reference=int_swin.swin_reference_forward,
+            expected_shapes=swin_shapes,
+            logit_point="pool",
         ),
     )
 }

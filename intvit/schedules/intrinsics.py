@@ -360,28 +360,125 @@ TensorIntrin.register(ARM_SMMLA, _dot_desc(2, 2, 8, "int8"), _arm_smmla_impl, ov
 KERNELS = {
     k.name: k
     for k in (
-        GemmKernel("avx2-pmaddwd", AVX2_PMADDWD, 8, 2, "int16", 6, 2, 1, 128, "vpmaddwd", 16),
+        GemmKernel(
+            name="avx2-pmaddwd",
+            intrin=AVX2_PMADDWD,
+            lanes=8,
+            kpack=2,
+            operand="int16",
+            m_tile=6,
+            n_vectors=2,
+            rows=1,
+            weight_max=128,
+            instruction="vpmaddwd",
+            macs_per_instruction=16,
+        ),
         # twice the products per multiply of pmaddwd; 7-bit weights only (QuantConfig
         # weight_bits=7), the int16 pair sums could saturate with 8-bit ones
-        GemmKernel("avx2-maddubsw", AVX2_MADDUBSW, 8, 4, "uint8", 6, 2, 1, 64, "vpmaddubsw", 32, 2),
+        GemmKernel(
+            name="avx2-maddubsw",
+            intrin=AVX2_MADDUBSW,
+            lanes=8,
+            kpack=4,
+            operand="uint8",
+            m_tile=6,
+            n_vectors=2,
+            rows=1,
+            weight_max=64,
+            instruction="vpmaddubsw",
+            macs_per_instruction=32,
+            mul_ops_per_instruction=2,
+        ),
         # AVX-VNNI / AVX-512 VNNI (ymm): 32 products per instruction like vpmaddubsw, in one
         # instruction instead of two and exact for 8-bit weights
-        GemmKernel("avx-vnni", AVX_VNNI, 8, 4, "uint8", 6, 2, 1, 128, "vpdpbusd", 32),
+        GemmKernel(
+            name="avx-vnni",
+            intrin=AVX_VNNI,
+            lanes=8,
+            kpack=4,
+            operand="uint8",
+            m_tile=6,
+            n_vectors=2,
+            rows=1,
+            weight_max=128,
+            instruction="vpdpbusd",
+            macs_per_instruction=32,
+        ),
         # 8 rows x 3 vectors: 24 accumulator registers, 3 weight and 2 activation loads per
         # 24 sdot (29 of the 32 vector registers)
-        GemmKernel("arm-sdot-lane", ARM_SDOT_LANE, 4, 4, "int8", 8, 3, 4, 128, "sdot", 16),
-        GemmKernel("arm-sdot", ARM_SDOT, 4, 4, "int8", 4, 4, 1, 128, "sdot", 16),
+        GemmKernel(
+            name="arm-sdot-lane",
+            intrin=ARM_SDOT_LANE,
+            lanes=4,
+            kpack=4,
+            operand="int8",
+            m_tile=8,
+            n_vectors=3,
+            rows=4,
+            weight_max=128,
+            instruction="sdot",
+            macs_per_instruction=16,
+        ),
+        GemmKernel(
+            name="arm-sdot",
+            intrin=ARM_SDOT,
+            lanes=4,
+            kpack=4,
+            operand="int8",
+            m_tile=4,
+            n_vectors=4,
+            rows=1,
+            weight_max=128,
+            instruction="sdot",
+            macs_per_instruction=16,
+        ),
         # weights within +-127: int16 pair sums, 5 instructions per 16 products; 4 x 3
         # blocks (a 4 x 4 tile ran out of registers): 87% of Cortex-A72's smull peak in
         # llvm-mca. The static analysis' baseline for arm-neon, which replaced it.
-        GemmKernel("arm-neon-pair16", ARM_NEON_PAIR16, 4, 4, "int8", 4, 3, 1, 127, "smull", 8),
+        GemmKernel(
+            name="arm-neon-pair16",
+            intrin=ARM_NEON_PAIR16,
+            lanes=4,
+            kpack=4,
+            operand="int8",
+            m_tile=4,
+            n_vectors=3,
+            rows=1,
+            weight_max=127,
+            instruction="smull",
+            macs_per_instruction=8,
+        ),
         # any int8 operands, K in pairs, smull + sadalp per 8 products. 2 rows x 5 vectors
         # of 8 columns (20 accumulator registers, 5 weight, 1 activation): Cortex-A72 in
         # llvm-mca, of its smull peak: 2 x 5 95%, 3 x 3 89%, 2 x 4 87%, 4 x 2 86%, 6 x 2
         # 84% (an ld1r per row also takes a vector pipe); 4 x 3 spilled (48%)
-        GemmKernel("arm-neon", ARM_NEON, 8, 2, "int8", 2, 5, 1, 128, "smull", 8),
+        GemmKernel(
+            name="arm-neon",
+            intrin=ARM_NEON,
+            lanes=8,
+            kpack=2,
+            operand="int8",
+            m_tile=2,
+            n_vectors=5,
+            rows=1,
+            weight_max=128,
+            instruction="smull",
+            macs_per_instruction=8,
+        ),
         # 16 accumulator registers (4 row pairs x 4 column pairs), 8 for the operands
-        GemmKernel("arm-smmla", ARM_SMMLA, 2, 8, "int8", 8, 4, 2, 128, "smmla", 32),
+        GemmKernel(
+            name="arm-smmla",
+            intrin=ARM_SMMLA,
+            lanes=2,
+            kpack=8,
+            operand="int8",
+            m_tile=8,
+            n_vectors=4,
+            rows=2,
+            weight_max=128,
+            instruction="smmla",
+            macs_per_instruction=32,
+        ),
     )
 }
 

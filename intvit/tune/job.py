@@ -48,7 +48,7 @@ from intvit.tune.budget import BudgetedCommit
 from intvit.tune.progress import TrialProgress
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TuneConfig:
     """A tuning job. ``tracker``/``key``: measure on that RPC device (else locally)."""
 
@@ -65,6 +65,10 @@ class TuneConfig:
     #: starts with one of these (TVM's FP32 kernels carry no kind)
     ops: tuple[str, ...] | None = None
     progress: bool = True  # a bar over the trials with the time left
+
+    def __post_init__(self) -> None:
+        if (self.tracker is None) != (self.key is None):
+            raise ValueError("--tracker and --device go together (measure on that RPC device)")
 
 
 def _runner(cfg: TuneConfig):

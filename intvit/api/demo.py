@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from intvit.api.eval import EvalResult
 from intvit.deploy.bench import BenchConfig
 from intvit.paths import write_text_atomic
 
@@ -35,7 +36,7 @@ class PipelineSummary:
     library: str
     bit_exact: bool
     bit_exact_images: int
-    accuracy: dict
+    accuracy: EvalResult
     int_ms: float
     speedup_vs: dict[str, float]
     headline_baseline: str | None
@@ -43,7 +44,7 @@ class PipelineSummary:
 
     def as_dict(self) -> dict:
         """The JSON written as ``pipeline.json``."""
-        return asdict(self)
+        return {**asdict(self), "accuracy": self.accuracy.as_dict()}
 
 
 def _say(step: int, total: int, text: str) -> None:
@@ -55,7 +56,8 @@ def run_pipeline(cfg: PipelineConfig) -> PipelineSummary:
     import json
 
     from intvit.api.bench import BenchRequest, run_bench
-    from intvit.api.model_eval import ModelSpec, evaluate, quantize
+    from intvit.api.eval import evaluate
+    from intvit.api.quantize import ModelSpec, quantize
     from intvit.deploy import rpc
     from intvit.deploy.compile import compile_int_model, export
     from intvit.deploy.runner import load, run
@@ -110,7 +112,7 @@ def run_pipeline(cfg: PipelineConfig) -> PipelineSummary:
         library=str(library),
         bit_exact=bit_exact,
         bit_exact_images=len(q) if bit_exact else 0,
-        accuracy=accuracy.as_dict(),
+        accuracy=accuracy,
         int_ms=report.reference.median_ms,
         speedup_vs=ratios,
         headline_baseline=strongest_peer(ratios),

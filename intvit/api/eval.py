@@ -1,16 +1,16 @@
-"""``intvit quantize`` and ``intvit eval``: calibrate, save, and compare FP32 with integer-only."""
+"""``intvit eval``: FP32 against integer-only top-1, their agreement and the kernels' truncation."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from intvit.models.data import ArraySplit, image_folder
-from intvit.models.datasets import BuiltinData, builtin_data, is_builtin
-from intvit.models.zoo import SMALL_CONFIGS, load_float_model
+from intvit.api.quantize import ModelSpec, fit_config
+from intvit.deploy.memory import MemoryReport
+from intvit.models.data import ArraySplit
 from intvit.quant.calibrate import calibrate
 from intvit.quant.config import QuantConfig
 from intvit.quant.int_model import IntModel
@@ -19,86 +19,12 @@ from intvit.topi.registry import get_variant
 from intvit.topi.truncation import truncation_audit
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """Where a float model and its data come from."""
-
-    name: str
-    checkpoint: str | None = None
-    pretrained: bool = False
-    #: a built-in data set's name or an ImageFolder root; None: the model's own built-in data
-    data: str | None = None
-    #: calibration images; None: the whole calibration split of built-in data, 97 of a folder
-    calib_count: int | None = None
-    #: test images; None: all of them
-    test_count: int | None = None
-
-    def load_float(self, progress: bool = True):
-        checkpoint = self.checkpoint
-        if checkpoint is None and self.name in SMALL_CONFIGS and not self.pretrained:
-            from intvit.models.train import ensure_trained
-
-            checkpoint = ensure_trained(self.name, progress=progress)
-        return load_float_model(self.name, self.pretrained, checkpoint)
-
-    def own_data(self) -> str | None:
-        """The built-in data set the model was made for: a small config's, or the one a
-        checkpoint records it was trained on (None for timm models)."""
-        from intvit.models.hetero_vit import checkpoint_meta
-
-        if self.name in SMALL_CONFIGS:
-            return SMALL_CONFIGS[self.name].data
-        return checkpoint_meta(self.name).get("data")
-
-    def builtin(self) -> BuiltinData | None:
-        """The built-in data set the splits come from, or None for an ImageFolder."""
-        name = self.own_data() if self.data is None else self.data
-        if name is None:
-            raise ValueError(f"model {self.name!r} needs --data (an ImageFolder root)")
-        return builtin_data(name) if is_builtin(name) else None
-
-    def split(self, which: str, img_size: int) -> ArraySplit:
-        """The calibration (``calib``) or ``test`` images at ``img_size`` pixels."""
-        limit = self.calib_count if which == "calib" else self.test_count
-        data = self.builtin()
-        if data is None:
-            default = 97 if which == "calib" else None
-            return image_folder(str(self.data), img_size, default if limit is None else limit)
-        name = data.calib if which == "calib" else "test"
-        split = data.split(name, img_size)
-        if limit is None:
-            return split
-        if limit > len(split):
-            flag = "--calib" if which == "calib" else "--limit"
-            raise ValueError(
-                f"{flag} {limit}: the {data.name} {name} split holds {len(split)} images"
-            )
-        return ArraySplit(split.images[:limit], split.labels[:limit])
-
-
-def fit_config(model, config: QuantConfig) -> QuantConfig:
-    """``config`` for ``model``: a GELU-less model (ReLU MLPs, see ``intvit relu-distill``)
-    has no GELU to approximate, so its GELU variant is ``relu`` whatever else was asked."""
-    from intvit.models.gelu_less import mlp_activation
-
-    return replace(config, gelu="relu") if mlp_activation(model) == "relu" else config
-
-
-def quantize(spec: ModelSpec, config: QuantConfig, progress: bool = True, fit: bool = True):
-    """Calibrate ``spec``'s float model on its calibration split; returns (float, integer).
-    ``fit``: switch GELU-less models to the ``relu`` variant (else a mismatch is an error)."""
-    model = spec.load_float(progress)
-    config = fit_config(model, config) if fit else config
-    img = int(model.patch_embed.img_size[0])
-    calib = spec.split("calib", img)
-    source = spec.checkpoint or (
-        spec.name if spec.pretrained else f"{spec.name} ({spec.own_data() or spec.data})"
-    )
-    return model, calibrate(model, calib.images, config, progress=progress, source=source)
-
-
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class EvalResult:
+    """One model and variant on ``images`` test images: FP32 and integer-only top-1, their
+    agreement (fractions), each kernel's truncation ratio on the real activations, and with
+    ``--memory`` the integer library's planned memory per inference on the host."""
+
     model: str
     variant: str
     fp32_top1: float
@@ -106,11 +32,19 @@ class EvalResult:
     agreement: float
     truncation: dict[str, float]
     images: int
-    #: the integer library's memory per inference on the host (a MemoryReport dict)
-    memory: dict | None = None
+    memory: MemoryReport | None = None
 
     def as_dict(self) -> dict:
-        return self.__dict__.copy()
+        """The JSON record (``memory`` as :meth:`MemoryReport.as_dict`)."""
+        body = asdict(self)
+        body["memory"] = None if self.memory is None else self.memory.as_dict()
+        return body
+
+    @classmethod
+    def from_dict(cls, body: dict) -> EvalResult:
+        """The record :meth:`as_dict` wrote."""
+        memory = body.get("memory")
+        return cls(**{**body, "memory": None if memory is None else MemoryReport.from_dict(memory)})
 
 
 def int_logits_with_truncation(int_model: IntModel, images: np.ndarray, batch: int = 64):
@@ -141,11 +75,11 @@ def float_logits(float_model, split: ArraySplit, batch: int = 128) -> np.ndarray
         )
 
 
-def library_memory(int_model: IntModel, target: str = "host") -> dict:
+def library_memory(int_model: IntModel, target: str = "host") -> MemoryReport:
     """The planned memory of ``int_model``'s library for ``target`` (lowered, not built)."""
     from intvit.deploy.compile import plan_memory
 
-    return plan_memory(int_model, target).as_dict()
+    return plan_memory(int_model, target)
 
 
 def check_same_model(float_model, int_model: IntModel, model_name: str) -> None:
@@ -171,14 +105,14 @@ def evaluate(
     fp_pred, int_pred = fp.argmax(1), il.argmax(1)
     label = "default" if int_model.config == QuantConfig() else int_model.config.label
     return EvalResult(
-        model_name,
-        label,
-        float((fp_pred == test.labels).mean()),
-        float((int_pred == test.labels).mean()),
-        float((fp_pred == int_pred).mean()),
-        trunc,
-        len(test),
-        library_memory(int_model) if memory else None,
+        model=model_name,
+        variant=label,
+        fp32_top1=float((fp_pred == test.labels).mean()),
+        int_top1=float((int_pred == test.labels).mean()),
+        agreement=float((fp_pred == int_pred).mean()),
+        truncation=trunc,
+        images=len(test),
+        memory=library_memory(int_model) if memory else None,
     )
 
 
@@ -233,9 +167,9 @@ def format_results(results: list[EvalResult]) -> str:
     for r in results:
         t = r.truncation
         trunc = "/".join(f"{100 * t.get(k, 0):.1f}" for k in ("softmax", "gelu", "layernorm"))
-        mem = r.memory or {}
-        act = f"{mem['activation_bytes'] / 1024:.1f}" if mem else "-"
-        wts = f"{mem['weight_bytes'] / 1024:.1f}" if mem else "-"
+        mem = r.memory
+        act = "-" if mem is None else f"{mem.activation_bytes / 1024:.1f}"
+        wts = "-" if mem is None else f"{mem.weight_bytes / 1024:.1f}"
         lines.append(
             f"{r.model:<{wm}}{r.variant:<{wv}}{100 * r.fp32_top1:>7.2f}"
             f"{100 * r.int_top1:>7.2f}{100 * r.agreement:>7.2f}{trunc:>22}{act:>10}{wts:>13}"
@@ -246,7 +180,8 @@ def format_results(results: list[EvalResult]) -> str:
 def save_results(results: list[EvalResult], path: str | Path) -> Path:
     import json
 
+    from intvit.paths import write_text_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([r.as_dict() for r in results], indent=2) + "\n")
-    return path
+    return write_text_atomic(path, json.dumps([r.as_dict() for r in results], indent=2) + "\n")
