@@ -65,6 +65,19 @@ def div_round_half_even(num: tirx.PrimExpr, den: int) -> tirx.PrimExpr:
     return div_round_half_even_var(num, const(den, dtype_of(num)))
 
 
+def shift_right_half_even_var(x: tirx.PrimExpr, s: tirx.PrimExpr) -> tirx.PrimExpr:
+    """``round(x / 2**s)``, ties to even, for int64 ``0 <= x < 2**63`` and a run-time ``s >=
+    1`` (``s >= 64`` gives 0); the shift is capped at 63 so that no shift is undefined."""
+    dtype = dtype_of(x)
+    c = consts(dtype)
+    capped = tirx.min(s, c(63))
+    q = x >> capped
+    rest = x - (q << capped)
+    half = c(1) << (capped - c(1))
+    up = tirx.Or(rest > half, tirx.And(rest == half, (q & c(1)) == c(1)))
+    return tirx.Select(s >= c(64), c(0), q + up.astype(dtype))
+
+
 def div_round_half_even_var(num: tirx.PrimExpr, den: tirx.PrimExpr) -> tirx.PrimExpr:
     """``round(num / den)``, ties to even, for a runtime ``den > 0`` (``2 * den`` fits)."""
     dtype = dtype_of(num)

@@ -64,6 +64,18 @@ def div_round_half_even_var(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return q + up.astype(q.dtype)
 
 
+def shift_right_half_even_var(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``round(x / 2**s)``, ties to even, for int64 ``0 <= x < 2**63`` and per-element
+    ``s >= 1`` (``s >= 64`` gives 0: ``x < 2**(s-1)``)."""
+    s = np.asarray(s, dtype=np.int64)
+    capped = np.minimum(s, 63)
+    q = x >> capped
+    rest = x - (q << capped)
+    half = np.left_shift(np.int64(1), capped - 1)
+    up = (rest > half) | ((rest == half) & ((q & 1) == 1))
+    return np.where(s >= 64, np.int64(0), q + up.astype(q.dtype))
+
+
 def div_round_half_even(num: np.ndarray, den: int) -> np.ndarray:
     """``round(num / den)`` with ties to even (``torch.round``), integers only, ``den > 0``."""
     return div_round_half_even_var(num, den)

@@ -13,7 +13,7 @@ from intvit.topi.intops import (
     acc_dtype,
     clamp,
     consts,
-    div_round_half_even_var,
+    shift_right_half_even_var,
     shift_right_round,
 )
 from intvit.topi.rowwise import check_rowwise_input, row_reduce
@@ -32,9 +32,10 @@ def _shiftmax_exp(x: tirx.PrimExpr, p: ShiftmaxParams, dtype: str, lo: int) -> t
 def _ibert_exp(x: tirx.PrimExpr, p: IBertSoftmaxParams, dtype: str, lo: int) -> tirx.PrimExpr:
     c = consts(dtype)
     z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.n)
-    if dtype == "int64":  # exact: see softmax_ref.ibert_softmax_ref
-        num = tirx.max(z, c(0)) * c(2**15 - 1)
-        return div_round_half_even_var(num, c(p.c_int) << k)
+    if dtype == "int64":  # the authors' rounding: see softmax_ref.ibert_softmax_ref
+        product = tirx.max(z, c(0)) * c(p.frexp_m)
+        e16 = shift_right_half_even_var(product, c(p.frexp_e - p.n) + k)
+        return tirx.min(e16, c(2**15 - 1))
     e = tirx.max(z << (c(p.n) - k), c(0))
     return shift_right_round(e * c(p.m16), p.s16, dtype)
 

@@ -21,6 +21,30 @@ IBERT_EXP_C = 1.0 / 0.35815147
 IBERT_LN2 = -0.6931
 
 
+def authors_exp16_multiplier(scale: float, c_int: int, n: int) -> tuple[int, int]:
+    """``(m, e)``: the multiplier ``m / 2**e`` by which I-BERT's ``IntSoftmax`` requantizes its
+    exps to 16 bits, computed with the authors' float steps:
+
+    - the exp scale ``A = 0.35815147 * S**2 / 2**n`` (float64, ``int_polynomial`` then
+      ``int_exp``);
+    - ``QuantAct(16)``'s range: its float32 running maximum, the largest exp ``(c_int << n) *
+      A`` (every row's maximum gives it), and its scale ``B = x_max / (2**15 - 1)`` in float32;
+    - ``FixedPointMul``: ``A / B`` in float64 (``B`` read as float32), split by
+      ``batch_frexp`` into a mantissa rounded half up to 31 bits, ``m``, and ``e = 31 -
+      exponent``.
+    """
+    import decimal
+
+    import numpy as np
+
+    exp_scale = IBERT_EXP_A * scale**2 / 2.0**n
+    x_max = np.float32(float(c_int) * 2.0**n * exp_scale)
+    act_scale = x_max / np.float32(2**15 - 1)  # float32 division, as torch's on the buffer
+    mantissa, exponent = math.frexp(exp_scale / float(act_scale))
+    m = decimal.Decimal(mantissa * 2**31).quantize(decimal.Decimal(1), decimal.ROUND_HALF_UP)
+    return int(m), 31 - exponent
+
+
 def _check_common(scale: float, out_bits: int, acc_bits: int, n: int | None = None) -> None:
     check_scale("scale", scale)
     check_int_range("out_bits", out_bits, 2, 16)
@@ -79,15 +103,18 @@ class IBertSoftmaxParams(_Probabilities):
     ``2**-out_bits``. Needs int64: ``z << (30 - q)`` and the constant ``2**32`` do not fit
     int32.
 
-    The 16-bit requantization is the authors' in exact arithmetic (int64): ``round(z *
-    (2**15-1) / (c_int << q))``, ties to even as ``torch.round`` (the exp ``z << (n - q)`` at
-    the scale that maps the largest exp, ``c_int << n``, to ``2**15-1``), so ties such as
-    ``S = 0.08``, every ``x = x0`` (exactly 16383.5) go to 16384 as theirs do. ``m16 /
-    2**s16`` is only what an int32 port multiplies by (``acc_bits=32``, the truncation
-    audit's case): ``min(32, 62 - bitlen(c_int))`` bits, fewer where the shift cap of 62
-    binds (``S <= 3e-3``: 29 bits there, 23 at ``S = 3e-4``). A one-hot row gives exactly
-    ``2**out_bits - 1`` in integers (only float32 code reaches ``2**out_bits``); the clamp
-    to ``2**out_bits - 1`` is a guard that never acts on the int64 path.
+    The 16-bit requantization is the authors' ``QuantAct(16)`` with its ``FixedPointMul``,
+    rounding for rounding (:func:`authors_exp16_multiplier`): the exp ``e = z << (n - q)``
+    times the 31-bit mantissa ``frexp_m`` of their float64 ratio of the exp scale to their
+    float32 16-bit scale, ``round(e * frexp_m / 2**frexp_e)`` ties to even (``torch.round``),
+    clamped to ``2**15 - 1``. The int64 kernel computes it as ``round(z * frexp_m /
+    2**(frexp_e - n + q))`` (``z <= c_int < 2**31``: the product fits), so a tie of the exact
+    ratio (``S = 0.08``, ``x = x0``: 16383.5) goes the way the authors' float32 scale sends
+    it. ``m16 / 2**s16`` is what an int32 port multiplies by (``acc_bits=32``, the truncation
+    audit's case): the exact ratio ``(2**15-1) / (c_int << n)`` in ``min(32, 62 -
+    bitlen(c_int))`` bits. A one-hot row gives ``2**out_bits - 1`` in integers (only float32
+    code reaches ``2**out_bits``); the clamp to ``2**out_bits - 1`` is a guard that never acts
+    on the int64 path.
     """
 
     scale: float
@@ -99,6 +126,8 @@ class IBertSoftmaxParams(_Probabilities):
     s16: int
     out_bits: int
     acc_bits: int
+    frexp_m: int
+    frexp_e: int
 
     variant = "ibert"
 
@@ -113,9 +142,10 @@ class IBertSoftmaxParams(_Probabilities):
         # dyadic m16 / 2**s16 of that ratio is what the int32 port multiplies by.
         ratio = (2**15 - 1) / (c_int * 2.0**n)
         dy = Dyadic.from_float(ratio, m_bits=min(32, 62 - bit_length(c_int)))
-        if dy.s <= n:
+        frexp_m, frexp_e = authors_exp16_multiplier(scale, c_int, n)
+        if dy.s <= n or frexp_e <= n:
             raise ValueError(f"scale={scale!r} is too coarse for I-BERT softmax with n={n}")
-        return cls(scale, x0, b_int, c_int, n, dy.m, dy.s, out_bits, acc_bits)
+        return cls(scale, x0, b_int, c_int, n, dy.m, dy.s, out_bits, acc_bits, frexp_m, frexp_e)
 
     @property
     def out_scale(self) -> float:

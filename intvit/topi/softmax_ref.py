@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from intvit.topi.intexp_ref import poly_exp_terms, shift_exp
-from intvit.topi.intops_ref import as_acc, clamp, consts, div_round_half_even_var, shift_right_round
+from intvit.topi.intops_ref import (
+    as_acc,
+    clamp,
+    consts,
+    shift_right_half_even_var,
+    shift_right_round,
+)
 from intvit.topi.softmax_params import (
     EdgeSoftmaxParams,
     IBertSoftmaxParams,
@@ -38,11 +44,10 @@ def ibert_softmax_ref(q: np.ndarray, p: IBertSoftmaxParams, acc_bits: int | None
     x = x - x.max(axis=-1, keepdims=True)
     z, k = poly_exp_terms(x, p.x0, p.b_int, p.c_int, p.n, bits)
     if bits == 64:
-        # The authors' 16-bit requantization in exact arithmetic: e = z << (n-k) at the scale
-        # whose maximum c_int << n maps to 2**15-1, rounded half to even (torch.round):
-        # round(z * (2**15-1) / (c_int << k)), with no 2**n blow-up and no dyadic error.
-        num = np.maximum(z, c(0)) * c(2**15 - 1)
-        e16 = div_round_half_even_var(num, c(p.c_int) << k)
+        # The authors' QuantAct(16): round((z << (n-k)) * m / 2**e), ties to even, as
+        # round(z * m / 2**(e - n + k)) (z <= c_int < 2**31, m <= 2**31: the product fits).
+        product = np.maximum(z, c(0)) * c(p.frexp_m)
+        e16 = np.minimum(shift_right_half_even_var(product, c(p.frexp_e - p.n) + k), c(2**15 - 1))
     else:  # the authors' order, as an int32 port computes it (what the audit measures)
         e = np.maximum(np.left_shift(z, c(p.n) - k), c(0))
         e16 = shift_right_round(e * c(p.m16), p.s16, bits)
