@@ -739,8 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument(
         "--ops",
         default=None,
-        help="only kernels of these kinds (packed_gemm, softmax, gelu, layernorm, ...) or with "
-        "these name prefixes (a,b)",
+        help="only kernels of these kinds (packed_gemm, low_rank_gemm, softmax, gelu, layernorm, "
+        "...) or with these name prefixes (a,b)",
     )
     tun.add_argument("--batch", type=positive_int, default=1)
     tun.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -218,21 +218,26 @@ ARM_KNOB_SHAPES = [((197,), 192, 576), ((197,), 768, 192), ((197,), 192, 48), ((
 def test_gemm_knob_points_bit_exact_on_emulated_arm(preset, kernel_name, arm_device, tmp_path):
     """A seeded sweep of the tuned space on each ARM micro-kernel: 10 (shape, activation
     dtype, knob point) cases drawn at random from every shape's space (register tile,
-    parallel split, epilogue), plus each shape's largest tile, in one library run on the
-    emulated device, each equal to the reference."""
+    parallel split, epilogue, K block), plus each shape's largest tile and one K-blocked
+    point, in one library run on the emulated device, each equal to the reference."""
     from intvit.schedules.gemm import knob_space, packed_gemm_workload, schedule_packed_gemm
 
     target = get_preset(preset)
     kernel = KERNELS[kernel_name]
     rng = np.random.default_rng(23)
     cases, funcs = {}, {}
-    for i in range(10 + len(ARM_KNOB_SHAPES)):
+    for i in range(11 + len(ARM_KNOB_SHAPES)):
         lead, k, n = ARM_KNOB_SHAPES[i % len(ARM_KNOB_SHAPES)]
         dtype = ("int8", "uint8")[int(rng.integers(2))]
         func = packed_gemm_workload((*lead, k), dtype, n, kernel)
         space = knob_space(func, kernel)
         if i < len(ARM_KNOB_SHAPES):
             knobs = max(space, key=lambda p: (p.m_tile * p.n_vectors, p.m_tile))
+        elif i == len(ARM_KNOB_SHAPES):  # fc2 (K = 768) with K blocked: panels block by block
+            lead, k, n = ARM_KNOB_SHAPES[1]
+            func = packed_gemm_workload((*lead, k), dtype, n, kernel)
+            blocked = [p for p in knob_space(func, kernel) if p.layout.k_blocked]
+            knobs = blocked[int(rng.integers(len(blocked)))]
         else:
             knobs = space[int(rng.integers(len(space)))]
         info = np.iinfo(dtype)
@@ -345,10 +350,15 @@ ARM_LOW_RANK_SHAPES = [
 def test_fused_low_rank_bit_exact_on_emulated_arm(preset, kernel_name, arm_device, tmp_path):
     """The fused low-rank linear (both factors in one kernel) on each ARM micro-kernel over
     swept shapes (ranks and widths that fill no tile, several leading axes, one chunk or
-    two), int8 and uint8 activations, in one library run on the emulated device."""
+    two), int8 activations with the default tiles and uint8 ones with a seeded point of the
+    tuned space, in one library run on the emulated device."""
     from intvit.quant.plan_common import acc_bits
     from intvit.schedules.intrinsics import first_factor_tile
-    from intvit.schedules.low_rank import low_rank_gemm_func
+    from intvit.schedules.low_rank import (
+        low_rank_gemm_func,
+        low_rank_knob_space,
+        low_rank_workload,
+    )
     from intvit.topi.low_rank_packed import pack_low_rank
     from intvit.topi.low_rank_ref import low_rank_ref
     from intvit.topi.requantize_params import RequantParams
@@ -369,7 +379,15 @@ def test_fused_low_rank_bit_exact_on_emulated_arm(preset, kernel_name, arm_devic
             rq = RequantParams.make(2.0**-9 / k, acc_bits(k), "int8")
             name = f"low_rank{i}_{dtype}"
             cases[name] = (x, down, b1, rq, up, b2)
-            func = low_rank_gemm_func(x.shape, dtype, down, up, rq, kernel, kernel, chunks)
+            knobs = None  # int8: the default tiles; uint8: a seeded point of the tuned space
+            if dtype == "uint8":
+                first = first_factor_tile((kernel,), kernel, rank)
+                workload = low_rank_workload(x.shape, dtype, down, up, rq, first, kernel, chunks)
+                space = low_rank_knob_space(workload, first, kernel, chunks)
+                knobs = space[int(rng.integers(len(space)))]
+            func = low_rank_gemm_func(
+                x.shape, dtype, down, up, rq, kernel, kernel, chunks, True, knobs
+            )
             funcs[name] = func.with_attr("global_symbol", name)
     rlib, dev = _load_on_emulated_arm(funcs, target, tmp_path / f"{preset}-low-rank.so", arm_device)
     outputs = {}

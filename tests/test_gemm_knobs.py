@@ -17,6 +17,7 @@ from intvit.schedules.gemm import (
     default_gemm_schedule,
     default_knobs,
     gemm_facts,
+    knob_schedule,
     knob_space,
     packed_gemm_workload,
     schedule_packed_gemm,
@@ -38,10 +39,11 @@ KERNEL = gemm_kernel_for(HOST.target)
 needs_kernel = pytest.mark.skipif(KERNEL is None, reason="no dot-product micro-kernel here")
 
 #: (rows as x's leading shape, K, N): DeiT's GEMM shapes at one block's width, the digits
-#: models', narrow ones (row chunks), padded widths, and several row axes
+#: models', narrow ones (row chunks), padded widths, several row axes, and K blocked
 SHAPES = [
     ((197,), 192, 576),
     ((197,), 768, 192),
+    ((2, 40), 512, 64),
     ((197,), 192, 48),
     ((17,), 64, 192),
     ((2, 197), 64, 256),
@@ -114,6 +116,50 @@ def test_each_layout_on_a_deit_shape_is_bit_exact(layout):
     x, w, b = _operands(lead, k, n, "int8", KERNEL, 3)
     out = _run_dense(schedule_packed_gemm(func, KERNEL, True, knobs), x, w, b, KERNEL)
     np.testing.assert_array_equal(out, dense_ref(x, w, b))
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "layout", ["columns/column/kblocks", "columns/top/kblocks", "bothx2/top/kblocks"]
+)
+def test_k_blocked_layouts_on_deit_fc2_are_bit_exact(layout):
+    """K blocked (DeiT-tiny's fc2, K = 768: 192 steps of 4), with the smallest and the
+    largest K block, each with the largest tile: each column tile's panel swept block by
+    block."""
+    lead, k, n = (197,), 768, 192
+    func = _unscheduled(lead, k, n, "uint8", KERNEL)
+    chosen = GemmLayout.parse(layout)
+    points = [p for p in knob_space(func, KERNEL) if p.layout == chosen]
+    assert points, f"{layout} is not legal here"
+    x, w, b = _operands(lead, k, n, "uint8", KERNEL, 11)
+    blocks = sorted({p.k_block for p in points})
+    for block in (blocks[0], blocks[-1]):
+        knobs = max(
+            (p for p in points if p.k_block == block),
+            key=lambda p: (p.m_tile * p.n_vectors, p.m_tile),
+        )
+        out = _run_dense(schedule_packed_gemm(func, KERNEL, True, knobs), x, w, b, KERNEL)
+        np.testing.assert_array_equal(out, dense_ref(x, w, b), err_msg=str(knobs))
+
+
+def test_k_blocked_knobs_replay_from_their_trace():
+    """A K-blocked point's trace names its K block (what the knob table reports) and replays
+    to the same kernel; a K block without a K-blocked layout, or the converse, is refused."""
+    kernel = vnni_kernel(("avx512vl",))
+    func = _unscheduled((197,), 768, 192, "int8", kernel)
+    tile = (kernel.m_tile, kernel.n_vectors)
+    knobs = GemmKnobs(GemmLayout(Split.COLUMNS, Epilogue.TOP, 1, True), *tile, 24)
+    assert knobs in knob_space(func, kernel)
+    sch = knob_schedule(func, kernel, True, knobs)
+    assert knobs_of_trace(sch.trace, kernel.rows) == knobs
+    assert str(knobs) == f"{tile[0]}x{tile[1]} columns/top/kblocks K-block 24 steps"
+    replayed = tvm.s_tir.Schedule(func)
+    sch.trace.apply_to_schedule(replayed, remove_postproc=False)
+    tvm.ir.assert_structural_equal(replayed.mod["main"], sch.mod["main"])
+    with pytest.raises(ValueError, match="K block iff K is blocked"):
+        knob_schedule(func, kernel, True, GemmKnobs(GemmLayout(), *tile, 24))
+    with pytest.raises(ValueError, match="K block iff K is blocked"):
+        knob_schedule(func, kernel, True, GemmKnobs(knobs.layout, *tile))
 
 
 @needs_kernel
@@ -194,7 +240,13 @@ def test_layouts_follow_what_tvm_computes_exactly():
         tvm.s_tir.Schedule(_unscheduled((17,), 64, 64, "int8", kernel)), kernel, True
     )
     assert {lay.split for lay in legal_layouts(small)} == {Split.COLUMNS}
-    for text in ("columns/register", "rowsx2/top", "bothx2/column"):
+    assert not any(lay.k_blocked for lay in deit)  # K = 192: 48 steps, a panel fits any L1
+    fc2 = legal_layouts(
+        gemm_facts(tvm.s_tir.Schedule(_unscheduled((197,), 768, 192, "int8", kernel)), kernel, True)
+    )
+    blocked = [lay for lay in fc2 if lay.k_blocked]
+    assert blocked and all(lay.epilogue is not Epilogue.REGISTER for lay in blocked)
+    for text in ("columns/register", "rowsx2/top", "bothx2/column", "columns/top/kblocks"):
         assert str(GemmLayout.parse(text)) == text
     with pytest.raises(ValueError, match="not a GEMM layout: 'diagonal/top'"):
         GemmLayout.parse("diagonal/top")

@@ -281,6 +281,42 @@ def test_heterogeneous_model_bit_exact_on_host(name):
         assert any("_lr" in f for f in funcs) != fused  # a first factor on its own, or none
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not has_vnni(host_cpu()[1]), reason="the linears fuse only with VNNI")
+def test_tuning_searches_the_fused_low_rank_tiles_and_applies_them_bit_exactly(tmp_path):
+    """``intvit tune --ops low_rank_gemm``: each fused low-rank linear's default tiles are
+    measured first, the search measures other tiles, and the build with the records (every
+    one replayed) equals the reference forward."""
+    from intvit.schedules.database import apply_database
+    from intvit.tune.job import TuneConfig, count_records, tune
+
+    _, model = _int_model(CONFIGS["low-rank"])
+    db = tmp_path / "db"
+    cfg = TuneConfig(trials=16, db=db, trials_per_iter=4, ops=("low_rank_gemm",), progress=False)
+    summary = tune(model, cfg, log=lambda *_: None)
+    assert summary.failed == 0, summary.last_error
+    assert summary.seeded >= 1 and count_records(db) > summary.seeded
+    preset = get_preset("host")
+    not_replayed: list[str] = []
+    tuned = apply_database(
+        scheduled_module(model, preset, 1, tunable=True), db, preset.tvm_target(), not_replayed
+    )
+    applied = [
+        gv.name_hint
+        for gv, f in tuned.functions_items()
+        if kernel_kind(f) == LOW_RANK_GEMM and f.attrs.get("tirx.is_scheduled", False)
+    ]
+    assert applied and not not_replayed
+    q = quantize_input(model, digits("test").images[:2])
+    compiled = compile_int_model(model, "host", batch=1, db=db)
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    for image in q:
+        np.testing.assert_array_equal(
+            vm["main"](tvm.runtime.tensor(image[None])).numpy(),
+            reference_forward(model, image[None]),
+        )
+
+
 @st.composite
 def vit_archs(draw):
     dim = draw(st.sampled_from([16, 24, 40, 64]))

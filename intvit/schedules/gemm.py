@@ -43,7 +43,7 @@ def gemm_facts(sch: s_tir.Schedule, kernel: GemmKernel, parallel: bool) -> GemmF
     names = [sch.get(b).name_hint for b in blocks]
     acc = next(i for i, n in enumerate(names) if n.endswith(PACKED_ACC))
     extents = [int(sch.get(lp).extent) for lp in sch.get_loops(blocks[acc])]
-    *batch, m, n, _, _, _ = extents
+    *batch, m, n, _, _, k = extents
     macs = math.prod(extents)
     tileable = False
     if acc + 1 < len(names):
@@ -55,6 +55,7 @@ def gemm_facts(sch: s_tir.Schedule, kernel: GemmKernel, parallel: bool) -> GemmF
         tileable=tileable,
         row_blocks=m,
         column_blocks=n,
+        k_steps=k // kernel.kpack,
         # Small GEMMs (the digits models: ~70k MACs) lose more to the thread pool than they
         # gain; DeiT's (~20M MACs) gain: measured 28 vs 41 ms for DeiT-tiny on 2 cores.
         parallel=parallel and macs >= MIN_PARALLEL_MACS,
@@ -82,6 +83,12 @@ def default_knobs(facts: GemmFacts, kernel: GemmKernel) -> GemmKnobs:
     return GemmKnobs(candidates[0], kernel.m_tile, kernel.n_vectors)
 
 
+def max_k_block(facts: GemmFacts) -> int:
+    """The largest K block (in ``kpack`` steps) a K-blocked layout samples: half of K, so
+    that K is always at least two blocks."""
+    return facts.k_steps // 2
+
+
 def max_tile(kernel: GemmKernel) -> tuple[int, int]:
     """The largest register tile a tuning job samples: twice the hand-chosen one's row
     blocks and vectors (the target's register file bounds what is fast, not what is exact;
@@ -102,7 +109,10 @@ def knob_schedule(
     knobs = knobs or default_knobs(facts, kernel)
     if knobs.layout not in legal_layouts(facts):
         raise ValueError(f"{kernel.name}: layout {knobs.layout} is not legal for this GEMM")
-    apply_packed_gemm(sch, kernel, facts, knobs.layout, (knobs.m_tile, knobs.n_vectors))
+    if knobs.layout.k_blocked != (knobs.k_block is not None):
+        raise ValueError(f"{kernel.name}: knobs {knobs} give a K block iff K is blocked")
+    tile = (knobs.m_tile, knobs.n_vectors, knobs.k_block)
+    apply_packed_gemm(sch, kernel, facts, knobs.layout, tile)
     return sch
 
 
@@ -127,15 +137,20 @@ def default_gemm_schedule(
 def knob_space(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool = True) -> list[GemmKnobs]:
     """Every point of a packed GEMM's tuned space: each legal layout with each register
     tile whose row blocks divide a chunk's (or all) row blocks and whose vectors divide the
-    column blocks, both at most :func:`max_tile`."""
+    column blocks, both at most :func:`max_tile`, and for a K-blocked layout each K block
+    that divides K's steps, at most :func:`max_k_block`."""
     facts = gemm_facts(s_tir.Schedule(func), kernel, parallel)
     most_rows, most_vectors = max_tile(kernel)
     vectors = [v for v in range(1, most_vectors + 1) if facts.column_blocks % v == 0]
+    k_blocks = [b for b in range(1, max_k_block(facts) + 1) if facts.k_steps % b == 0]
     space = []
     for layout in legal_layouts(facts):
         blocks = facts.row_blocks // layout.row_chunks
         rows = [r for r in range(1, most_rows + 1) if blocks % r == 0]
-        space += [GemmKnobs(layout, r * kernel.rows, v) for r in rows for v in vectors]
+        ks = k_blocks if layout.k_blocked else [None]
+        space += [
+            GemmKnobs(layout, r * kernel.rows, v, kb) for r in rows for v in vectors for kb in ks
+        ]
     return space
 
 
@@ -155,7 +170,7 @@ def packed_gemm_space(kernel: GemmKernel, parallel: bool):
     return spaces
 
 
-def _sampled_split(sch: s_tir.Schedule, loop, blocks: int | None, most: int):
+def sampled_split(sch: s_tir.Schedule, loop, blocks: int | None, most: int):
     """``loop`` split in two by a sampled perfect tile, its inner factor at most ``most``
     (``blocks``: that decision instead of a sampled one)."""
     decision = None
@@ -170,10 +185,11 @@ def apply_packed_gemm(
     kernel: GemmKernel,
     facts: GemmFacts,
     layout: GemmLayout,
-    tile: tuple[int, int] | None,
+    tile: tuple[int, int, int | None] | None,
 ) -> None:
     """Schedule the packed GEMM in ``sch`` with ``layout`` and the register ``tile`` (rows,
-    vectors; None: sampled, for a tuning job's design space)."""
+    vectors, and a K-blocked layout's K block in ``kpack`` steps; None: sampled, for a
+    tuning job's design space)."""
     root = sch.get_sblock("root")
     blocks = list(sch.get_child_blocks(root))
     # a batch_matmul's column sums (an offset operand's compensation) stay at the top level;
@@ -183,25 +199,32 @@ def apply_packed_gemm(
     acc = next(i for i, n in enumerate(names) if n.endswith(PACKED_ACC))
     block = blocks[acc]
     most_rows, most_vectors = max_tile(kernel)
-    row_blocks, vectors = (None, None) if tile is None else (tile[0] // kernel.rows, tile[1])
+    row_blocks, vectors, k_block = (
+        (None, None, None) if tile is None else (tile[0] // kernel.rows, tile[1], tile[2])
+    )
     # acc[..., M/rows, N/lanes, rows, lanes] (see dense_packed): the micro-kernel covers
     # the (rows, lanes, kpack) block.
     *batch, m, n, r, lane, k = sch.get_loops(block)
     chunk = None
     if layout.split is not Split.COLUMNS:  # row chunks outside the column tiles
         chunk, m = sch.split(m, [layout.row_chunks, None])
-    mo, mi = _sampled_split(sch, m, row_blocks, most_rows)
-    no, nv = _sampled_split(sch, n, vectors, most_vectors)
+    mo, mi = sampled_split(sch, m, row_blocks, most_rows)
+    no, nv = sampled_split(sch, n, vectors, most_vectors)
     ko, ki = sch.split(k, [None, kernel.kpack])
-    sch.reorder(*batch, *([chunk] if chunk else []), no, mo, ko, mi, nv, r, lane, ki)
+    kb = None  # K-blocked: each K block of a column tile swept over all its row tiles
+    if layout.k_blocked:
+        kb, ko = sampled_split(sch, ko, k_block, max_k_block(facts))
+    column_loops = [no, *([kb] if kb else [])]
+    sch.reorder(*batch, *([chunk] if chunk else []), *column_loops, mo, ko, mi, nv, r, lane, ki)
     if batch:  # batched (attention): one parallel loop over groups and column tiles
         no = sch.fuse(*batch, no)
     if layout.split is Split.BOTH:
         no = sch.fuse(chunk, no)
-    _weight_panel_at(sch, blocks, names, no)
-    # the register tile's accumulators in a tile-sized buffer (see register_epilogue)
+    _weight_panel_at(sch, blocks, names, kb or no)
+    # the accumulators in a buffer of one register tile (see register_epilogue), or under
+    # K blocking of one column tile, complete only after its last K block
     writeback = sch.cache_write(block, 0, "global")
-    sch.reverse_compute_at(writeback, mo, preserve_unit_loops=True)
+    sch.reverse_compute_at(writeback, no if kb else mo, preserve_unit_loops=True)
     if layout.epilogue is Epilogue.REGISTER:
         _epilogue_on_registers(sch, _inline_epilogue(sch, names, acc), writeback, mo, kernel)
     else:
@@ -210,7 +233,7 @@ def apply_packed_gemm(
             column_epilogue(sch, _inline_epilogue(sch, names, acc), no)
     if facts.parallel:  # before tensorize: parallel needs the block's affine bindings
         sch.parallel(chunk if layout.split is Split.ROWS else no)
-    sch.decompose_reduction(block, ko)
+    sch.decompose_reduction(block, kb or ko)
     # one row: the unit row loop stays outside (see intrinsics._dot_desc)
     sch.tensorize(r if kernel.rows > 1 else lane, kernel.intrin)
     sch.unroll(mi)

@@ -6,10 +6,15 @@ Two kinds of knob, as MetaSchedule's design spaces are written:
 - the **register tile**, rows x column vectors, is sampled (``sample_perfect_tile`` on the
   row-tile and column-tile loops, so every value divides the padded extents and the tuner's
   tile-size mutator can change it);
-- the **layout**, which of the parallel splits (column tiles, row chunks, or both) and where
+- the **layout**, which of the parallel splits (column tiles, row chunks, or both), where
   the epilogue runs (on the register tile's accumulators, per column tile, or after the
-  whole accumulation), changes the schedule's structure: each legal layout is one design
-  space.
+  whole accumulation) and whether K is blocked, changes the schedule's structure: each
+  legal layout is one design space;
+- the **K block** of a K-blocked layout, sampled like the tile: each column tile's weight
+  panel is widened and swept one K block at a time across all its row tiles, so that a
+  panel of ``K x lanes * n_vectors`` too large for L1 (DeiT-base's fc2, K = 3072, on a
+  32 KiB L1) is reused from L1 block by block; the accumulators then stay in memory between
+  blocks.
 
 Every knob value computes the same integers: the tile and the split only reorder int32
 additions that cannot overflow (see :mod:`intvit.topi.dense_packed`), and each layout is
@@ -40,6 +45,10 @@ class Epilogue(enum.Enum):
     TOP = "top"  # after the whole accumulation, parallel over the output rows
 
 
+#: The suffix of a K-blocked layout's name.
+K_BLOCKED = "kblocks"
+
+
 @dataclass(frozen=True)
 class GemmLayout:
     """One design space of a packed GEMM's schedule (the structural knobs)."""
@@ -48,18 +57,25 @@ class GemmLayout:
     epilogue: Epilogue = Epilogue.TOP
     #: row chunks of the ROWS and BOTH splits
     row_chunks: int = 1
+    #: K swept in blocks (their size sampled), each block across every row tile of a column
+    #: tile
+    k_blocked: bool = False
 
     def __str__(self) -> str:
         chunks = f"x{self.row_chunks}" if self.split is not Split.COLUMNS else ""
-        return f"{self.split.value}{chunks}/{self.epilogue.value}"
+        blocked = f"/{K_BLOCKED}" if self.k_blocked else ""
+        return f"{self.split.value}{chunks}/{self.epilogue.value}{blocked}"
 
     @classmethod
     def parse(cls, text: str) -> GemmLayout:
         """The layout ``str(layout)`` names (ValueError naming the text otherwise)."""
-        split_text, _, epilogue_text = text.partition("/")
-        split_name, _, chunks = split_text.partition("x")
+        parts = text.split("/")
         try:
-            return cls(Split(split_name), Epilogue(epilogue_text), int(chunks or 1))
+            if len(parts) not in (2, 3) or parts[2:] not in ([], [K_BLOCKED]):
+                raise ValueError(text)
+            split_name, _, chunks = parts[0].partition("x")
+            blocked = len(parts) == 3
+            return cls(Split(split_name), Epilogue(parts[1]), int(chunks or 1), blocked)
         except ValueError:
             raise ValueError(f"not a GEMM layout: {text!r}") from None
 
@@ -73,9 +89,12 @@ class GemmKnobs:
     layout: GemmLayout
     m_tile: int
     n_vectors: int
+    #: a K-blocked layout's block, in steps of the micro-kernel's ``kpack`` (None otherwise)
+    k_block: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.m_tile}x{self.n_vectors} {self.layout}"
+        blocks = "" if self.k_block is None else f" K-block {self.k_block} steps"
+        return f"{self.m_tile}x{self.n_vectors} {self.layout}{blocks}"
 
 
 @dataclass(frozen=True)
@@ -93,11 +112,17 @@ class GemmFacts:
     row_blocks: int
     column_blocks: int
     parallel: bool
+    #: the reduction's steps of the micro-kernel's ``kpack``: ``K / kpack``, padded
+    k_steps: int = 1
 
 
 #: The root block annotation naming a scheduled GEMM's layout (``str(GemmLayout)``), in its
 #: trace and so in every tuning record of it.
 LAYOUT_ANNOTATION = "intvit.gemm_layout"
+
+#: The shortest K (in ``kpack`` steps, at least two blocks of at least 8) a K-blocked layout
+#: is offered for: below it, a column tile's panel is a few KiB and fits any L1.
+MIN_K_BLOCKED_STEPS = 64
 
 #: Row chunks of the ROWS and BOTH splits: what :func:`~intvit.topi.dense_packed.dense_packed`
 #: pads a narrow GEMM's rows to.
@@ -110,7 +135,9 @@ def legal_layouts(facts: GemmFacts) -> list[GemmLayout]:
     axis (TVM 0.27's ``reverse_compute_at`` infers a wrong row range otherwise; see
     :func:`intvit.schedules.gemm.column_epilogue`); the column-tile epilogue only under the
     column split; row chunks only for a dense GEMM run in parallel whose row blocks split
-    evenly."""
+    evenly; K blocking only for a dense GEMM of at least :data:`MIN_K_BLOCKED_STEPS` steps,
+    with an epilogue after the whole of K (the accumulators are complete only then: not on
+    the register tile)."""
     splits = [Split.COLUMNS]
     if facts.parallel and not facts.grouped and facts.row_blocks % ROW_CHUNKS == 0:
         splits += [Split.ROWS, Split.BOTH]
@@ -123,13 +150,20 @@ def legal_layouts(facts: GemmFacts) -> list[GemmLayout]:
             if split is Split.COLUMNS:
                 epilogues.insert(len(epilogues) - 1, Epilogue.COLUMN)
         layouts += [GemmLayout(split, e, chunks) for e in epilogues]
+    if not facts.grouped and facts.k_steps >= MIN_K_BLOCKED_STEPS:
+        layouts += [
+            GemmLayout(lay.split, lay.epilogue, lay.row_chunks, k_blocked=True)
+            for lay in list(layouts)
+            if lay.epilogue is not Epilogue.REGISTER
+        ]
     return layouts
 
 
 def knobs_of_trace(trace, rows: int) -> GemmKnobs | None:
     """The knobs a packed GEMM schedule's trace (a tuning record's) applied, for a
-    micro-kernel of ``rows`` rows per instruction: its layout annotation and its two sampled
-    tiles (rows, then vectors); None for a trace that is not a packed GEMM schedule."""
+    micro-kernel of ``rows`` rows per instruction: its layout annotation and its sampled
+    tiles (rows, then vectors, then a K-blocked layout's K block); None for a trace that is
+    not a packed GEMM schedule."""
     layout = None
     tiles = []
     for inst in trace.insts:
@@ -138,6 +172,7 @@ def knobs_of_trace(trace, rows: int) -> GemmKnobs | None:
             layout = GemmLayout.parse(str(inst.inputs[1]).strip('"'))
         elif kind == "SamplePerfectTile":
             tiles.append([int(x) for x in trace.decisions[inst]])
-    if layout is None or len(tiles) != 2:
+    if layout is None or len(tiles) != 2 + layout.k_blocked:
         return None
-    return GemmKnobs(layout, tiles[0][-1] * rows, tiles[1][-1])
+    k_block = tiles[2][-1] if layout.k_blocked else None
+    return GemmKnobs(layout, tiles[0][-1] * rows, tiles[1][-1], k_block)

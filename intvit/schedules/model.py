@@ -33,10 +33,10 @@ def schedule_gemms(
     cores: int,
     leave_packed: bool = False,
 ) -> tvm.IRModule:
-    """A copy of ``mod`` with the packed GEMMs not scheduled yet (by a tuning database)
-    scheduled with their default knobs, each for the one of ``kernels`` it was packed for.
-    ``leave_packed``: the packed GEMMs stay unscheduled, for a tuning job to search (the
-    fused low-rank linears are scheduled either way: they have no tuned space)."""
+    """A copy of ``mod`` with the packed GEMMs and fused low-rank linears not scheduled yet
+    (by a tuning database) scheduled with their default knobs, each for the one of
+    ``kernels`` it was packed for. ``leave_packed``: they stay unscheduled, for a tuning job
+    to search."""
     out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
     for gv, func in mod.functions_items():
         if not isinstance(func, tirx.PrimFunc) or not kernels:
@@ -44,18 +44,27 @@ def schedule_gemms(
         if func.attrs is not None and func.attrs.get("tirx.is_scheduled", False):
             continue
         kind = kernel_kind(func)
-        if kind == PACKED_GEMM and not leave_packed:
+        if leave_packed and kind in (PACKED_GEMM, LOW_RANK_GEMM):
+            continue
+        if kind == PACKED_GEMM:
             kernel = kernel_of_func(func, kernels)
             out[gv] = schedule_packed_gemm(func, kernel, parallel=cores > 1)
         elif kind == LOW_RANK_GEMM:
-            first = replace(
-                kernel_of_func(func, kernels, FIRST_GEMM_KERNEL_ATTR),
-                n_vectors=int(func.attrs[FIRST_GEMM_VECTORS_ATTR]),
-            )
-            chunks = int(func.attrs[ROW_CHUNKS_ATTR])
-            second = kernel_of_func(func, kernels)
+            first, second, chunks = low_rank_kernels(func, kernels)
             out[gv] = schedule_low_rank_gemm(func, first, second, chunks, parallel=cores > 1)
     return out
+
+
+def low_rank_kernels(
+    func: tirx.PrimFunc, kernels: tuple[GemmKernel, ...]
+) -> tuple[GemmKernel, GemmKernel, int]:
+    """A fused low-rank linear's first GEMM's kernel (with the tile it was packed for), its
+    second GEMM's, and its row chunks: what its function's attributes record."""
+    first = replace(
+        kernel_of_func(func, kernels, FIRST_GEMM_KERNEL_ATTR),
+        n_vectors=int(func.attrs[FIRST_GEMM_VECTORS_ATTR]),
+    )
+    return first, kernel_of_func(func, kernels), int(func.attrs[ROW_CHUNKS_ATTR])
 
 
 def schedule_rows(mod: tvm.IRModule, cores: int) -> tvm.IRModule:

@@ -1,7 +1,8 @@
 """intvit's own schedules as measured records in the tuning database.
 
-A tuning job gives every packed GEMM a record of its default knobs
-(:func:`intvit.schedules.gemm.default_gemm_schedule`) and, on more than one core, every row
+A tuning job gives every packed GEMM and fused low-rank linear a record of its default knobs
+(:func:`intvit.schedules.gemm.default_gemm_schedule`,
+:func:`intvit.schedules.low_rank.low_rank_schedule`) and, on more than one core, every row
 kernel (softmax, GELU, LayerNorm, requantize) one of intvit's row schedule
 (:func:`intvit.schedules.rowwise.rowwise_schedule`), before MetaSchedule searches; both are
 replayable from their traces and measured by the same builder and runner as its candidates.

@@ -2,22 +2,27 @@
 
 Packed GEMMs (dense and attention's batch matmuls) get intvit's own design spaces
 (:func:`intvit.schedules.gemm.packed_gemm_space`): one per legal layout, the register tile
-sampled with ``sample_perfect_tile``, searched by MetaSchedule's evolutionary search with its
-tile-size mutator and XGBoost cost model. A packed GEMM's space is a few hundred points at
-most (layouts x tiles), so its population is small. Every other kernel keeps MetaSchedule's
-generic space (``post-order-apply`` with the target's schedule rules).
+(and a K-blocked layout's K block) sampled with ``sample_perfect_tile``, searched by
+MetaSchedule's evolutionary search with its tile-size mutator and XGBoost cost model; fused
+low-rank linears likewise (:func:`intvit.schedules.low_rank.low_rank_space`: their two
+register tiles). Such a space is a few thousand points at most, so its population is small.
+Every other kernel keeps MetaSchedule's generic space (``post-order-apply`` with the
+target's schedule rules).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import tvm
 
 from intvit.schedules.gemm import default_gemm_schedule, packed_gemm_space
 from intvit.schedules.intrinsics import gemm_kernels_for, kernel_of_func
+from intvit.schedules.low_rank import low_rank_schedule, low_rank_space
+from intvit.schedules.model import low_rank_kernels
 from intvit.schedules.rowwise import rowwise_schedule
-from intvit.topi.kinds import PACKED_GEMM, ROW_KINDS, kernel_kind
+from intvit.topi.kinds import LOW_RANK_GEMM, PACKED_GEMM, ROW_KINDS, kernel_kind
 
 #: The evolutionary search's population for a packed GEMM's design spaces.
 GEMM_POPULATION = 64
@@ -28,6 +33,29 @@ GEMM_POPULATION = 64
 #: the population over 2 generations chooses one in about 30 s.
 GENERIC_POPULATION = 128
 GENERIC_GENERATIONS = 2
+
+
+@dataclass(frozen=True)
+class KnobbedKind:
+    """A kind of kernel with intvit's own design space: ``space(func, kernels, parallel)``
+    gives its ``ScheduleFn`` generator, ``default(func, kernels, parallel)`` its hand-chosen
+    schedule with the trace (one point of that space)."""
+
+    space: Callable
+    default: Callable
+
+
+#: The kernel kinds whose knobs a tuning job searches in intvit's design spaces.
+KNOBBED: dict[str, KnobbedKind] = {
+    PACKED_GEMM: KnobbedKind(
+        space=lambda f, ks, par: packed_gemm_space(kernel_of_func(f, ks), par),
+        default=lambda f, ks, par: default_gemm_schedule(f, kernel_of_func(f, ks), par),
+    ),
+    LOW_RANK_GEMM: KnobbedKind(
+        space=lambda f, ks, par: low_rank_space(*low_rank_kernels(f, ks), par),
+        default=lambda f, ks, par: low_rank_schedule(f, *low_rank_kernels(f, ks), par),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -43,14 +71,14 @@ def task_space(func: tvm.tirx.PrimFunc, target: dict, cores: int) -> TaskSpace:
     """The design space of the kernel ``func`` for a job on ``target`` (a preset's dict)."""
     from tvm.s_tir import meta_schedule as ms
 
-    if kernel_kind(func) != PACKED_GEMM:
+    knobbed = KNOBBED.get(kernel_kind(func))
+    if knobbed is None:
         generic = ms.search_strategy.EvolutionarySearch(
             population_size=GENERIC_POPULATION, genetic_num_iters=GENERIC_GENERATIONS
         )
         return TaskSpace("post-order-apply", generic)
-    kernel = kernel_of_func(func, gemm_kernels_for(target))
     space = ms.space_generator.ScheduleFn(
-        packed_gemm_space(kernel, parallel=cores > 1),
+        knobbed.space(func, gemm_kernels_for(target), cores > 1),
         sch_rules=[],
         postprocs=[],
         mutator_probs={ms.mutator.MutateTileSize(): 1.0},
@@ -63,12 +91,11 @@ def task_space(func: tvm.tirx.PrimFunc, target: dict, cores: int) -> TaskSpace:
 
 def hand_schedule(func: tvm.tirx.PrimFunc, target: dict, cores: int, rows: bool):
     """intvit's own schedule of ``func`` with its trace (what a tuning job measures first):
-    the default knobs of a packed GEMM, and with ``rows`` the row schedule of a row kernel;
-    None for any other kernel."""
+    the default knobs of a packed GEMM or a fused low-rank linear, and with ``rows`` the row
+    schedule of a row kernel; None for any other kernel."""
     kind = kernel_kind(func)
-    if kind == PACKED_GEMM:
-        kernel = kernel_of_func(func, gemm_kernels_for(target))
-        return default_gemm_schedule(func, kernel, parallel=cores > 1)
+    if kind in KNOBBED:
+        return KNOBBED[kind].default(func, gemm_kernels_for(target), cores > 1)
     if rows and kind in ROW_KINDS:
         return rowwise_schedule(func)
     return None
