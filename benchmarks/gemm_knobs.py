@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/gemm_knobs.py [--shapes 197x192x576,...]
 
 For the host's default micro-kernel, each DeiT-tiny and DeiT-small linear (batch 1): every
-register tile, parallel split and epilogue placement the tuner may choose is built, checked
-bit-exact and timed (median of TVM's time evaluator, the same threads). Prints, per shape,
-the default knobs' and the best point's GMAC/s and their fraction of the measured peak of the
-micro-kernel's instruction mix (a register-only loop of its own instructions on all threads,
+register tile, parallel split and epilogue placement the tuner may choose, and each K block
+of the K-blocked layouts at the default tile, is built, checked bit-exact and timed (median
+of TVM's time evaluator, the same threads). Prints, per shape, the default knobs' and the
+best point's GMAC/s and their fraction of the measured peak of the micro-kernel's
+instruction mix (a register-only loop of its own instructions on all threads,
 :mod:`intvit.analysis.mix_peak`), and writes
 benchmarks/results/gemm-knobs-<cpu>-<threads>t.json. An exhaustive sweep: the ceiling a
 tuning job (``intvit tune``, which samples this space) can reach on this host.

@@ -120,8 +120,8 @@ class GemmFacts:
 #: trace and so in every tuning record of it.
 LAYOUT_ANNOTATION = "intvit.gemm_layout"
 
-#: The shortest K (in ``kpack`` steps, at least two blocks of at least 8) a K-blocked layout
-#: is offered for: below it, a column tile's panel is a few KiB and fits any L1.
+#: The shortest K, in ``kpack`` steps (K = 256 for a 4-deep kernel), that a K-blocked layout
+#: is offered for: below it a column tile's weight panel is a few KiB and fits any L1.
 MIN_K_BLOCKED_STEPS = 64
 
 #: Row chunks of the ROWS and BOTH splits: what :func:`~intvit.topi.dense_packed.dense_packed`
