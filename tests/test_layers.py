@@ -144,3 +144,16 @@ def test_importing_intvit_has_no_side_effects():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "None"
+
+
+def test_api_holds_one_module_per_subcommand():
+    """``intvit/api/`` is one module per CLI subcommand (``relu-distill`` as
+    ``relu_distill``), and nothing else: a new subcommand gets its module, and a library of
+    other code goes to its own layer."""
+    from intvit.cli import build_parser
+
+    parser = build_parser()
+    (subparsers,) = [a for a in parser._actions if a.dest == "command"]
+    commands = {name.replace("-", "_") for name in subparsers.choices}
+    modules = {p.stem for p in (ROOT / "api").glob("*.py") if p.stem != "__init__"}
+    assert modules == commands
