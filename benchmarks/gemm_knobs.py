@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kernel.name}: instruction-mix peak {peak:.0f} GMAC/s", flush=True)
     path = host_named(args.out, machine)
     rows = []
+    measured = {f"{m}x{k}x{n}" for m, k, n in shapes}
+    earlier = []  # this host's records of the shapes not measured now stay
+    if path.is_file():
+        earlier = [r for r in json.loads(path.read_text())["records"] if r["shape"] not in measured]
     print(
         f"{'shape':<14} {'default':<22} {'GMAC/s':>7} {'peak':>5}  "
         f"{'best':<22} {'GMAC/s':>7} {'peak':>5} {'gain':>6}"
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"machine": machine, "records": rows}, indent=1) + "\n")
+        body = {"machine": machine, "records": earlier + rows}
+        path.write_text(json.dumps(body, indent=1) + "\n")
     print(f"wrote {path}")
     return 0
 
