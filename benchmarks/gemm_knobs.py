@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from intvit.bench.gemm_knobs import DEIT_SHAPES, sweep_shape
     from intvit.bench.records import host_named, machine_info
     from intvit.deploy.targets import get_preset
+    from intvit.paths import write_text_atomic
     from intvit.schedules.intrinsics import gemm_kernels_for
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     measured = {f"{m}x{k}x{n}" for m, k, n in shapes}
     earlier = []  # this host's records of the shapes not measured now stay
     if path.is_file():
-        earlier = [r for r in json.loads(path.read_text())["records"] if r["shape"] not in measured]
+        try:
+            earlier = [
+                r for r in json.loads(path.read_text())["records"] if r["shape"] not in measured
+            ]
+        except (ValueError, KeyError, TypeError):
+            parser.error(f"{str(path)!r} is not a gemm_knobs results file; move it away")
     print(
         f"{'shape':<14} {'default':<22} {'GMAC/s':>7} {'peak':>5}  "
         f"{'best':<22} {'GMAC/s':>7} {'peak':>5} {'gain':>6}"
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         body = {"machine": machine, "records": earlier + rows}
-        path.write_text(json.dumps(body, indent=1) + "\n")
+        write_text_atomic(path, json.dumps(body, indent=1) + "\n")
     print(f"wrote {path}")
     return 0
 

@@ -89,6 +89,11 @@ def max_k_block(facts: GemmFacts) -> int:
     return facts.k_steps // 2
 
 
+def tile_factors(extent: int, most: int) -> list[int]:
+    """The factors a perfect tile of ``extent`` may take, at most ``most``: its divisors."""
+    return [d for d in range(1, most + 1) if extent % d == 0]
+
+
 def max_tile(kernel: GemmKernel) -> tuple[int, int]:
     """The largest register tile a tuning job samples: twice the hand-chosen one's row
     blocks and vectors (the target's register file bounds what is fast, not what is exact;
@@ -141,12 +146,12 @@ def knob_space(func: tirx.PrimFunc, kernel: GemmKernel, parallel: bool = True) -
     that divides K's steps, at most :func:`max_k_block`."""
     facts = gemm_facts(s_tir.Schedule(func), kernel, parallel)
     most_rows, most_vectors = max_tile(kernel)
-    vectors = [v for v in range(1, most_vectors + 1) if facts.column_blocks % v == 0]
-    k_blocks = [b for b in range(1, max_k_block(facts) + 1) if facts.k_steps % b == 0]
+    vectors = tile_factors(facts.column_blocks, most_vectors)
+    k_blocks = tile_factors(facts.k_steps, max_k_block(facts))
     space = []
     for layout in legal_layouts(facts):
         blocks = facts.row_blocks // layout.row_chunks
-        rows = [r for r in range(1, most_rows + 1) if blocks % r == 0]
+        rows = tile_factors(blocks, most_rows)
         ks = k_blocks if layout.k_blocked else [None]
         space += [
             GemmKnobs(layout, r * kernel.rows, v, kb) for r in rows for v in vectors for kb in ks

@@ -29,6 +29,7 @@ from intvit.schedules.gemm import (
     parallel_epilogue,
     register_epilogue,
     sampled_split,
+    tile_factors,
     tileable_epilogue,
 )
 from intvit.schedules.intrinsics import first_factor_tile
@@ -284,13 +285,9 @@ def low_rank_knob_space(
     acc2 = sch.get_sblock(next(n for n in names if n.endswith(LR_ACC2)))
     m, n = (int(sch.get(lp).extent) for lp in sch.get_loops(acc2)[-5:-3])
     blocks = m // chunks
-
-    def divisors(extent: int, most: int) -> list[int]:
-        return [d for d in range(1, most + 1) if extent % d == 0]
-
-    first_rows = divisors(blocks, max_tile(first)[0])
-    second_rows = divisors(blocks, max_tile(second)[0])
-    vectors = divisors(n, max_tile(second)[1])
+    first_rows = tile_factors(blocks, max_tile(first)[0])
+    second_rows = tile_factors(blocks, max_tile(second)[0])
+    vectors = tile_factors(n, max_tile(second)[1])
     return [
         LowRankKnobs(r1 * first.rows, r2 * second.rows, v)
         for r1 in first_rows
